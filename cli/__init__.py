@@ -1,0 +1,1 @@
+"""Command-line front end of selfcodec (installed as selfcodec.cli)."""

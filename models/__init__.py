@@ -1,0 +1,1 @@
+"""Shipped model weights and their cards (data only)."""

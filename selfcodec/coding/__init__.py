@@ -1,0 +1,1 @@
+"""Entropy coding and the .svae container."""

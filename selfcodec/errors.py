@@ -1,0 +1,31 @@
+"""The codec's own exceptions; the CLI maps each to an exit code."""
+
+
+class CodecError(Exception):
+    """Base class of every error selfcodec raises on purpose."""
+
+    exit_code = 1
+
+
+class UnsupportedImageError(CodecError):
+    """The input image cannot be coded without loss of information the user asked to keep."""
+
+    exit_code = 3
+
+
+class FormatError(CodecError):
+    """A .svae file is truncated, corrupt or not a .svae file at all."""
+
+    exit_code = 4
+
+
+class ModelMismatchError(CodecError):
+    """The file was written with other weights than the ones available to decode it."""
+
+    exit_code = 5
+
+
+class ChecksumError(CodecError):
+    """Decoded data does not match the checksum the encoder stored."""
+
+    exit_code = 6
