@@ -1,0 +1,457 @@
+"""The ``.svae`` container: header, per-tile entropy-coded streams, optional alpha.
+
+Pure Python (``struct`` + ``zlib``); no torch.  The byte layout is specified in
+``docs/format.md``; keep the two in step.
+
+Layout (little-endian)::
+
+    magic "SVAE" | format_version u8 | coder_version u8 | flags u8 |
+    name_len u8 | name | model_hash[8] | mode u8 | level u8 |
+    height u16 | width u16 | pad_h u8 | pad_w u8 | tile_h varint | tile_w varint |
+    n_streams u8 | pixel_crc u32 | payload_crc u32 | [alpha_len varint] |
+    stream length table (n_tiles * n_streams varints) | header_crc u32 |
+    payload: streams in table order, then alpha bytes
+
+``unpack`` and ``peek_header`` raise only :class:`FormatError` on bad input, check
+every declared size against limits and against the bytes actually present before
+allocating anything, and never loop more than the input length allows.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from selfcodec.errors import FormatError
+
+__all__ = [
+    "MAGIC",
+    "FORMAT_VERSION",
+    "CODER_VERSION",
+    "COLOUR_L",
+    "COLOUR_RGB",
+    "COLOUR_RGBA",
+    "COLOUR_NAMES",
+    "MAX_SIDE",
+    "MAX_PIXELS",
+    "MAX_TILES",
+    "MAX_NAME_BYTES",
+    "MAX_VARINT_BYTES",
+    "FIXED_HEADER_BYTES",
+    "Header",
+    "pack",
+    "unpack",
+    "peek_header",
+    "tile_grid",
+    "header_size",
+    "encode_varint",
+    "decode_varint",
+]
+
+MAGIC = b"SVAE"
+#: Container layout version this build writes and reads.
+FORMAT_VERSION = 1
+#: Entropy-coder bitstream version (constriction 0.5.x ANS / range coder streams).
+CODER_VERSION = 1
+
+COLOUR_L = 0
+COLOUR_RGB = 1
+COLOUR_RGBA = 2
+COLOUR_NAMES = {COLOUR_L: "L", COLOUR_RGB: "RGB", COLOUR_RGBA: "RGBA"}
+
+#: Largest height or width (fits the u16 fields).
+MAX_SIDE = 65535
+#: Largest height * width.
+MAX_PIXELS = 2**28
+#: Largest number of tiles in the grid.
+MAX_TILES = 65536
+#: Longest model name, in UTF-8 bytes.
+MAX_NAME_BYTES = 64
+#: Longest LEB128 varint accepted (5 bytes = up to 2**35 - 1).
+MAX_VARINT_BYTES = 5
+MODEL_HASH_BYTES = 8
+
+#: Bytes of header that do not depend on the name or the streams:
+#: everything except the name bytes, the stream length varints and the alpha
+#: length varint, with tile_h = tile_w = 0 (one byte each).
+FIXED_HEADER_BYTES = 39
+
+_FLAG_COLOUR_MASK = 0x03
+_FLAG_ALPHA = 0x04
+_FLAG_RESERVED = 0xF8
+
+_U8_MAX = 0xFF
+_U32_MAX = 0xFFFFFFFF
+
+
+@dataclass
+class Header:
+    model_name: str
+    model_hash: bytes
+    mode: int
+    level: int
+    height: int
+    width: int
+    colour: int
+    pad_h: int
+    pad_w: int
+    tile_h: int
+    tile_w: int
+    n_streams: int
+    pixel_crc: int
+    coder_version: int = CODER_VERSION
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def n_tiles(self) -> int:
+        return _n_tiles(self.height, self.width, self.tile_h, self.tile_w)
+
+    @property
+    def colour_name(self) -> str:
+        return COLOUR_NAMES.get(self.colour, f"?{self.colour}")
+
+
+# --------------------------------------------------------------------------- varints
+
+
+def encode_varint(value: int) -> bytes:
+    """Unsigned LEB128."""
+    if value < 0:
+        raise ValueError(f"varint must be >= 0, got {value}")
+    if value >= 1 << (7 * MAX_VARINT_BYTES):
+        raise ValueError(f"varint {value} too large (max {MAX_VARINT_BYTES} bytes)")
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def decode_varint(data: bytes, pos: int, what: str = "varint") -> tuple[int, int]:
+    """Decode an unsigned LEB128 at ``pos``; return (value, new_pos).
+
+    Rejects truncated, over-long (> MAX_VARINT_BYTES) and non-canonical encodings.
+    """
+    value = 0
+    shift = 0
+    for i in range(MAX_VARINT_BYTES):
+        if pos + i >= len(data):
+            raise FormatError(f"truncated file: {what} runs past the end of the data")
+        byte = data[pos + i]
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            if byte == 0 and i > 0:
+                raise FormatError(f"corrupt header: non-canonical varint for {what}")
+            return value, pos + i + 1
+        shift += 7
+    raise FormatError(f"corrupt header: {what} varint longer than {MAX_VARINT_BYTES} bytes")
+
+
+# --------------------------------------------------------------------------- tiling
+
+
+def _n_tiles(height: int, width: int, tile_h: int, tile_w: int) -> int:
+    th = tile_h or height
+    tw = tile_w or width
+    if th <= 0 or tw <= 0:
+        return 0
+    return (-(-height // th)) * (-(-width // tw))
+
+
+def tile_grid(height: int, width: int, tile_h: int, tile_w: int) -> list[tuple[int, int, int, int]]:
+    """(top, left, h, w) of every tile, row-major. ``tile_h``/``tile_w`` 0 = whole side."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+    if tile_h < 0 or tile_w < 0:
+        raise ValueError(f"tile size must be >= 0, got {tile_h}x{tile_w}")
+    th = tile_h or height
+    tw = tile_w or width
+    grid = []
+    for top in range(0, height, th):
+        h = min(th, height - top)
+        for left in range(0, width, tw):
+            grid.append((top, left, h, min(tw, width - left)))
+    return grid
+
+
+# --------------------------------------------------------------------------- pack
+
+
+def _check_int(name: str, value, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} = {value} out of range [{lo}, {hi}]")
+
+
+def _validate_for_pack(header: Header) -> bytes:
+    if not isinstance(header.model_name, str):
+        raise TypeError(f"model_name must be a str, got {type(header.model_name).__name__}")
+    name = header.model_name.encode("utf-8")
+    if len(name) > MAX_NAME_BYTES:
+        raise ValueError(f"model name is {len(name)} UTF-8 bytes; at most {MAX_NAME_BYTES}")
+    if not isinstance(header.model_hash, (bytes, bytearray)) or len(header.model_hash) != MODEL_HASH_BYTES:
+        raise ValueError(f"model_hash must be {MODEL_HASH_BYTES} bytes")
+    if header.format_version != FORMAT_VERSION:
+        raise ValueError(f"this build writes format version {FORMAT_VERSION}, not {header.format_version}")
+    _check_int("coder_version", header.coder_version, 0, _U8_MAX)
+    _check_int("mode", header.mode, 0, _U8_MAX)
+    _check_int("level", header.level, 0, _U8_MAX)
+    _check_int("height", header.height, 1, MAX_SIDE)
+    _check_int("width", header.width, 1, MAX_SIDE)
+    if header.height * header.width > MAX_PIXELS:
+        raise ValueError(f"image has {header.height * header.width} pixels; at most {MAX_PIXELS}")
+    _check_int("colour", header.colour, 0, max(COLOUR_NAMES))
+    _check_int("pad_h", header.pad_h, 0, _U8_MAX)
+    _check_int("pad_w", header.pad_w, 0, _U8_MAX)
+    _check_int("tile_h", header.tile_h, 0, MAX_SIDE)
+    _check_int("tile_w", header.tile_w, 0, MAX_SIDE)
+    _check_int("n_streams", header.n_streams, 1, _U8_MAX)
+    _check_int("pixel_crc", header.pixel_crc, 0, _U32_MAX)
+    n_tiles = header.n_tiles
+    if n_tiles > MAX_TILES:
+        raise ValueError(f"tiling gives {n_tiles} tiles; at most {MAX_TILES}")
+    return name
+
+
+def pack(header: Header, tiles: list[list[bytes]], alpha: bytes | None = None) -> bytes:
+    """Serialise a container. Raises ValueError/TypeError on invalid arguments."""
+    name = _validate_for_pack(header)
+    n_tiles = header.n_tiles
+    if len(tiles) != n_tiles:
+        raise ValueError(f"expected {n_tiles} tiles for the grid, got {len(tiles)}")
+    for i, streams in enumerate(tiles):
+        if len(streams) != header.n_streams:
+            raise ValueError(f"tile {i} has {len(streams)} streams; header says {header.n_streams}")
+
+    flags = header.colour | (_FLAG_ALPHA if alpha is not None else 0)
+    streams = [bytes(s) for ts in tiles for s in ts]
+    payload = b"".join(streams) + (bytes(alpha) if alpha is not None else b"")
+    return _pack_raw(
+        format_version=header.format_version,
+        coder_version=header.coder_version,
+        flags=flags,
+        name=name,
+        model_hash=bytes(header.model_hash),
+        mode=header.mode,
+        level=header.level,
+        height=header.height,
+        width=header.width,
+        pad_h=header.pad_h,
+        pad_w=header.pad_w,
+        tile_h=header.tile_h,
+        tile_w=header.tile_w,
+        n_streams=header.n_streams,
+        pixel_crc=header.pixel_crc,
+        alpha_len=len(alpha) if alpha is not None else None,
+        lengths=[len(s) for s in streams],
+        payload=payload,
+    )
+
+
+def _pack_raw(
+    *,
+    format_version: int,
+    coder_version: int,
+    flags: int,
+    name: bytes,
+    model_hash: bytes,
+    mode: int,
+    level: int,
+    height: int,
+    width: int,
+    pad_h: int,
+    pad_w: int,
+    tile_h: int,
+    tile_w: int,
+    n_streams: int,
+    pixel_crc: int,
+    alpha_len: int | None,
+    lengths: list[int],
+    payload: bytes,
+    payload_crc: int | None = None,
+    header_crc: int | None = None,
+) -> bytes:
+    """Write the byte layout without any semantic checks (``pack`` validates first).
+
+    Fields only have to fit their encodings. Used by ``pack`` and by tests/fuzzers to
+    build hostile files whose CRCs are nevertheless right. ``alpha_len`` is written
+    iff it is not None (independently of ``flags``).
+    """
+    out = bytearray()
+    out += MAGIC
+    out += struct.pack("<BBBB", format_version, coder_version, flags, len(name))
+    out += name
+    out += model_hash
+    out += struct.pack("<BBHHBB", mode, level, height, width, pad_h, pad_w)
+    out += encode_varint(tile_h)
+    out += encode_varint(tile_w)
+    if payload_crc is None:
+        payload_crc = zlib.crc32(payload)
+    out += struct.pack("<BII", n_streams, pixel_crc, payload_crc)
+    if alpha_len is not None:
+        out += encode_varint(alpha_len)
+    for n in lengths:
+        out += encode_varint(n)
+    out += struct.pack("<I", zlib.crc32(out) if header_crc is None else header_crc)
+    out += payload
+    return bytes(out)
+
+
+# --------------------------------------------------------------------------- unpack
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise FormatError(f"truncated file: {what} runs past the end of the data")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def u8(self, what: str) -> int:
+        return self.take(1, what)[0]
+
+    def unpack(self, fmt: str, what: str) -> tuple:
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))
+
+    def varint(self, what: str) -> int:
+        value, self.pos = decode_varint(self.data, self.pos, what)
+        return value
+
+    @property
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
+
+def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
+    """Parse and verify the header; return (header, payload_crc, lengths, alpha_len, payload_start)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise FormatError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise FormatError("not a .svae file")
+    r = _Reader(data)
+    r.pos = len(MAGIC)
+    format_version = r.u8("format version")
+    if format_version != FORMAT_VERSION:
+        raise FormatError(
+            f"unsupported .svae format version {format_version}; this build reads version {FORMAT_VERSION}"
+        )
+    coder_version, flags, name_len = r.unpack("<BBB", "header")
+    if flags & _FLAG_RESERVED:
+        raise FormatError(f"corrupt header: reserved flag bits set (flags=0x{flags:02x})")
+    colour = flags & _FLAG_COLOUR_MASK
+    if colour not in COLOUR_NAMES:
+        raise FormatError(f"corrupt header: unknown colour type {colour}")
+    has_alpha = bool(flags & _FLAG_ALPHA)
+    if name_len > MAX_NAME_BYTES:
+        raise FormatError(f"corrupt header: model name length {name_len} > {MAX_NAME_BYTES}")
+    name_raw = r.take(name_len, "model name")
+    model_hash = r.take(MODEL_HASH_BYTES, "model hash")
+    mode, level, height, width, pad_h, pad_w = r.unpack("<BBHHBB", "header")
+    if height == 0 or width == 0:
+        raise FormatError(f"corrupt header: empty image size {height}x{width}")
+    if height * width > MAX_PIXELS:
+        raise FormatError(f"image too large: {height}x{width} exceeds {MAX_PIXELS} pixels")
+    tile_h = r.varint("tile height")
+    tile_w = r.varint("tile width")
+    if tile_h > MAX_SIDE or tile_w > MAX_SIDE:
+        raise FormatError(f"corrupt header: tile size {tile_h}x{tile_w} exceeds {MAX_SIDE}")
+    n_streams, pixel_crc, payload_crc = r.unpack("<BII", "header")
+    if n_streams == 0:
+        raise FormatError("corrupt header: zero streams per tile")
+    alpha_len = r.varint("alpha length") if has_alpha else None
+
+    n_tiles = _n_tiles(height, width, tile_h, tile_w)
+    if n_tiles > MAX_TILES:
+        raise FormatError(f"corrupt header: {n_tiles} tiles exceeds the limit of {MAX_TILES}")
+    n_lengths = n_tiles * n_streams
+    # Every length takes >= 1 byte and the header CRC 4 more: check before building the list.
+    if n_lengths + 4 > r.remaining:
+        raise FormatError(
+            f"truncated file: header declares {n_lengths} streams but only {r.remaining} bytes follow"
+        )
+    lengths = []
+    for i in range(n_lengths):
+        lengths.append(r.varint(f"length of stream {i}"))
+    header_end = r.pos
+    (header_crc,) = r.unpack("<I", "header CRC")
+    if zlib.crc32(data[:header_end]) != header_crc:
+        raise FormatError("corrupt header: header CRC mismatch")
+
+    try:
+        model_name = name_raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError("corrupt header: model name is not valid UTF-8") from None
+
+    header = Header(
+        model_name=model_name,
+        model_hash=model_hash,
+        mode=mode,
+        level=level,
+        height=height,
+        width=width,
+        colour=colour,
+        pad_h=pad_h,
+        pad_w=pad_w,
+        tile_h=tile_h,
+        tile_w=tile_w,
+        n_streams=n_streams,
+        pixel_crc=pixel_crc,
+        coder_version=coder_version,
+        format_version=format_version,
+    )
+    return header, payload_crc, lengths, alpha_len, r.pos
+
+
+def peek_header(data: bytes) -> Header:
+    """Parse and verify just the header (``data`` may stop right after the header CRC)."""
+    return _parse_header(data)[0]
+
+
+def header_size(data: bytes) -> int:
+    """Number of header bytes (through the header CRC) of a container."""
+    return _parse_header(data)[4]
+
+
+def unpack(data: bytes, *, check_coder_version: bool = True) -> tuple[Header, list[list[bytes]], bytes | None]:
+    """Parse a container; return (header, tiles, alpha). Raises only FormatError on bad data."""
+    header, payload_crc, lengths, alpha_len, pos = _parse_header(data)
+    data = bytes(data)
+    if check_coder_version and header.coder_version != CODER_VERSION:
+        raise FormatError(
+            f"unsupported entropy-coder version {header.coder_version}; this build reads version {CODER_VERSION}"
+        )
+    total = sum(lengths) + (alpha_len or 0)
+    remaining = len(data) - pos
+    if total > remaining:
+        raise FormatError(f"truncated file: streams declare {total} bytes but {remaining} remain")
+    if total < remaining:
+        raise FormatError(f"trailing garbage: {remaining - total} bytes after the end of the container")
+    if zlib.crc32(data[pos:]) != payload_crc:
+        raise FormatError("corrupt payload: payload CRC mismatch")
+
+    tiles: list[list[bytes]] = []
+    k = 0
+    for _ in range(header.n_tiles):
+        streams = []
+        for _ in range(header.n_streams):
+            n = lengths[k]
+            streams.append(data[pos : pos + n])
+            pos += n
+            k += 1
+        tiles.append(streams)
+    alpha = data[pos : pos + alpha_len] if alpha_len is not None else None
+    return header, tiles, alpha
