@@ -1,0 +1,495 @@
+"""The ``selfcodec`` command line.
+
+Commands: ``encode``, ``decode``, ``info`` (here) and the commands other modules under
+``cli/`` register at the bottom of this file.  ``-`` as input reads stdin, as output
+writes stdout.  Outputs are written atomically (temporary file in the same directory,
+fsync, rename), never replace an existing file without ``--force``, never replace an
+input file even with ``--force``, and nothing is left behind when a command fails or
+is interrupted.
+
+Exit codes
+----------
+
+=====  =====================================================================
+code   meaning
+=====  =====================================================================
+0      success
+1      other codec error, or an internal error (a bug: run again with
+       ``SELFCODEC_DEBUG=1`` for the traceback)
+2      usage error, or an I/O error: missing input, output exists (without
+       ``--force``) or is the input, permission denied, disk full ...
+3      unsupported input image: not an image, truncated, too large, 16-bit
+       samples not exact in 8 bits, CMYK, animation ...
+4      corrupt or truncated ``.svae`` file, or not a ``.svae`` file
+5      model mismatch: the file was written with other weights than the
+       ones available to decode it
+6      checksum mismatch: decoded data differ from what the encoder stored
+130    interrupted (Ctrl-C)
+=====  =====================================================================
+
+In batch mode (a directory as input) every file is tried; the exit code is 0 if all
+succeeded, else the code of the failures if they all share one, else 1.
+
+Errors are printed as one line ``selfcodec: error: <message>`` on stderr, without a
+traceback unless the environment variable ``SELFCODEC_DEBUG`` is set to 1.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from selfcodec import __version__
+from selfcodec.errors import CodecError
+
+from ._safeio import OutputRefused, atomic_write, check_output
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE_IO = 2
+EXIT_INTERRUPTED = 130
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+SVAE_SUFFIX = ".svae"
+# Shown in --help without importing the codec; the values are checked against
+# selfcodec.api.MODES / LEVELS when a command runs.
+_MODES_HELP = "rec1, rec2, cgen, crec, lossless"
+_DEFAULT_LEVEL = 3
+
+
+def _debug() -> bool:
+    return os.environ.get("SELFCODEC_DEBUG", "") not in ("", "0")
+
+
+def _api():
+    # import_module returns sys.modules' entry, so tests can swap in a fake module.
+    return importlib.import_module("selfcodec.api")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class CliError(click.ClickException):
+    """An error shown as one line ``selfcodec: error: ...`` with its own exit code."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(_one_line(message))
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:  # noqa: D102 - click API
+        click.echo(f"selfcodec: error: {self.format_message()}", err=True)
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(part.strip() for part in str(msg).splitlines() if part.strip())
+
+
+def describe(exc: BaseException) -> tuple[str, int]:
+    """(one-line message, exit code) for an exception a command let through."""
+    if isinstance(exc, CodecError):
+        return _one_line(str(exc) or type(exc).__name__), int(getattr(exc, "exit_code", EXIT_ERROR))
+    if isinstance(exc, OutputRefused):
+        return _one_line(str(exc)), EXIT_USAGE_IO
+    if isinstance(exc, OSError):
+        if exc.strerror and exc.filename is not None:
+            msg = f"{exc.filename}: {exc.strerror}"
+        else:
+            msg = exc.strerror or str(exc) or type(exc).__name__
+        return _one_line(msg), EXIT_USAGE_IO
+    if isinstance(exc, MemoryError):
+        return "out of memory", EXIT_ERROR
+    return (
+        _one_line(f"internal error: {type(exc).__name__}: {exc} (set SELFCODEC_DEBUG=1 for a traceback)"),
+        EXIT_ERROR,
+    )
+
+
+def _quiet_broken_pipe() -> None:
+    # stdout's reader went away (`selfcodec decode x.svae -o - | head -c 10`): point
+    # stdout at /dev/null so that the interpreter's final flush does not complain.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+# --------------------------------------------------------------------------- group
+
+
+class SelfcodecGroup(click.Group):
+    """A click group that maps exceptions to exit codes and loads commands lazily.
+
+    ``lazy_commands`` maps a command name to ``("module:attribute", "short help")``; the
+    module is imported only when that command is run (or its own help is shown).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands: dict[str, tuple[str, str]] = {}
+
+    def register_lazy(self, name: str, target: str, short_help: str = "") -> None:
+        self.lazy_commands[name] = (target, short_help)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy_commands))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, name)
+        if cmd is None and name in self.lazy_commands:
+            target, _ = self.lazy_commands[name]
+            module_name, _, attr = target.partition(":")
+            cmd = getattr(importlib.import_module(module_name), attr or name)
+            self.add_command(cmd, name)
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        limit = formatter.width - 6 - max((len(n) for n in self.list_commands(ctx)), default=0)
+        for name in self.list_commands(ctx):
+            if name in self.commands:
+                cmd = self.commands[name]
+                if cmd.hidden:
+                    continue
+                rows.append((name, cmd.get_short_help_str(limit)))
+            else:
+                rows.append((name, self.lazy_commands[name][1]))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            if _debug():
+                raise
+            click.echo("selfcodec: interrupted", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        except Exception as exc:  # noqa: BLE001 - the whole point: one line, an exit code
+            if _debug():
+                raise
+            if isinstance(exc, BrokenPipeError):
+                _quiet_broken_pipe()
+            msg, code = describe(exc)
+            raise CliError(msg, code) from None
+
+
+@click.group(cls=SelfcodecGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="selfcodec", message="%(prog)s %(version)s")
+def main() -> None:
+    """selfcodec: a learned image codec built on self-supervised VAEs.
+
+    Set SELFCODEC_DEBUG=1 to see tracebacks.  Exit codes: 0 ok, 1 codec error,
+    2 usage or I/O error, 3 unsupported image, 4 corrupt file, 5 model mismatch,
+    6 checksum mismatch, 130 interrupted.
+    """
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _stdin_bytes() -> bytes:
+    return getattr(sys.stdin, "buffer", sys.stdin).read()
+
+
+def _write_stdout(data: bytes, force: bool) -> None:
+    sys.stdout.flush()
+    stream = getattr(sys.stdout, "buffer", sys.stdout)
+    isatty = getattr(stream, "isatty", lambda: False)
+    if not force and isatty():
+        raise CliError("refusing to write binary data to a terminal (redirect it, use -o FILE, or --force)", EXIT_USAGE_IO)
+    stream.write(data)
+    stream.flush()
+
+
+def _emit(data: bytes, out: str, *, force: bool, inputs: list[Path]) -> None:
+    if out == "-":
+        _write_stdout(data, force)
+    else:
+        atomic_write(Path(out), data, force=force, inputs=inputs)
+
+
+def _bpp(nbytes: int, width: Any, height: Any) -> float | None:
+    try:
+        pixels = int(width) * int(height)
+    except (TypeError, ValueError):
+        return None
+    return nbytes * 8 / pixels if pixels > 0 else None
+
+
+def _encoded_bpp(api: Any, svae: bytes) -> float | None:
+    try:
+        meta = api.info(svae)
+    except Exception:  # noqa: BLE001 - the summary line is a courtesy only
+        return None
+    return _bpp(len(svae), meta.get("width"), meta.get("height"))
+
+
+def _check_mode_level(api: Any, mode: str, level: int) -> None:
+    modes = list(getattr(api, "MODES", []))
+    if modes and mode not in modes:
+        raise click.BadParameter(f"{mode!r} is not one of {', '.join(modes)}", param_hint="'-m' / '--mode'")
+    levels = list(getattr(api, "LEVELS", []))
+    if levels and level not in levels:
+        raise click.BadParameter(
+            f"{level} is not one of {', '.join(map(str, levels))}", param_hint="'-q' / '--level'"
+        )
+
+
+def _single_output(input: str, output: str | None, suffix: str) -> str:
+    """Output path of a one-file command: -o, else IN with ``suffix`` (stdout for stdin).
+
+    An existing directory as -o receives the file under IN's name.
+    """
+    if output is None:
+        return "-" if input == "-" else str(Path(input).with_suffix(suffix))
+    if output != "-" and Path(output).is_dir():
+        stem = "stdin" if input == "-" else Path(input).stem
+        return str(Path(output) / (stem + suffix))
+    return output
+
+
+def _decoded_format(out: str) -> str:
+    from selfcodec.imageio import output_format
+
+    if out == "-":
+        return "PNG"
+    fmt = output_format(out)
+    if fmt is None:
+        raise click.BadParameter(
+            f"cannot write {Path(out).suffix or 'a file without suffix'}: use .png, .tif, .tiff, .webp (lossless), .bmp or .ppm",
+            param_hint="'-o' / '--output'",
+        )
+    return fmt
+
+
+def _fmt_bpp(bpp: float | None) -> str:
+    return f"{bpp:.4f} bpp" if bpp is not None else "? bpp"
+
+
+# --------------------------------------------------------------------------- batch
+
+
+def _run_batch(
+    verb: str,
+    in_dir: Path,
+    suffixes: tuple[str, ...],
+    out_dir: Path | None,
+    out_suffix: str,
+    force: bool,
+    work: Callable[[Path], tuple[bytes, int, float | None]],
+) -> None:
+    """Apply ``work`` (path -> (output bytes, counted bytes, bpp)) to every file of ``in_dir``."""
+    from tqdm import tqdm
+
+    files = sorted(
+        p for p in in_dir.iterdir()
+        if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file()
+    )
+    if not files:
+        raise CliError(f"no {'/'.join(s.lstrip('.') for s in suffixes)} files in {in_dir}", EXIT_USAGE_IO)
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise CliError(f"output {out_dir} is not a directory", EXIT_USAGE_IO)
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    planned: dict[Path, Path] = {}
+    input_set = {p.resolve() for p in files}
+    ok = 0
+    failures: list[int] = []
+    total = 0
+    bpps: list[float] = []
+    bar = tqdm(files, desc=verb, unit="img", file=sys.stderr, disable=None, leave=False)
+    try:
+        for src in bar:
+            out = (out_dir if out_dir is not None else src.parent) / (src.stem + out_suffix)
+            try:
+                key = out.resolve()
+                if key in planned:
+                    raise OutputRefused(f"output {out} would also be written from {planned[key].name}")
+                planned[key] = src
+                if key in input_set:
+                    raise OutputRefused(f"refusing to overwrite the input file {out}")
+                check_output(out, [src], force)
+                data, counted, bpp = work(src)
+                atomic_write(out, data, force=force, inputs=[src])
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
+                if _debug():
+                    raise
+                msg, code = describe(exc)
+                failures.append(code)
+                tqdm.write(f"selfcodec: error: {src}: {msg}", file=sys.stderr)
+                continue
+            ok += 1
+            total += counted
+            if bpp is not None:
+                bpps.append(bpp)
+    finally:
+        bar.close()
+    mean = sum(bpps) / len(bpps) if bpps else None
+    click.echo(
+        f"{verb} {ok} ok, {len(failures)} failed, {total} bytes, mean {_fmt_bpp(mean)}",
+        err=True,
+    )
+    if failures:
+        codes = set(failures)
+        raise click.exceptions.Exit(codes.pop() if len(codes) == 1 else EXIT_ERROR)
+
+
+# --------------------------------------------------------------------------- commands
+
+_in_arg = click.argument("input", metavar="IN", type=click.Path(exists=True, allow_dash=True))
+_force_opt = click.option("-f", "--force", is_flag=True, help="Overwrite existing output files (never the input).")
+_model_opt = click.option("--model", metavar="NAME|PATH", default=None, help="Model name or weights file (default: the file's / the default model).")
+
+
+@main.command()
+@_in_arg
+@click.option("-m", "--mode", required=True, metavar="MODE", help=f"Coding mode: {_MODES_HELP}.")
+@click.option("-q", "--level", type=int, default=_DEFAULT_LEVEL, show_default=True, metavar="LEVEL", help="Quality level 1-5.")
+@_model_opt
+@click.option("-o", "--output", metavar="OUT", default=None, help="Output .svae file ('-': stdout), or directory for a batch. Default: IN with suffix .svae.")
+@click.option("--verify", is_flag=True, help="Decode after encoding and check the result.")
+@_force_opt
+def encode(input: str, mode: str, level: int, model: str | None, output: str | None, verify: bool, force: bool) -> None:
+    """Encode the image IN (or every image in the directory IN) to .svae."""
+    api = _api()
+    _check_mode_level(api, mode, level)
+
+    def run(src: Any) -> bytes:
+        return api.encode(src, mode=mode, level=level, model=model, verify=verify)
+
+    if input != "-" and Path(input).is_dir():
+        if output == "-":
+            raise click.BadParameter("a directory cannot be written to stdout", param_hint="'-o' / '--output'")
+
+        def work(p: Path) -> tuple[bytes, int, float | None]:
+            svae = run(str(p))
+            return svae, len(svae), _encoded_bpp(api, svae)
+
+        _run_batch("encoded", Path(input), IMAGE_SUFFIXES, Path(output) if output else None, SVAE_SUFFIX, force, work)
+        return
+
+    inputs = [] if input == "-" else [Path(input)]
+    out = _single_output(input, output, SVAE_SUFFIX)
+    if out != "-":
+        check_output(Path(out), inputs, force)  # fail before the (slow) encoding
+    src = _stdin_bytes() if input == "-" else str(Path(input))
+    svae = run(src)
+    _emit(svae, out, force=force, inputs=inputs)
+    if out != "-":
+        name = "<stdin>" if input == "-" else input
+        click.echo(
+            f"{name} -> {out}: {len(svae)} bytes, {_fmt_bpp(_encoded_bpp(api, svae))} ({mode}, level {level})",
+            err=True,
+        )
+
+
+@main.command()
+@_in_arg
+@click.option("-o", "--output", metavar="OUT", default=None, help="Output image ('-': PNG on stdout), or directory for a batch. Default: IN with suffix .png.")
+@_model_opt
+@_force_opt
+def decode(input: str, output: str | None, model: str | None, force: bool) -> None:
+    """Decode the .svae file IN (or every .svae in the directory IN) to PNG."""
+    from selfcodec.imageio import image_to_bytes
+
+    api = _api()
+
+    def run(data: bytes, fmt: str) -> tuple[bytes, float | None]:
+        img = api.decode(data, model=model)
+        return image_to_bytes(img, fmt), _bpp(len(data), img.width, img.height)
+
+    if input != "-" and Path(input).is_dir():
+        if output == "-":
+            raise click.BadParameter("a directory cannot be written to stdout", param_hint="'-o' / '--output'")
+
+        def work(p: Path) -> tuple[bytes, int, float | None]:
+            data = p.read_bytes()
+            png, bpp = run(data, "PNG")
+            return png, len(data), bpp
+
+        _run_batch("decoded", Path(input), (SVAE_SUFFIX,), Path(output) if output else None, ".png", force, work)
+        return
+
+    inputs = [] if input == "-" else [Path(input)]
+    out = _single_output(input, output, ".png")
+    if out != "-":
+        check_output(Path(out), inputs, force)
+    fmt = _decoded_format(out)
+    data = _stdin_bytes() if input == "-" else Path(input).read_bytes()
+    image_bytes, bpp = run(data, fmt)
+    _emit(image_bytes, out, force=force, inputs=inputs)
+    if out != "-":
+        name = "<stdin>" if input == "-" else input
+        click.echo(f"{name} -> {out}: {len(data)} bytes read, {_fmt_bpp(bpp)}", err=True)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+_INFO_ORDER = ("model", "mode", "level", "width", "height", "colour", "bytes", "bpp")
+
+
+@main.command()
+@_in_arg
+@click.option("--json", "as_json", is_flag=True, help="Print the information as JSON.")
+def info(input: str, as_json: bool) -> None:
+    """Show what is inside the .svae file IN (model, mode, size, streams ...)."""
+    if input != "-" and Path(input).is_dir():
+        raise click.BadParameter("info takes a .svae file, not a directory", param_hint="IN")
+    data = _stdin_bytes() if input == "-" else Path(input).read_bytes()
+    meta = dict(_api().info(data))
+    if as_json:
+        click.echo(json.dumps(meta, indent=2, default=_jsonable))
+        return
+    keys = [k for k in _INFO_ORDER if k in meta] + [k for k in meta if k not in _INFO_ORDER]
+    width = max(len(k) for k in keys) + 1 if keys else 0
+    click.echo(f"{'file':<{width}} {'<stdin>' if input == '-' else input}")
+    for key in keys:
+        value = meta[key]
+        if isinstance(value, dict):
+            click.echo(f"{key + ':':<{width}}")
+            total = sum(v for v in value.values() if isinstance(v, (int, float))) or 0
+            for name, v in value.items():
+                if key == "streams" and isinstance(v, int) and total:
+                    click.echo(f"  {name}: {v} bytes ({100 * v / total:.1f}%)")
+                else:
+                    click.echo(f"  {name}: {_jsonable(v) if isinstance(v, (bytes, bytearray)) else v}")
+        elif key == "bpp" and isinstance(value, float):
+            click.echo(f"{key + ':':<{width}} {value:.4f}")
+        else:
+            click.echo(f"{key + ':':<{width}} {_jsonable(value) if isinstance(value, (bytes, bytearray)) else value}")
+
+
+# --------------------------------------------------------------------------- more commands
+#
+# Commands that live in their own modules under cli/ register here, one line each:
+#
+#     main.register_lazy("NAME", "selfcodec.cli.MODULE:COMMAND_OBJECT", "one-line help")
+#
+# The module is imported only when the command runs (or `selfcodec NAME --help`), so
+# `selfcodec --help` and encode/decode stay fast.  A module may also simply call
+# `main.add_command(cmd)` if it is imported anyway.  Exceptions a command lets through
+# get the same one-line message and exit code as the commands above.
+
+if __name__ == "__main__":  # pragma: no cover
+    main(prog_name="selfcodec")
