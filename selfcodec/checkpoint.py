@@ -1,0 +1,73 @@
+"""Weights on disk: safetensors only (no pickle), the model's configuration in the metadata.
+
+A shipped model file holds one set of weights (the EMA of training) in fp16/bf16/fp32; a
+training checkpoint holds the live weights under `model.` and the EMA under `ema.`.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .family import Config, SelfVAE
+
+
+def atomic_save(tensors: dict, path: Path, metadata: dict):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_model(model: SelfVAE, path: Path, dtype=torch.float32, info: dict | None = None):
+    """Save one model's weights with its configuration (and optional training facts)."""
+    sd = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype) for k, v in model.state_dict().items()}
+    meta = {"config": model.cfg.to_json(), "format": "selfcodec-model-1"}
+    if info:
+        meta["info"] = json.dumps(info, sort_keys=True)
+    atomic_save(sd, path, meta)
+
+
+def read_metadata(path: Path) -> dict:
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}
+
+
+def load_tensors(path: Path, prefix: str = "") -> dict:
+    out = {}
+    with safe_open(str(path), framework="pt") as f:
+        for k in f.keys():
+            if k.startswith(prefix):
+                out[k[len(prefix):]] = f.get_tensor(k)
+    return out
+
+
+def load_model(path: Path, prefix: str = "") -> SelfVAE:
+    """Build the model described in the file's metadata and load its weights in fp32."""
+    meta = read_metadata(path)
+    if "config" not in meta:
+        raise ValueError(f"{path} is not a selfcodec model file (no config in its metadata)")
+    model = SelfVAE(Config.from_json(meta["config"]))
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in load_tensors(path, prefix).items()}
+    model.load_state_dict(sd)
+    return model.eval()
+
+
+def weights_hash(path: Path) -> bytes:
+    """8-byte identity of a weights file: the first bytes of the SHA-256 of its content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.digest()[:8]

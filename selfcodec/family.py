@@ -1,0 +1,215 @@
+"""The selfVAE model family in one definition: K levels of self-supervised images
+y_1 < ... < y_K < x (K = 0 is the plain VAE with RealNVP prior), a latent u for the
+coarsest image with a RealNVP prior, and a latent z_k for each finer image given the
+coarser image and the latent below (the paper's Eq. 2 and its K-level form).
+
+Images are lists, coarsest first: images[0] = y_1 (or x for the VAE), images[-1] = x.
+"""
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+
+from . import distributions as D
+from .flows import RealNVP
+from .nets import DenseBlock, Down, Up, WNConv2d, scale_image
+from .transforms import TRANSFORMS
+
+
+@dataclass
+class Config:
+    name: str = "selfvae-downscale"
+    transform: str = "downscale"  # "downscale", "sketch", or "none" (plain VAE)
+    levels: int = 1  # K: number of self-supervised images (1 = the paper's two-level model)
+    ch: int = 48  # feature channels
+    growth: int = 24  # DenseNet growth rate
+    layers: int = 2  # conv layers per dense block
+    latent_down: int = 3  # 2x downsamplings from an image to its latent
+    u_ch: int = 16
+    z_ch: int = 32
+    mixtures: int = 10
+    flow_blocks: int = 2
+    flow_hidden: int = 48
+    posterior: str = "uniform"  # "uniform": quantization-aware (additive U(-1/2, 1/2)); "gaussian": the paper's
+    image_ch: int = 3
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
+
+
+PRESETS = {
+    "vae": dict(name="vae", transform="none", levels=0),
+    "selfvae-downscale": dict(name="selfvae-downscale", transform="downscale", levels=1),
+    "selfvae-sketch": dict(name="selfvae-sketch", transform="sketch", levels=1),
+    "selfvae-downscale-3l": dict(name="selfvae-downscale-3l", transform="downscale", levels=2),
+}
+"""Model names of the paper. The 3-level model has K = 2 self-supervised images plus x."""
+
+
+def make_config(name: str, **overrides) -> Config:
+    if name not in PRESETS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(PRESETS)}")
+    return Config(**{**PRESETS[name], **overrides})
+
+
+class SelfVAE(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.dmol_log_prob = D.dmol_log_prob  # training may swap in a compiled version
+        K, L, ch, g, n = cfg.levels, cfg.latent_down, cfg.ch, cfg.growth, cfg.layers
+        if cfg.transform == "none":
+            if K != 0:
+                raise ValueError("the plain VAE has no self-supervised levels (levels=0)")
+            self.ratio, y_ch = 1, cfg.image_ch
+        else:
+            _, self.ratio, y_ch = TRANSFORMS[cfg.transform]
+            if cfg.transform == "sketch" and K != 1:
+                raise ValueError("a sketch cannot be applied twice: selfvae-sketch has levels=1")
+            if K < 1:
+                raise ValueError("a selfVAE needs levels >= 1")
+        self.img_ch = [y_ch] * K + [cfg.image_ch]
+        r_steps = int(math.log2(self.ratio))
+        if r_steps > L:
+            raise ValueError("latent_down must be at least log2 of the transform's ratio")
+        q = 2 if cfg.posterior == "gaussian" else 1
+
+        # u: the latent of the coarsest image, RealNVP prior, DMoL decoder.
+        self.enc_u = nn.Sequential(Down(self.img_ch[0], ch, L, g, n), WNConv2d(ch, q * cfg.u_ch, 3, init_scale=0.1))
+        self.dec_0 = nn.Sequential(
+            WNConv2d(cfg.u_ch, ch, 3), nn.ELU(), Up(ch, L, g, n), DenseBlock(ch, g, n),
+            WNConv2d(ch, D.dmol_channels(self.img_ch[0], cfg.mixtures), 3, init_scale=0.1),
+        )
+        self.flow = RealNVP(cfg.u_ch, cfg.flow_hidden, cfg.flow_blocks)
+        # A factorized prior for û that the entropy coder can use symbol by symbol.
+        self.u_code_mean = nn.Parameter(torch.zeros(1, cfg.u_ch, 1, 1))
+        self.u_code_log_scale = nn.Parameter(torch.zeros(1, cfg.u_ch, 1, 1))
+
+        # z_k, k = 1..K: the detail of images[k] given images[k-1] and the latent below.
+        self.enc_z, self.prior_img, self.prior_lat, self.prior_head = (nn.ModuleList() for _ in range(4))
+        self.dec_lat, self.dec_img, self.dec_body = (nn.ModuleList() for _ in range(3))
+        for k in range(1, K + 1):
+            prev_ch = cfg.u_ch if k == 1 else cfg.z_ch
+            self.enc_z.append(nn.Sequential(Down(self.img_ch[k], ch, L, g, n), WNConv2d(ch, q * cfg.z_ch, 3, init_scale=0.1)))
+            self.prior_img.append(Down(self.img_ch[k - 1], ch, L - r_steps, g, n))
+            self.prior_lat.append(nn.Sequential(WNConv2d(prev_ch, ch, 3), nn.ELU(), Up(ch, r_steps, g, n)))
+            self.prior_head.append(nn.Sequential(
+                WNConv2d(2 * ch, ch, 1), nn.ELU(), DenseBlock(ch, g, n), WNConv2d(ch, 2 * cfg.z_ch, 3, init_scale=0.1)))
+            self.dec_lat.append(nn.Sequential(WNConv2d(cfg.z_ch, ch, 3), nn.ELU(), Up(ch, L - r_steps, g, n)))
+            self.dec_img.append(Down(self.img_ch[k - 1], ch, 0, g, n))
+            self.dec_body.append(nn.Sequential(
+                WNConv2d(2 * ch, ch, 1), nn.ELU(), DenseBlock(ch, g, n), Up(ch, r_steps, g, n),
+                WNConv2d(ch, ch, 3), nn.ELU(),
+                WNConv2d(ch, D.dmol_channels(self.img_ch[k], cfg.mixtures), 3, init_scale=0.1)))
+
+    # ---- geometry -------------------------------------------------------------------------
+    @property
+    def multiple(self) -> int:
+        """Height and width of x must be multiples of this."""
+        return self.ratio ** self.cfg.levels * 2 ** self.cfg.latent_down
+
+    def images(self, x: torch.Tensor) -> list:
+        """[y_1, ..., y_K, x] from x (integers 0..255, float tensor)."""
+        out = [x]
+        if self.cfg.transform != "none":
+            fn = TRANSFORMS[self.cfg.transform][0]
+            for _ in range(self.cfg.levels):
+                out.insert(0, fn(out[0]))
+        return out
+
+    # ---- the networks, one call each (the codec composes these) ---------------------------
+    def q_u(self, img0):
+        """Posterior parameters of u: mean (uniform) or (mean, log_scale) (gaussian)."""
+        return self.enc_u(scale_image(img0)).float()
+
+    def q_z(self, k, img_k):
+        return self.enc_z[k - 1](scale_image(img_k)).float()
+
+    def p_img0(self, u):
+        """DMoL parameters of images[0] given u."""
+        return self.dec_0(u)
+
+    def p_z(self, k, img_prev, prev_latent):
+        """Prior of z_k given images[k-1] and the latent below: (mean, log_scale), fp32."""
+        h = torch.cat([self.prior_img[k - 1](scale_image(img_prev)), self.prior_lat[k - 1](prev_latent)], 1)
+        mean, log_scale = self.prior_head[k - 1](h).float().chunk(2, 1)
+        return mean, log_scale.clamp(-6.0, 6.0)
+
+    def p_img(self, k, z, img_prev):
+        """DMoL parameters of images[k] given z_k and images[k-1]."""
+        h = torch.cat([self.dec_lat[k - 1](z), self.dec_img[k - 1](scale_image(img_prev))], 1)
+        return self.dec_body[k - 1](h)
+
+    def u_code_prior(self):
+        return self.u_code_mean, self.u_code_log_scale.clamp(-6.0, 6.0)
+
+    # ---- the objective ------------------------------------------------------------------
+    def _latent(self, params, sample: bool):
+        """Draw from the posterior: returns (latent, mean, log_scale or None)."""
+        if self.cfg.posterior == "gaussian":
+            mean, log_scale = params.chunk(2, 1)
+            log_scale = log_scale.clamp(-7.0, 5.0)
+            z = mean + torch.exp(log_scale) * torch.randn_like(mean) if sample else mean
+            return z, mean, log_scale
+        z = params + (torch.rand_like(params) - 0.5) if sample else torch.round(params)
+        return z, params, None
+
+    def forward(self, x: torch.Tensor, sample: bool = True) -> dict:
+        """Loss terms per image in nats, plus `log_w` (one importance weight sample)."""
+        cfg, imgs = self.cfg, self.images(x)
+        out = {}
+        u, mu_u, ls_u = self._latent(self.q_u(imgs[0]), sample)
+        log_pu = self.flow.log_prob(u)
+        if ls_u is None:
+            out["kl_u"] = -log_pu
+            log_q = torch.zeros_like(log_pu)
+        else:
+            log_q = D.gaussian_log_density(u, mu_u, ls_u)
+            out["kl_u"] = log_q - log_pu
+        code_mean, code_ls = self.u_code_prior()
+        out["u_code"] = -D.gaussian_bin_log_prob(u.detach(), code_mean, code_ls)
+        re = [-self.dmol_log_prob(imgs[0], self.p_img0(u), cfg.mixtures)]
+        kl_z, log_w = [], -re[0] + log_pu - log_q
+        prev = u
+        for k in range(1, cfg.levels + 1):
+            z, mu_z, ls_z = self._latent(self.q_z(k, imgs[k]), sample)
+            pm, pls = self.p_z(k, imgs[k - 1], prev)
+            if ls_z is None:
+                lp = D.gaussian_bin_log_prob(z, pm, pls)
+                kl_z.append(-lp)
+                log_w = log_w + lp
+            else:
+                kl_z.append(D.gaussian_kl(mu_z, ls_z, pm, pls))
+                log_w = log_w + D.gaussian_log_density(z, pm, pls) - D.gaussian_log_density(z, mu_z, ls_z)
+            re.append(-self.dmol_log_prob(imgs[k], self.p_img(k, z, imgs[k - 1]), cfg.mixtures))
+            log_w = log_w - re[-1]
+            prev = z
+        out["re_x"] = re[-1]
+        out["re_y"] = sum(re[:-1]) if len(re) > 1 else torch.zeros_like(re[0])
+        out["kl_z"] = sum(kl_z) if kl_z else torch.zeros_like(re[0])
+        out["nelbo"] = out["re_x"] + out["re_y"] + out["kl_u"] + out["kl_z"]
+        out["log_w"] = log_w
+        for k, (r, kz) in enumerate(zip(re[1:], kl_z), start=1):
+            out[f"re_{k}"], out[f"kl_z{k}"] = r, kz
+        return out
+
+
+def loss_from_terms(terms: dict, dims: int, beta: float = 1.0) -> torch.Tensor:
+    """Training loss in bits per dimension: -ELBO with KL terms weighted by beta (warm-up),
+    plus the coding prior's own fit (which does not reach the encoder)."""
+    kl = terms["kl_u"] + terms["kl_z"]
+    nats = terms["re_x"] + terms["re_y"] + beta * kl + terms["u_code"]
+    return nats.mean() / (dims * math.log(2))
+
+
+def bpd(terms: dict, dims: int) -> dict:
+    """Mean of each term in bits per dimension of x."""
+    return {k: float(v.detach().float().mean()) / (dims * math.log(2)) for k, v in terms.items() if k != "log_w"}
