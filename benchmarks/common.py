@@ -1,0 +1,149 @@
+"""Shared helpers for the benchmark scripts: data loading, provenance stamps,
+interpolation and the optional selfcodec hook."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+DEFAULT_KODAK = SHARED / "data" / "kodak"
+DEFAULT_CIFAR = SHARED / "data" / "cifar10" / "test.png"
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
+
+
+def list_pngs(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file())
+    if not files:
+        raise SystemExit(f"no PNG files in {folder}")
+    return files
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.ascontiguousarray(np.asarray(im.convert("RGB")), dtype=np.uint8)
+
+
+def center_crop(img: np.ndarray, size: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    ch, cw = min(size, h), min(size, w)
+    y, x = (h - ch) // 2, (w - cw) // 2
+    return np.ascontiguousarray(img[y:y + ch, x:x + cw])
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def stamp(argv: list[str] | None = None, extra_versions: dict | None = None) -> dict:
+    """Provenance: date, machine, CPU, versions and the exact command line."""
+    argv = sys.argv if argv is None else argv
+    u = platform.uname()
+    versions = {"python": sys.version.split()[0]}
+    for mod in ("numpy", "PIL", "imagecodecs", "matplotlib", "torch", "selfcodec"):
+        try:
+            m = sys.modules.get(mod) or importlib.import_module(mod)
+            versions["pillow" if mod == "PIL" else mod] = getattr(m, "__version__", "?")
+        except Exception:
+            versions["pillow" if mod == "PIL" else mod] = None
+    if extra_versions:
+        versions.update({k: v for k, v in extra_versions.items() if k not in versions})
+    try:
+        ncpu = len(os.sched_getaffinity(0))
+    except Exception:
+        ncpu = os.cpu_count()
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": " ".join(shlex.quote(a) for a in ([Path(sys.executable).name, "-m", _module_name()] + list(argv[1:]))),
+        "argv": list(argv),
+        "cwd": os.getcwd(),
+        "platform": {
+            "system": u.system, "release": u.release, "machine": u.machine,
+            "node": u.node, "platform": platform.platform(),
+            "python_implementation": platform.python_implementation(),
+        },
+        "cpu_model": cpu_model(),
+        "cpus_available": ncpu,
+        "loadavg_at_start": load,
+        "versions": versions,
+    }
+
+
+def _module_name() -> str:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        return spec.name
+    return Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "?"
+
+
+def interp_at(bpps, vals, target: float):
+    """Linear interpolation of a quality value at ``target`` bpp in log-rate;
+    None outside the measured range (no extrapolation)."""
+    b = np.asarray(bpps, dtype=float)
+    v = np.asarray(vals, dtype=float)
+    ok = np.isfinite(b) & np.isfinite(v) & (b > 0)
+    b, v = b[ok], v[ok]
+    if b.size < 2:
+        return None
+    o = np.argsort(b)
+    b, v = b[o], v[o]
+    if target < b[0] or target > b[-1]:
+        return None
+    return float(np.interp(np.log(target), np.log(b), v))
+
+
+def fmt(x, nd=2, suffix=""):
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "—"
+    return f"{x:.{nd}f}{suffix}"
+
+
+def load_selfcodec_api(disabled: bool = False):
+    """Import ``selfcodec.api`` lazily.  Returns (module or None, note)."""
+    if disabled:
+        return None, "selfcodec skipped (--no-selfcodec)"
+    try:
+        api = importlib.import_module("selfcodec.api")
+    except Exception as e:  # module missing or broken: say so, never hide it
+        return None, f"selfcodec skipped: cannot import selfcodec.api ({e!r})"
+    missing = [n for n in ("encode", "decode") if not hasattr(api, n)]
+    if missing:
+        return None, f"selfcodec skipped: selfcodec.api lacks {missing}"
+    return api, "selfcodec.api found"
+
+
+def to_jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): to_jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [to_jsonable(v) for v in o]
+    if isinstance(o, (np.floating, float)):
+        f = float(o)
+        return f if np.isfinite(f) else None
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, Path):
+        return str(o)
+    return o
