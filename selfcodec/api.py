@@ -1,0 +1,161 @@
+"""The Python API: `encode(image, mode, level, model) -> bytes` and `decode(data) -> image`.
+
+An image is coded tile by tile (a tile is padded to the model's multiple, coded on its own,
+then cropped back), so memory stays bounded by the tile size whatever the image size.
+"""
+
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import zoo
+from .coding import container as C
+from .coding import modes as M
+from .errors import ChecksumError, CodecError, FormatError, ModelMismatchError
+from .imageio import ImageMeta, load_image, to_pil
+
+MODES = ["rec1", "rec2", "cgen", "crec", "lossless"]
+LEVELS = sorted(M.LEVELS)
+DEFAULT_LEVEL = M.DEFAULT_LEVEL
+TILE = 1024  # pixels per tile side; peak memory grows with its square
+_COLOURS = {"L": C.COLOUR_L, "RGB": C.COLOUR_RGB, "RGBA": C.COLOUR_RGBA}
+
+
+def _pad(tile: np.ndarray, multiple: int) -> np.ndarray:
+    h, w = tile.shape[:2]
+    ph, pw = -h % multiple, -w % multiple
+    return np.pad(tile, ((0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else tile
+
+
+def _crc(rgb: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(rgb, dtype=np.uint8).tobytes())
+
+
+def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=None, tile: int = TILE,
+                  allow_lossy_convert: bool = False) -> dict:
+    """Encode and return everything the encoder knows: the file bytes, the reconstruction it
+    predicts, the model's estimate of every stream's bits and the real stream sizes."""
+    if level not in M.LEVELS:
+        raise CodecError(f"level {level} does not exist; choose one of {LEVELS}")
+    rgb, meta = load_image(image, allow_lossy_convert=allow_lossy_convert)
+    net, digest, name = zoo.load(model)
+    plan = M.plan_for(mode, net.cfg.levels)
+    h, w = rgb.shape[:2]
+    tile_side = max(net.multiple, tile - tile % net.multiple)
+    grid = C.tile_grid(h, w, tile_side, tile_side)
+    t0 = time.perf_counter()
+    recon = np.empty_like(rgb)
+    tiles, est = [], np.zeros(len(M.stream_names(plan, net.cfg.levels)))
+    for top, left, th, tw in grid:
+        streams, bits, rec = M.encode_tile(net, _pad(rgb[top:top + th, left:left + tw], net.multiple), plan, level)
+        tiles.append(streams)
+        est += bits
+        recon[top:top + th, left:left + tw] = rec[:th, :tw]
+    if mode == "lossless" and not np.array_equal(recon, rgb):
+        raise ChecksumError("internal error: the lossless chain did not reproduce the input")
+    alpha = zlib.compress(np.ascontiguousarray(meta.alpha).tobytes(), 9) if meta.alpha is not None else None
+    header = C.Header(model_name=name, model_hash=digest, mode=M.MODE_CODES[mode], level=level, height=h, width=w,
+                      colour=_COLOURS[meta.colour], pad_h=-h % net.multiple, pad_w=-w % net.multiple,
+                      tile_h=tile_side if tile_side < h else 0, tile_w=tile_side if tile_side < w else 0,
+                      n_streams=len(est), pixel_crc=_crc(recon))
+    data = C.pack(header, tiles, alpha)
+    names = M.stream_names(plan, net.cfg.levels)
+    real = [sum(len(t[i]) for t in tiles) for i in range(len(names))]
+    return {"data": data, "recon": recon, "meta": meta, "seconds": time.perf_counter() - t0,
+            "streams": {n: {"bytes": r, "estimated_bits": float(b)} for n, r, b in zip(names, real, est)}}
+
+
+def encode(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=None, verify: bool = False,
+           tile: int = TILE, allow_lossy_convert: bool = False) -> bytes:
+    """Compress an image (path, bytes, PIL image or uint8/uint16 array) into .svae bytes.
+    With verify, decode the result and check it reproduces the predicted pixels."""
+    rep = encode_report(image, mode, level, model, tile, allow_lossy_convert)
+    if verify:
+        decode(rep["data"], model=model, as_array=True)  # raises ChecksumError on any mismatch
+    return rep["data"]
+
+
+def _resolve_for(header: C.Header, model):
+    net, digest, _ = zoo.load(model if model is not None else header.model_name if _shipped(header.model_name) else None)
+    if digest != header.model_hash:
+        raise ModelMismatchError(
+            f"the file was written with model {header.model_name!r} (weights {header.model_hash.hex()}), "
+            f"but the weights at hand are {digest.hex()}; decode with the same model file (--model PATH)")
+    return net
+
+
+def _shipped(name: str) -> bool:
+    return name in zoo.available()
+
+
+def decode_rgb(data: bytes, model=None):
+    """(uint8 H x W x 3 reconstruction, ImageMeta) from .svae bytes."""
+    header, tiles, alpha = C.unpack(bytes(data))
+    if header.mode not in M.MODE_NAMES:
+        raise FormatError(f"unknown mode code {header.mode} in the header")
+    if header.level not in M.LEVELS:
+        raise FormatError(f"unknown level {header.level} in the header")
+    net = _resolve_for(header, model)
+    plan = M.plan_for(M.MODE_NAMES[header.mode], net.cfg.levels)
+    if header.n_streams != len(M.stream_names(plan, net.cfg.levels)):
+        raise FormatError(f"the file holds {header.n_streams} streams per tile; mode {M.MODE_NAMES[header.mode]} needs "
+                          f"{len(M.stream_names(plan, net.cfg.levels))}")
+    h, w = header.height, header.width
+    rgb = np.empty((h, w, 3), np.uint8)
+    for (top, left, th, tw), streams in zip(C.tile_grid(h, w, header.tile_h, header.tile_w), tiles):
+        ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
+        try:
+            rec = M.decode_tile(net, streams, ph, pw, plan, header.level)
+        except CodecError:
+            raise
+        except Exception as e:  # the entropy decoder met bytes it cannot parse
+            raise FormatError(f"corrupt stream in tile at ({top}, {left}): {type(e).__name__}: {e}") from None
+        rgb[top:top + th, left:left + tw] = rec[:th, :tw]
+    if _crc(rgb) != header.pixel_crc:
+        raise ChecksumError(
+            "decoded pixels differ from what the encoder predicted (pixel CRC mismatch): the file is damaged, "
+            "or this machine computes the model's numbers differently from the encoder's (other torch build, CPU or GPU)")
+    alpha_plane = None
+    if alpha is not None:
+        try:
+            raw = zlib.decompressobj().decompress(alpha, h * w + 1)
+        except zlib.error as e:
+            raise FormatError(f"corrupt alpha plane: {e}") from None
+        if len(raw) != h * w:
+            raise FormatError("alpha plane has the wrong size")
+        alpha_plane = np.frombuffer(raw, np.uint8).reshape(h, w)
+    colour = C.COLOUR_NAMES[header.colour]
+    return rgb, ImageMeta(colour=colour, alpha=alpha_plane)
+
+
+def decode(data: bytes, model=None, as_array: bool = False):
+    """.svae bytes -> PIL image (mode L, RGB or RGBA as the input was), or a uint8 array."""
+    rgb, meta = decode_rgb(data, model)
+    img = to_pil(rgb, meta)
+    return np.asarray(img) if as_array else img
+
+
+def info(data: bytes) -> dict:
+    """What a .svae file holds, from its header and stream table (no model needed)."""
+    data = bytes(data)
+    header, tiles, alpha = C.unpack(data, check_coder_version=False)
+    mode = M.MODE_NAMES.get(header.mode, f"unknown({header.mode})")
+    names = [f"stream{i}" for i in range(header.n_streams)]
+    try:
+        levels = zoo.load(header.model_name)[0].cfg.levels if _shipped(header.model_name) else None
+        if levels is not None and mode in M.MODE_CODES:
+            names = M.stream_names(M.plan_for(mode, levels), levels)
+    except CodecError:
+        pass
+    streams = {n: sum(len(t[i]) for t in tiles) for i, n in enumerate(names)}
+    if alpha is not None:
+        streams["alpha"] = len(alpha)
+    return {"model": header.model_name, "model_hash": header.model_hash.hex(), "mode": mode, "level": header.level,
+            "width": header.width, "height": header.height, "colour": C.COLOUR_NAMES.get(header.colour),
+            "tiles": len(tiles), "bytes": len(data), "header_bytes": len(data) - sum(streams.values()),
+            "bpp": 8 * len(data) / (header.width * header.height), "streams": streams,
+            "pixel_crc32": f"{header.pixel_crc:08x}", "format_version": header.format_version,
+            "coder_version": header.coder_version}

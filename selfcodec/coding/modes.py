@@ -1,0 +1,209 @@
+"""Which variables each mode sends or infers, and the one chain of the selfVAE that the
+encoder and the decoder both walk, so what the decoder reconstructs is what the encoder
+predicted.
+
+The chain, coarsest first, for a model with K self-supervised images (images[K] = x):
+    û  -> images[0] | û  -> z_1 -> images[1] | images[0], z_1 -> ... -> x | images[K-1], z_K
+A plan says which image is sent losslessly (`sent`, -1 for none) and whether the latents
+above it are sent (`send_z`) or inferred (the prior's mean). Images above `sent` are the
+point estimate (mixture mean) of their likelihood.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import distributions as D
+from ..errors import CodecError
+from . import streams as S
+
+
+@dataclass(frozen=True)
+class Plan:
+    sent: int  # index of the image sent losslessly; -1: none; K: x itself (lossless)
+    send_z: bool
+
+
+MODE_CODES = {"rec1": 1, "rec2": 2, "cgen": 3, "crec": 4, "lossless": 5, "cgen-y1": 6, "crec-y1": 7}
+MODE_NAMES = {v: k for k, v in MODE_CODES.items()}
+
+# level -> (quantization step of the latents that shape the reconstruction, bin width of a lossy y)
+LEVELS = {1: (2.0, 6), 2: (1.5, 4), 3: (1.0, 3), 4: (0.75, 2), 5: (0.5, 1)}
+DEFAULT_LEVEL = 3
+
+
+def plan_for(mode: str, levels: int) -> Plan:
+    """The paper's four modes (and lossless) for a model with `levels` self-supervised images."""
+    K = levels
+    plans = {"rec1": Plan(-1, False), "lossless": Plan(K, True)}
+    if K >= 1:
+        plans.update(rec2=Plan(-1, True), cgen=Plan(K - 1, False), crec=Plan(K - 1, True))
+    if K >= 2:
+        plans.update({"cgen-y1": Plan(0, False), "crec-y1": Plan(0, True)})
+    if mode not in plans:
+        raise CodecError(f"mode {mode!r} is not available for this model; choose one of {', '.join(plans)}")
+    return plans[mode]
+
+
+def modes_for(levels: int) -> list:
+    return [m for m in MODE_CODES if _has(m, levels)]
+
+
+def _has(mode, levels):
+    try:
+        plan_for(mode, levels)
+        return True
+    except CodecError:
+        return False
+
+
+def stream_names(plan: Plan, levels: int) -> list:
+    names = ["u"]
+    for k in range(levels + 1):
+        if k > 0 and (k <= plan.sent or plan.send_z):
+            names.append(f"z{k}" if levels > 1 else "z")
+        if k <= plan.sent:
+            names.append("x" if k == levels else (f"y{k + 1}" if levels > 1 else "y"))
+    return names
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to(torch.float64).cpu().numpy()
+
+
+def _dmol_arrays(params: torch.Tensor, c: int, k: int):
+    """(1, P, h, w) -> the per-pixel arrays that streams.dmol_* take, pixels row-major."""
+    logits, means, log_scales, coeffs = D.dmol_split(params, c, k)
+    logits = _np(logits[0]).reshape(k, -1).T
+    means = _np(means[0]).reshape(c, k, -1).transpose(2, 0, 1)
+    log_scales = _np(log_scales[0]).reshape(c, k, -1).transpose(2, 0, 1)
+    coeffs = _np(coeffs[0]).reshape(c * (c - 1) // 2, k, -1).transpose(2, 0, 1)
+    return logits, means, log_scales, coeffs
+
+
+def _latent_tables(mean: torch.Tensor, log_scale: torch.Tensor, step: float):
+    """Quantized prior mean (float64) and Gaussian table index of each latent element."""
+    m = S.quantize_mean(_np(mean))
+    idx = S.scale_index(np.exp(_np(log_scale)) / step)
+    return m, idx
+
+
+def _posterior_mean(params: torch.Tensor, gaussian: bool) -> torch.Tensor:
+    return params.chunk(2, 1)[0] if gaussian else params
+
+
+class _Encoder:
+    """Walks the chain with the true image: quantizes and codes what the plan sends."""
+
+    def __init__(self, imgs):
+        self.imgs, self.streams, self.bits = imgs, [], []
+
+    def latent(self, posterior_mean, mean, log_scale, step):
+        m, idx = _latent_tables(mean, log_scale, step)
+        sym = np.rint((_np(posterior_mean()) - m) / step).astype(np.int64)
+        self.streams.append(S.gaussian_encode(sym, idx))
+        self.bits.append(S.gaussian_bits(sym, idx))
+        return torch.from_numpy(m + step * sym).float()
+
+    def image(self, k, params, c, mixtures, step):
+        v = self.imgs[k][0].permute(1, 2, 0).reshape(-1, c).numpy().astype(np.uint8)
+        arrays = _dmol_arrays(params, c, mixtures)
+        self.streams.append(S.dmol_encode(v, *arrays, step=step))
+        self.bits.append(S.dmol_bits(v, *arrays, step=step))
+        return _to_image(S.bin_values(v, step) if step > 1 else v, self.imgs[k].shape)
+
+
+class _Decoder:
+    def __init__(self, streams):
+        self.streams = list(streams)
+
+    def _next(self):
+        if not self.streams:
+            raise CodecError("the file has fewer streams than its mode needs")
+        return self.streams.pop(0)
+
+    def latent(self, posterior_mean, mean, log_scale, step):
+        m, idx = _latent_tables(mean, log_scale, step)
+        sym = S.gaussian_decode(self._next(), idx)
+        return torch.from_numpy(m + step * sym).float()
+
+    def image(self, k, params, c, mixtures, step):
+        arrays = _dmol_arrays(params, c, mixtures)
+        v = S.dmol_decode(self._next(), *arrays, step=step)
+        return _to_image(v, (1, c, params.shape[2], params.shape[3]))
+
+
+def _to_image(v: np.ndarray, shape) -> torch.Tensor:
+    _, c, h, w = shape
+    return torch.from_numpy(np.ascontiguousarray(v).astype(np.float32)).reshape(1, h, w, c).permute(0, 3, 1, 2).contiguous()
+
+
+@torch.inference_mode()
+def walk(model, plan: Plan, level: int, side, x: torch.Tensor | None = None, how: str = "mean") -> torch.Tensor:
+    """Run the chain once; `side` is an _Encoder (x given) or a _Decoder. Returns x̂ (1,3,H,W).
+
+    Every tensor that defines a coding table comes from the same calls in the same order on
+    both sides; latents are rebuilt from integers so both sides feed the networks the same
+    numbers.
+    """
+    cfg, K = model.cfg, model.cfg.levels
+    gaussian = cfg.posterior == "gaussian"
+    lat_step, y_step = LEVELS[level]
+    imgs = model.images(x) if x is not None else None
+    step_u = lat_step if plan.sent < 0 else 1.0
+    cm, cls = model.u_code_prior()
+    h0, w0 = _image_shape(model, x, side)
+    ushape = (1, cfg.u_ch, h0 >> cfg.latent_down, w0 >> cfg.latent_down)
+    prev = side.latent(lambda: _posterior_mean(model.q_u(imgs[0]), gaussian),
+                       cm.expand(ushape), cls.expand(ushape), step_u)
+    out = []
+    for k in range(K + 1):
+        if k == 0:
+            params = model.p_img0(prev)
+        else:
+            pm, pls = model.p_z(k, out[k - 1], prev)
+            if k <= plan.sent or plan.send_z:
+                step = 1.0 if k <= plan.sent else lat_step
+                prev = side.latent(lambda: _posterior_mean(model.q_z(k, imgs[k]), gaussian), pm, pls, step)
+            else:
+                prev = pm
+            params = model.p_img(k, prev, out[k - 1])
+        c = model.img_ch[k]
+        if k <= plan.sent:
+            step = y_step if (k == plan.sent and k < K) else 1
+            out.append(side.image(k, params, c, cfg.mixtures, step))
+        else:
+            out.append(D.dmol_point(params, c, cfg.mixtures, how))
+    return out[K]
+
+
+def _image_shape(model, x, side):
+    """Height and width of images[0] (the decoder learns it from the header via side.shape)."""
+    if x is not None:
+        r = model.ratio ** model.cfg.levels
+        return x.shape[2] // r, x.shape[3] // r
+    return side.shape0
+
+
+def encode_tile(model, tile: np.ndarray, plan: Plan, level: int, how: str = "mean"):
+    """tile: uint8 (h, w, 3) with h, w multiples of model.multiple.
+    Returns (streams, estimated bits per stream, predicted reconstruction uint8 (h, w, 3))."""
+    x = torch.from_numpy(np.ascontiguousarray(tile)).permute(2, 0, 1)[None].float()
+    enc = _Encoder(model.images(x))
+    xhat = walk(model, plan, level, enc, x, how)
+    return enc.streams, enc.bits, _to_uint8(xhat)
+
+
+def decode_tile(model, streams: list, h: int, w: int, plan: Plan, level: int, how: str = "mean") -> np.ndarray:
+    dec = _Decoder(streams)
+    r = model.ratio ** model.cfg.levels
+    dec.shape0 = (h // r, w // r)
+    xhat = walk(model, plan, level, dec, None, how)
+    if dec.streams:
+        raise CodecError("the file has more streams than its mode needs")
+    return _to_uint8(xhat)
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return x[0].permute(1, 2, 0).clamp(0, 255).round().to(torch.uint8).numpy()

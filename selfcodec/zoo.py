@@ -1,0 +1,49 @@
+"""The registry of shipped models, by name; a path to a .safetensors file works too."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from .checkpoint import load_model, weights_hash
+from .errors import CodecError
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+if not MODELS_DIR.is_dir():  # a source checkout: setup.cfg maps the repo's models/ here
+    MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+DEFAULT_MODEL = "selfvae-downscale"
+
+
+def available() -> list:
+    return sorted(p.stem for p in MODELS_DIR.glob("*.safetensors"))
+
+
+def model_path(model: str | Path | None) -> Path:
+    """A shipped model's name, a file path, or None for the default model."""
+    if model is None:
+        model = DEFAULT_MODEL
+    p = Path(model)
+    if p.suffix == ".safetensors" or p.exists():
+        if not p.is_file():
+            raise CodecError(f"model file {p} does not exist")
+        return p
+    shipped = MODELS_DIR / f"{model}.safetensors"
+    if not shipped.is_file():
+        have = ", ".join(available()) or "none"
+        raise CodecError(f"no shipped model named {model!r} (shipped: {have}); pass a .safetensors path with --model")
+    return shipped
+
+
+@lru_cache(maxsize=4)
+def _load(path: str, mtime: float):
+    try:
+        model = load_model(Path(path))
+    except Exception as e:  # a damaged or foreign file: say so in one line
+        raise CodecError(f"cannot load model {path}: {e}") from None
+    return model, weights_hash(Path(path))
+
+
+def load(model: str | Path | None = None):
+    """(model in eval mode, 8-byte weights hash, name stored in .svae headers)."""
+    path = model_path(model)
+    net, digest = _load(str(path.resolve()), path.stat().st_mtime)
+    name = net.cfg.name if path.parent == MODELS_DIR else path.stem
+    return net, digest, name[:64]
