@@ -1,0 +1,333 @@
+"""Tests of the portable entropy-coding layer (selfcodec.coding.streams)."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from selfcodec.coding import fixedpoint as fp
+from selfcodec.coding import streams as S
+from selfcodec.errors import FormatError
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+
+def _dmol_params(rng, n, c, k, extreme=False, dtype=np.float64):
+    logits = rng.normal(size=(n, k)) * 3
+    means = rng.uniform(-1.3, 1.3, size=(n, c, k))
+    log_scales = rng.uniform(-6, 0.5, size=(n, c, k))
+    coeffs = np.tanh(rng.normal(size=(n, c * (c - 1) // 2, k)))
+    if extreme:
+        log_scales[::3] = -7.0
+        log_scales[1::5] = 3.0
+        log_scales[2::7] = -9.0      # below the clamp
+        means[::4] = rng.uniform(-4, 4, size=means[::4].shape)
+        logits[::6, 0] = 60.0        # one dominating component
+        logits[1::6] = -40.0         # all equal, very negative
+        coeffs[::5] = np.sign(coeffs[::5])
+    return tuple(a.astype(dtype) for a in (logits, means, log_scales, coeffs))
+
+
+def _values_near_means(rng, means, log_scales):
+    n, c, _ = means.shape
+    x = means[:, :, 0] + np.exp(np.clip(log_scales[:, :, 0], -7, 3)) * rng.logistic(size=(n, c))
+    return np.clip(np.rint((x + 1) * 127.5), 0, 255).astype(np.uint8)
+
+
+def _away_from_rounding_boundaries(params):
+    """Move each parameter at least 0.1 grid step away from a rounding boundary.
+
+    A value within an ulp of a boundary between two grid cells may legitimately quantize
+    differently after a 1-ulp change (that case is caught by checksums elsewhere); every
+    other value must quantize identically.
+    """
+    out = []
+    for a, grid in zip(params, (64.0, 1024.0, 64.0, 1024.0)):
+        q = np.rint(a * grid)
+        out.append((q + np.clip(a * grid - q, -0.4, 0.4)) / grid)
+    return tuple(out)
+
+
+def _ulp_perturb(rng, arrays):
+    out = []
+    for a in arrays:
+        direction = np.where(rng.random(a.shape) < 0.5, -np.inf, np.inf).astype(a.dtype)
+        out.append(np.nextafter(a, direction))
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------------------
+# tables
+# --------------------------------------------------------------------------------------
+
+def test_tables_verified_and_integer():
+    fp.verify_tables()
+    assert fp.tables_digest() == fp.TABLES_SHA256
+    assert fp.SIGMOID_TABLE.dtype == np.int64
+    assert np.all(np.diff(fp.SIGMOID_TABLE) >= 0)
+    assert fp.SIGMOID_TABLE[0] == 0 and fp.SIGMOID_TABLE[-1] == 1 << fp.SIGMOID_BITS
+    for t in fp.GAUSS_TABLES:
+        assert t.min() >= 1
+    assert len(S.SCALES) == 64 and S.SCALES[0] == 0.11 and S.SCALES[-1] == 256.0
+    assert np.all(np.diff(S.SCALES) > 0)
+
+
+def test_scale_index():
+    sig = np.array([0.0, 0.05, 0.11, 0.1100001, 1.0, S.SCALES[10], 255.9, 256.0, 1e9, np.nan])
+    idx = S.scale_index(sig)
+    assert idx.dtype == np.int64
+    assert list(idx[:3]) == [0, 0, 0]
+    assert idx[5] == 10
+    assert idx[7] == 63 and idx[8] == 63 and idx[9] == 63
+    rng = np.random.default_rng(1)
+    s = np.exp(rng.uniform(np.log(0.05), np.log(300), 1000))
+    i = S.scale_index(s)
+    ok = s <= 256.0
+    assert np.all(S.SCALES[i[ok]] >= s[ok])
+    j = i[ok & (i > 0)]
+    assert np.all(S.SCALES[j - 1] < s[ok & (i > 0)])
+
+
+def test_quantize_mean():
+    q = S.quantize_mean(np.array([0.03, 0.031250001, -1.47, 5.0]))
+    assert np.all(q * 16 == np.rint(q * 16))
+    assert q[0] == 0.0 and q[3] == 5.0
+
+
+# --------------------------------------------------------------------------------------
+# Gaussian conditional
+# --------------------------------------------------------------------------------------
+
+def test_gaussian_roundtrip_all_tables_with_escapes():
+    rng = np.random.default_rng(2)
+    idx = np.repeat(np.arange(64), 40)
+    rng.shuffle(idx)
+    sym = np.rint(rng.normal(size=idx.size) * S.SCALES[idx] * 1.5).astype(np.int64)
+    r = fp.GAUSS_RADII[idx]
+    sym[:64] = r[:64] + 1            # just outside each table
+    sym[64:128] = -r[64:128] - 1
+    sym[128:136] = [2 ** 62, -(2 ** 62), 2 ** 63 - 1, -(2 ** 63 - 1), 10 ** 9, -10 ** 12, 12345, -3]
+    data = S.gaussian_encode(sym, idx)
+    assert isinstance(data, bytes) and len(data) % 4 == 0
+    out = S.gaussian_decode(data, idx)
+    assert out.dtype == np.int64
+    np.testing.assert_array_equal(out, sym)
+
+
+def test_gaussian_shapes_and_empty():
+    idx = np.arange(24).reshape(2, 3, 4) % 64
+    sym = (np.arange(24).reshape(2, 3, 4) - 12)
+    out = S.gaussian_decode(S.gaussian_encode(sym, idx), idx)
+    assert out.shape == (2, 3, 4)
+    np.testing.assert_array_equal(out, sym)
+    empty = np.zeros((0,), dtype=np.int64)
+    data = S.gaussian_encode(empty, empty)
+    assert S.gaussian_decode(data, empty).shape == (0,)
+    with pytest.raises(ValueError):
+        S.gaussian_encode(np.array([1, 2]), np.array([0, 64]))
+
+
+def test_gaussian_size_matches_estimate():
+    rng = np.random.default_rng(3)
+    n = 20000
+    sigma = np.exp(rng.uniform(np.log(0.1), np.log(40), n))
+    idx = S.scale_index(sigma)
+    sym = np.rint(rng.normal(size=n) * sigma).astype(np.int64)
+    sym[:10] = 10 ** 6                # a few escapes
+    est = S.gaussian_bits(sym, idx)
+    real = 8 * len(S.gaussian_encode(sym, idx))
+    assert abs(real - est) <= 0.01 * est + 64
+
+
+def test_gaussian_corrupt_streams_raise_or_return():
+    rng = np.random.default_rng(4)
+    idx = rng.integers(0, 64, 3000)
+    sym = np.rint(rng.normal(size=3000) * S.SCALES[idx]).astype(np.int64)
+    sym[:3] = [10 ** 9, -7 * 10 ** 15, 2 ** 40]
+    data = S.gaussian_encode(sym, idx)
+    for trial in range(40):
+        b = bytearray(data)
+        if trial % 4 == 0:
+            b = b[: rng.integers(0, len(b))]
+        elif trial % 4 == 1:
+            b = b + bytes(rng.integers(0, 256, rng.integers(1, 9), dtype=np.uint8))
+        else:
+            for _ in range(rng.integers(1, 4)):
+                b[rng.integers(0, len(b))] ^= 1 << int(rng.integers(0, 8))
+        try:
+            out = S.gaussian_decode(bytes(b), idx)
+        except FormatError:
+            continue
+        assert out.shape == idx.shape
+
+
+# --------------------------------------------------------------------------------------
+# DMoL
+# --------------------------------------------------------------------------------------
+
+def test_bin_values():
+    v = np.arange(256, dtype=np.uint8)
+    np.testing.assert_array_equal(S.bin_values(v, 1), v)
+    r3 = S.bin_values(v, 3)
+    assert r3[0] == 1 and r3[2] == 1 and r3[3] == 4 and r3[255] == 255
+    r4 = S.bin_values(v, 4)
+    assert r4[0] == 1 and r4[3] == 1 and r4[252] == 253 and r4[255] == 253
+    assert S.num_bins(3) == 86 and S.num_bins(4) == 64
+    assert S.bin_values(np.array([255], np.uint8), 7)[0] == (252 + 255) // 2
+
+
+@pytest.mark.parametrize("c", [1, 3])
+@pytest.mark.parametrize("step", [1, 3, 4])
+def test_dmol_roundtrip(c, step):
+    rng = np.random.default_rng(10 * c + step)
+    n, k = 600, 5
+    params = _dmol_params(rng, n, c, k, extreme=True)
+    values = _values_near_means(rng, params[1], params[2])
+    values[::11] = rng.integers(0, 256, size=values[::11].shape)   # unlikely values too
+    values[0] = 0
+    values[1] = 255
+    data = S.dmol_encode(values, *params, step=step)
+    out = S.dmol_decode(data, *params, step=step)
+    assert out.dtype == np.uint8 and out.shape == (n, c)
+    np.testing.assert_array_equal(out, S.bin_values(values, step))
+
+
+def test_dmol_pmf_normalized_and_positive():
+    rng = np.random.default_rng(11)
+    for c, step in [(1, 1), (3, 1), (3, 3), (3, 4), (1, 16)]:
+        params = _dmol_params(rng, 300, c, 4, extreme=True)
+        values = rng.integers(0, 256, size=(300, c)).astype(np.uint8)
+        pmf = S.dmol_pmf(values, *params, step=step)
+        assert pmf.shape == (300, c, S.num_bins(step))
+        assert np.all(pmf > 0)
+        np.testing.assert_allclose(pmf.sum(axis=-1), 1.0, rtol=0, atol=1e-9)
+        # dmol_bits is -log2 of the same pmf at the coded bins
+        b = values.astype(np.int64) // step
+        ref = -np.log2(np.take_along_axis(pmf, b[:, :, None], axis=2)).sum()
+        assert abs(S.dmol_bits(values, *params, step=step) - ref) < 1e-6 * ref
+
+
+def test_dmol_pmf_matches_logistic_mixture():
+    # the fixed-point model approximates the float PixelCNN++ likelihood closely
+    rng = np.random.default_rng(12)
+    n, k = 50, 3
+    logits, means, log_scales, _ = _dmol_params(rng, n, 1, k)
+    log_scales = np.clip(log_scales, -4, 0)
+    # put the parameters on the quantization grids so only the fixed-point error remains
+    logits, log_scales = np.rint(logits * 64) / 64, np.rint(log_scales * 64) / 64
+    means = np.rint(means * 1024) / 1024
+    values = np.zeros((n, 1), np.uint8)
+    pmf = S.dmol_pmf(values, logits, means, log_scales, None)[:, 0]
+    edges = (2.0 * np.arange(257) - 256) / 255
+    t = (edges[None, None, :] - means[:, 0, :, None]) / np.exp(log_scales[:, 0, :, None])
+    cdf = 1 / (1 + np.exp(-t))
+    cdf[..., 0], cdf[..., -1] = 0, 1
+    w = np.exp(logits - logits.max(1, keepdims=True))
+    w /= w.sum(1, keepdims=True)
+    ref = np.einsum("nk,nke->ne", w, np.diff(cdf, axis=-1))
+    assert np.abs(pmf - ref).max() < 1e-4  # mostly the 2**-22 per-bin floor
+    big = ref > 1e-4
+    assert np.abs(np.log2(pmf[big] / ref[big])).max() < 1e-2
+    # expected coding overhead (cross-entropy - entropy) under the float model
+    kl = np.sum(np.where(ref > 0, ref * np.log2(np.maximum(ref, 1e-300) / pmf), 0.0), axis=1)
+    assert kl.max() < 1e-3
+
+
+def test_dmol_size_matches_estimate():
+    rng = np.random.default_rng(13)
+    n, c, k = 7000, 3, 10
+    params = _dmol_params(rng, n, c, k)
+    params = (params[0], params[1], np.clip(params[2], -5, -1.5), params[3])
+    values = _values_near_means(rng, params[1], params[2])
+    for step in (1, 4):
+        est = S.dmol_bits(values, *params, step=step)
+        real = 8 * len(S.dmol_encode(values, *params, step=step))
+        assert abs(real - est) <= 0.01 * est + 64, (step, real, est)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dmol_decodes_with_ulp_perturbed_params(dtype):
+    rng = np.random.default_rng(14)
+    n, c, k = 800, 3, 4
+    params = _away_from_rounding_boundaries(_dmol_params(rng, n, c, k, extreme=True))
+    values = _values_near_means(rng, params[1], params[2])
+    params = tuple(a.astype(dtype) for a in params)
+    data = S.dmol_encode(values, *params, step=1)
+    perturbed = _ulp_perturb(rng, params)
+    assert any(not np.array_equal(a, b) for a, b in zip(params, perturbed))
+    np.testing.assert_array_equal(S.dmol_decode(data, *perturbed, step=1), values)
+    data3 = S.dmol_encode(values, *params, step=3)
+    np.testing.assert_array_equal(S.dmol_decode(data3, *perturbed, step=3),
+                                  S.bin_values(values, 3))
+
+
+def test_dmol_corrupt_streams_raise_or_return():
+    rng = np.random.default_rng(15)
+    n, c, k = 300, 3, 3
+    params = _dmol_params(rng, n, c, k)
+    values = _values_near_means(rng, params[1], params[2])
+    data = S.dmol_encode(values, *params)
+    for trial in range(30):
+        b = bytearray(data)
+        if trial % 3 == 0:
+            b = b[: rng.integers(0, len(b))]
+        else:
+            b[rng.integers(0, len(b))] ^= 1 << int(rng.integers(0, 8))
+        try:
+            out = S.dmol_decode(bytes(b), *params)
+        except FormatError:
+            continue
+        assert out.shape == (n, c) and out.dtype == np.uint8
+    with pytest.raises(FormatError):
+        S.dmol_decode(b"abc", *params)
+
+
+def test_dmol_trivial_single_bin():
+    rng = np.random.default_rng(16)
+    params = _dmol_params(rng, 10, 3, 2)
+    values = rng.integers(0, 256, (10, 3)).astype(np.uint8)
+    data = S.dmol_encode(values, *params, step=256)
+    np.testing.assert_array_equal(S.dmol_decode(data, *params, step=256),
+                                  S.bin_values(values, 256))
+
+
+# --------------------------------------------------------------------------------------
+# golden bitstreams: inputs from exact arithmetic only, so any platform must reproduce
+# these bytes exactly (this is what catches a non-portable table or operation)
+# --------------------------------------------------------------------------------------
+
+def _golden_inputs():
+    n, c, k = 257, 3, 4
+    i = np.arange(n, dtype=np.float64)[:, None]
+    kk = np.arange(k, dtype=np.float64)[None, :]
+    logits = ((i * 7 + kk * 13) % 50 - 25) / 8
+    ch = np.arange(c, dtype=np.float64)[None, :, None]
+    means = ((i[:, :, None] * 3 + ch * 29 + kk[:, None, :] * 17) % 240 - 120) / 100.0
+    log_scales = ((i[:, :, None] * 5 + ch * 11 + kk[:, None, :] * 3) % 90) / 10.0 - 7.5
+    coeffs = ((i[:, :, None] + ch * 7 + kk[:, None, :] * 5) % 21 - 10) / 10.0
+    values = ((np.arange(n)[:, None] * 37 + np.arange(c)[None, :] * 91) % 256).astype(np.uint8)
+    return values, logits, means, log_scales, coeffs
+
+
+def _digest(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()[:32]
+
+
+def test_golden_dmol_bitstream():
+    values, *params = _golden_inputs()
+    d1 = _digest(S.dmol_encode(values, *params, step=1))
+    d3 = _digest(S.dmol_encode(values, *params, step=3))
+    assert (d1, d3) == GOLDEN_DMOL
+
+
+def test_golden_gaussian_bitstream():
+    idx = np.arange(1000) % 64
+    sym = ((np.arange(1000) * 7919) % 41) - 20
+    sym[::97] *= 1000
+    assert _digest(S.gaussian_encode(sym, idx)) == GOLDEN_GAUSS
+
+
+GOLDEN_DMOL = ("643f380212633186de1f48911cc386b0", "f0b6740797b2881ada97b1c8ad2d1725")
+GOLDEN_GAUSS = "f46afb6b177f4fcef3f6afabbefa6c16"
