@@ -491,5 +491,12 @@ def info(input: str, as_json: bool) -> None:
 # `main.add_command(cmd)` if it is imported anyway.  Exceptions a command lets through
 # get the same one-line message and exit code as the commands above.
 
+
+main.register_lazy("train", "selfcodec.cli.model_cmds:train", "Train a model (resumable, DDP via torchrun).")
+main.register_lazy("eval-bpd", "selfcodec.cli.model_cmds:eval_bpd_cmd", "Negative ELBO and IW NLL in bits/dim.")
+main.register_lazy("plot-log", "selfcodec.cli.model_cmds:plot_log_cmd", "Plot a training log to PNG.")
+main.register_lazy("export", "selfcodec.cli.model_cmds:export_cmd", "Ship a run's EMA weights as a model file.")
+main.register_lazy("demo", "selfcodec.cli.model_cmds:demo", "Code the bundled sample in every mode.")
+
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name="selfcodec")

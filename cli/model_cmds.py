@@ -1,0 +1,107 @@
+"""Commands around the models: train, eval-bpd, plot-log, export, demo."""
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--model", "model_name", default="selfvae-downscale", show_default=True,
+              help="vae, selfvae-downscale, selfvae-sketch or selfvae-downscale-3l.")
+@click.option("--data", multiple=True, default=["bsds500"], show_default=True,
+              help="A folder of images, cifar10, or a set under ../shared/data (repeatable).")
+@click.option("--run-dir", default="runs/default", show_default=True, help="Checkpoints and log.csv go here.")
+@click.option("--steps", default=100000, show_default=True)
+@click.option("--batch", default=16, show_default=True)
+@click.option("--crop", default=128, show_default=True, help="Random crop side (CIFAR: 32).")
+@click.option("--lr", default=2e-3, show_default=True)
+@click.option("--warmup", default=200, show_default=True)
+@click.option("--kl-warmup", default=0, show_default=True, help="Steps of KL weight warm-up.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
+@click.option("--bf16/--no-bf16", default=None, help="bf16 autocast (default: on for CPU).")
+@click.option("--threads", type=int, default=None)
+@click.option("--ckpt-minutes", default=5.0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from RUN_DIR's checkpoint.")
+@click.option("--compile/--no-compile", default=True, show_default=True, help="torch.compile the likelihood.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Model config field, e.g. --set ch=64 --set posterior=gaussian.")
+@click.option("--seed", default=0)
+def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, device, bf16, threads,
+          ckpt_minutes, resume, compile, overrides, seed):
+    """Train a model; `torchrun --nproc-per-node N -m selfcodec train ...` for DDP."""
+    from selfcodec.train import TrainArgs, train as run
+
+    ov = {}
+    for item in overrides:
+        k, _, v = item.partition("=")
+        ov[k] = v if not v.lstrip("-").replace(".", "", 1).isdigit() else (float(v) if "." in v else int(v))
+    res = run(TrainArgs(model=model_name, data=list(data), run_dir=run_dir, steps=steps, batch=batch, crop=crop,
+                        lr=lr, warmup=warmup, kl_warmup=kl_warmup, device=device, bf16=bf16, threads=threads,
+                        ckpt_minutes=ckpt_minutes, resume=resume, compile=compile, overrides=ov, seed=seed))
+    click.echo(json.dumps(res))
+
+
+def _load_any(path: str):
+    """A run folder (its EMA weights), a model file, or a shipped model's name."""
+    from selfcodec import zoo
+    from selfcodec.train import ema_model
+
+    p = Path(path)
+    if p.is_dir():
+        return ema_model(p)
+    return zoo.load(path)[0]
+
+
+@click.command("eval-bpd")
+@click.option("--model", "model_path", required=True, help="Run folder, .safetensors file or shipped model name.")
+@click.option("--data", required=True, help="A folder of images, or cifar10-test.")
+@click.option("--iw", default=1, show_default=True, help="Importance samples per image.")
+@click.option("--limit", type=int, default=None, help="Use only the first N images.")
+@click.option("--batch", default=64, show_default=True)
+def eval_bpd_cmd(model_path, data, iw, limit, batch):
+    """Negative ELBO and importance-weighted NLL in bits per dimension."""
+    from selfcodec import data as datamod
+    from selfcodec.evaluate import eval_bpd
+
+    images = datamod.as_list(datamod.resolve(data))[:limit]
+    res = eval_bpd(_load_any(model_path), images, iw=iw, batch=batch, progress=True)
+    click.echo(f"-ELBO {res['nelbo']:.4f} bpd  (re_x {res['re_x']:.4f}, re_y {res['re_y']:.4f}, "
+               f"kl_u {res['kl_u']:.4f}, kl_z {res['kl_z']:.4f})")
+    click.echo(f"IW NLL ({iw} samples) {res['iw_nll']:.4f} bpd over {res['images']} images")
+
+
+@click.command("plot-log")
+@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True)
+@click.option("--title", default=None)
+def plot_log_cmd(csv_path, output, title):
+    """Plot a training log's loss terms (bits per dimension) against steps."""
+    from selfcodec.train import plot_log
+
+    click.echo(plot_log(Path(csv_path), Path(output), title))
+
+
+@click.command("export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", required=True, help="The .safetensors model file to write.")
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default="bf16", show_default=True)
+def export_cmd(run_dir, output, dtype):
+    """Write a run's EMA weights as a small model file."""
+    from selfcodec.train import export
+
+    click.echo(export(Path(run_dir), Path(output), dtype))
+
+
+@click.command()
+@click.option("--image", default=None, help="Another image instead of the bundled sample.")
+@click.option("--model", default=None, help="Model name or path (default: the shipped default).")
+@click.option("-q", "--level", default=3, show_default=True)
+def demo(image, model, level):
+    """Encode and decode the bundled sample in every mode; print size, bpp and PSNR."""
+    from selfcodec import demo as d
+
+    click.echo(f"{'mode':<9} {'bytes':>8} {'bpp':>7} {'PSNR dB':>8} {'enc s':>6} {'dec s':>6}")
+    for r in d.run(image, model, level):
+        q = "lossless" if r["exact"] else f"{r['psnr']:.2f}"
+        click.echo(f"{r['mode']:<9} {r['bytes']:>8} {r['bpp']:>7.3f} {q:>8} {r['encode_s']:>6.2f} {r['decode_s']:>6.2f}")
