@@ -78,7 +78,7 @@ def _dmol_arrays(params: torch.Tensor, c: int, k: int):
     logits = _np(logits[0]).reshape(k, -1).T
     means = _np(means[0]).reshape(c, k, -1).transpose(2, 0, 1)
     log_scales = _np(log_scales[0]).reshape(c, k, -1).transpose(2, 0, 1)
-    coeffs = _np(coeffs[0]).reshape(c * (c - 1) // 2, k, -1).transpose(2, 0, 1)
+    coeffs = _np(coeffs[0]).reshape(c * (c - 1) // 2, k, logits.shape[0]).transpose(2, 0, 1)  # C=1: no pairs
     return logits, means, log_scales, coeffs
 
 
