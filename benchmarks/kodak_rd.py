@@ -58,6 +58,12 @@ def _pick3(levels: list) -> list:
     return [levels[0], levels[len(levels) // 2], levels[-1]]
 
 
+def _decode(api, data, model=None):
+    if model is None:
+        return api.decode(data, as_array=True)
+    return api.decode(data, model=model, as_array=True)
+
+
 def selfcodec_codecs(api, quick: bool = False, model=None) -> list[B.Codec]:
     """One :class:`baselines.Codec` per lossy selfcodec mode (sweep = ``api.LEVELS``)."""
     modes = [m for m in getattr(api, "MODES", []) if m != "lossless"]
@@ -66,7 +72,7 @@ def selfcodec_codecs(api, quick: bool = False, model=None) -> list[B.Codec]:
     for mode in modes:
         def fn(img, q, _mode=mode):
             return B._timed(lambda: api.encode(img, mode=_mode, level=int(q), model=model),
-                            lambda d: api.decode(d, as_array=True))
+                            lambda d: _decode(api, d, model))
         out.append(B.Codec(f"selfcodec-{mode}", f"selfcodec {mode}", fn, "level", levels, _pick3(levels),
                            f"selfcodec.api.encode(mode={mode!r}, level=q)"))
     return out
@@ -89,7 +95,7 @@ def selfcodec_points(img: np.ndarray, api=None, modes=None, levels=None, model=N
             t0 = time.perf_counter()
             data = api.encode(img, mode=mode, level=int(lv), model=model)
             t1 = time.perf_counter()
-            dec = np.asarray(api.decode(data, as_array=True))
+            dec = np.asarray(_decode(api, data, model))
             t2 = time.perf_counter()
             pts.append({"mode": mode, "level": lv, "bytes": len(data), "bpp": M.bpp(len(data), h, w),
                         "psnr": M.psnr(img, dec), "ms_ssim": M.ms_ssim(img, dec),
@@ -115,10 +121,15 @@ def run_codecs(images: list[tuple[str, np.ndarray]], codecs: list[B.Codec], quic
     res: dict[str, dict] = {}
     for c in codecs:
         res[c.name] = {"per_image": [], "errors": []}
+    dead: set[str] = set()
     for name, img in images:
         h, w = img.shape[:2]
         for c in codecs:
             sweep = c.quick_sweep if quick else c.sweep
+            if c.name in dead:
+                if bar:
+                    bar.update(len(sweep))
+                continue
             for q in sweep:
                 if bar:
                     bar.set_postfix_str(f"{name} {c.name} {q}", refresh=False)
@@ -138,6 +149,10 @@ def run_codecs(images: list[tuple[str, np.ndarray]], codecs: list[B.Codec], quic
                     res[c.name]["errors"].append(msg)
                 if bar:
                     bar.update(1)
+            if not res[c.name]["per_image"] and len(res[c.name]["errors"]) >= len(sweep):
+                dead.add(c.name)  # failed at every point of the first image: stop trying
+                print(f"[kodak_rd] {c.name} failed on every sweep point of {name}: skipping it for the "
+                      f"remaining images", file=sys.stderr)
     if bar:
         bar.close()
     return res
@@ -239,16 +254,20 @@ def plot(result: dict, path: Path, xmax: float = 2.2) -> None:
         ys += y
         lw = 2.6 if name.startswith("selfcodec") else 1.8
         ax.plot(x, y, "-o", ms=4, lw=lw, color=cmap(i % 10), label=f"{c['label']} (this run)")
-    dark = plt.get_cmap("tab20b")
-    for j, (key, c) in enumerate((result.get("anchors") or {}).items()):
+    acol = plt.get_cmap("Dark2")
+    dashes = [(5, 2), (2, 1.5), (7, 2, 1.5, 2), (3, 3), (9, 3)]
+    j = -1
+    for key, c in (result.get("anchors") or {}).items():
         if c.get("kind") != "mse":
             continue
+        j += 1
         pts = [(b, p) for b, p in zip(c["bpp"], c["psnr"]) if b <= xmax * 1.05]
         if len(pts) < 2:
             continue
         x, y = zip(*pts)
         ys += list(y)
-        ax.plot(x, y, "--", lw=1.2, marker=".", ms=3, color=dark(j % 20), label=f"{c['label']} (published)")
+        ax.plot(x, y, "--", dashes=dashes[j // 8 % len(dashes)], lw=1.3, marker=".", ms=3, color=acol(j % 8),
+                label=f"{c['label']} (published)")
     ax.set_xlim(0, xmax)
     if ys:
         ax.set_ylim(max(15.0, min(ys) - 1), max(ys) + 1)
@@ -319,6 +338,7 @@ def parse_args(argv=None):
     p.add_argument("--anchors", default=str(A.DEFAULT_ANCHORS), help="anchors.md with published curves")
     p.add_argument("--no-anchors", action="store_true", help="do not read anchors.md")
     p.add_argument("--no-selfcodec", action="store_true", help="do not try selfcodec.api")
+    p.add_argument("--model", default=None, help="model passed to selfcodec.api.encode/decode (name or path)")
     p.add_argument("--codecs", default="", help="comma-separated subset of codec names")
     p.add_argument("--images", type=int, default=0, help="use only the first N images")
     p.add_argument("--crop", type=int, default=0, help="centre-crop images to NxN (quick: 128)")
@@ -352,7 +372,7 @@ def main(argv=None) -> dict:
     note(msg)
     if api is not None:
         try:
-            codecs += selfcodec_codecs(api, args.quick)
+            codecs += selfcodec_codecs(api, args.quick, model=args.model)
         except Exception as e:
             note(f"selfcodec skipped: could not build its sweep ({e!r})")
     if args.codecs:

@@ -50,15 +50,16 @@ def cifar_images(path: str | Path, n: int | None) -> np.ndarray:
     return np.ascontiguousarray(imgs[:n] if n else imgs)
 
 
-def selfcodec_lossless(api) -> B.Codec | None:
+def selfcodec_lossless(api, model=None) -> B.Codec | None:
     if "lossless" not in list(getattr(api, "MODES", [])) + list(getattr(api, "LOSSLESS_MODES", [])):
         return None
     levels = list(getattr(api, "LEVELS", [])) or [0]
     level = getattr(api, "LOSSLESS_LEVEL", levels[0])
 
     def fn(img):
-        return B._timed(lambda: api.encode(img, mode="lossless", level=level),
-                        lambda d: api.decode(d, as_array=True))
+        return B._timed(lambda: api.encode(img, mode="lossless", level=level, model=model),
+                        lambda d: api.decode(d, as_array=True) if model is None
+                        else api.decode(d, model=model, as_array=True))
 
     return B.Codec("selfcodec-lossless", "selfcodec lossless", fn, settings=f"selfcodec.api.encode(mode='lossless', "
                    f"level={level!r})", lossless=True)
@@ -91,6 +92,11 @@ def run_set(name: str, images, codecs: list[B.Codec], progress: bool) -> dict:
                 errors.append(f"{label}: {ex!r}")
             if bar:
                 bar.update(1)
+            if idx == 0 and errors:  # fails on the first image: do not grind through the rest
+                print(f"[lossless] {c.name} failed on the first {name} image: skipping the rest", file=sys.stderr)
+                if bar:
+                    bar.update(len(images) - 1)
+                break
         n = len(nbytes)
         px = sum(subpx) / 3.0
         res[c.name] = {
@@ -127,7 +133,10 @@ def markdown(result: dict) -> str:
     for n in names:
         k = result["kodak"].get(n, {})
         c = result["cifar10"].get(n, {})
-        exact = "yes" if not k.get("not_exact") and not c.get("not_exact") else "NO"
+        coded = (k.get("n_images") or 0) + (c.get("n_images") or 0)
+        exact = "—" if not coded else ("yes" if not k.get("not_exact") and not c.get("not_exact") else "NO")
+        if k.get("n_errors") or c.get("n_errors"):
+            exact += f" ({(k.get('n_errors') or 0) + (c.get('n_errors') or 0)} errors)"
         L.append(f"| {k.get('label') or c.get('label')} | {fmt(k.get('bits_per_subpixel_total'), 3)} | "
                  f"{fmt(c.get('bits_per_subpixel_total'), 3)} | {fmt(k.get('enc_s_per_image'), 3)} | "
                  f"{fmt(k.get('dec_s_per_image'), 3)} | {exact} |")
@@ -163,6 +172,7 @@ def parse_args(argv=None):
     p.add_argument("--anchors", default=str(A.DEFAULT_ANCHORS))
     p.add_argument("--no-anchors", action="store_true")
     p.add_argument("--no-selfcodec", action="store_true")
+    p.add_argument("--model", default=None, help="model passed to selfcodec.api (name or path)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -197,7 +207,7 @@ def main(argv=None) -> dict:
     api, msg = load_selfcodec_api(args.no_selfcodec)
     note(msg)
     if api is not None:
-        sc = selfcodec_lossless(api)
+        sc = selfcodec_lossless(api, args.model)
         if sc is None:
             note("selfcodec.api has no 'lossless' mode: skipped")
         else:
@@ -216,6 +226,8 @@ def main(argv=None) -> dict:
     res_c = run_set("cifar10", list(cifar), codecs, not args.no_progress) if cifar is not None else {}
     wall = time.perf_counter() - t0
     for name, r in list(res_k.items()) + list(res_c.items()):
+        if r["n_errors"]:
+            note(f"codec {name}: {r['n_errors']} coding errors, first: {r['errors'][0]}")
         if r["not_exact"]:
             note(f"codec {name}: {r['not_exact']} decodes were NOT exact")
 
