@@ -45,6 +45,11 @@ def coupled_means(means, coeffs, x):
 
 def dmol_log_prob(v: torch.Tensor, params: torch.Tensor, k: int) -> torch.Tensor:
     """log P(v) per image in nats; v holds integers 0..255, shape (B, C, H, W)."""
+    return dmol_log_prob_pixels(v, params, k).sum(dim=(1, 2))
+
+
+def dmol_log_prob_pixels(v: torch.Tensor, params: torch.Tensor, k: int) -> torch.Tensor:
+    """log P(v) per pixel (all channels), shape (B, H, W), nats."""
     c = v.shape[1]
     logits, means, log_scales, coeffs = dmol_split(params, c, k)
     x = (v.float() / 127.5 - 1.0).unsqueeze(2)  # (B,C,1,H,W)
@@ -66,7 +71,7 @@ def dmol_log_prob(v: torch.Tensor, params: torch.Tensor, k: int) -> torch.Tensor
     )
     lp = torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_minus, inner))
     lp = lp.sum(1) + torch.log_softmax(logits, 1)  # (B,K,H,W)
-    return torch.logsumexp(lp, 1).sum(dim=(1, 2))
+    return torch.logsumexp(lp, 1)
 
 
 def dmol_point(params: torch.Tensor, c: int, k: int, how: str = "mean") -> torch.Tensor:

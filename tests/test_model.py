@@ -1,0 +1,165 @@
+"""The model family: shapes, finite ELBO terms, gradients, training, flow, DMoL, checkpoints, DDP."""
+
+import math
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from PIL import Image
+
+from selfcodec import distributions as D
+from selfcodec.checkpoint import load_model, save_model
+from selfcodec.family import PRESETS, SelfVAE, bpd, loss_from_terms, make_config
+from selfcodec.flows import RealNVP
+from selfcodec.nets import data_dependent_init
+from selfcodec.train import TrainArgs, train
+
+TINY = dict(ch=16, growth=8, layers=1, mixtures=3, z_ch=8, u_ch=4, flow_hidden=8, flow_blocks=1, latent_down=2)
+
+
+def tiny(name, seed=0, **kw):
+    torch.manual_seed(seed)
+    m = SelfVAE(make_config(name, **{**TINY, **kw}))
+    data_dependent_init(m, torch.randint(0, 256, (2, 3, 2 * m.multiple, 2 * m.multiple)).float())
+    return m
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+@pytest.mark.parametrize("posterior", ["uniform", "gaussian"])
+def test_shapes_and_finite_terms_at_odd_sizes(name, posterior):
+    m = tiny(name, posterior=posterior)
+    h, w = 3 * m.multiple, 5 * m.multiple  # non-square, odd multiples
+    x = torch.randint(0, 256, (2, 3, h, w)).float()
+    imgs = m.images(x)
+    assert imgs[-1].shape == x.shape and len(imgs) == m.cfg.levels + 1
+    for k in range(1, len(imgs)):
+        assert imgs[k - 1].shape[-1] * m.ratio == imgs[k].shape[-1]
+    terms = m(x)
+    for key in ("re_x", "re_y", "kl_u", "kl_z", "nelbo", "log_w"):
+        assert terms[key].shape == (2,) and torch.isfinite(terms[key]).all(), key
+    u = m.q_u(imgs[0])
+    assert u.shape[-2:] == (imgs[0].shape[-2] >> m.cfg.latent_down, imgs[0].shape[-1] >> m.cfg.latent_down)
+    assert m.p_img0(u.chunk(2, 1)[0] if posterior == "gaussian" else u).shape[-2:] == imgs[0].shape[-2:]
+
+
+@pytest.mark.parametrize("name", ["selfvae-downscale", "selfvae-downscale-3l", "vae"])
+def test_gradients_reach_every_module(name):
+    m = tiny(name)
+    x = torch.randint(0, 256, (2, 3, 2 * m.multiple, 2 * m.multiple)).float()
+    # One step first: zero-initialised flow outputs make some gradients exactly zero at step 0.
+    opt = torch.optim.Adamax(m.parameters(), 1e-2)
+    for _ in range(2):
+        opt.zero_grad()
+        loss_from_terms(m(x), x[0].numel()).backward()
+        opt.step()
+    for pname, p in m.named_parameters():
+        assert p.grad is not None, pname
+        assert torch.isfinite(p.grad).all(), pname
+    for mname, mod in m.named_modules():
+        own = list(mod.parameters(recurse=False))
+        if own:
+            assert any(p.grad.abs().sum() > 0 for p in own), f"no gradient reaches {mname}"
+
+
+def test_short_training_lowers_the_loss(tmp_path):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:48, 0:48]
+    for i in range(6):  # smooth synthetic images: learnable structure
+        img = np.stack([(xx * (i + 1) * 3) % 256, (yy * 4 + i * 20) % 256, ((xx + yy) * 2) % 256], -1)
+        img = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(tmp_path / f"{i}.png")
+    run = tmp_path / "run"
+    args = TrainArgs(model="selfvae-downscale", data=[str(tmp_path)], run_dir=str(run), steps=60, batch=4, crop=32,
+                     lr=3e-3, warmup=5, log_every=10, compile=False, progress=False, overrides=TINY, threads=1)
+    train(args)
+    rows = (run / "log.csv").read_text().splitlines()
+    first, last = float(rows[1].split(",")[4]), float(rows[-1].split(",")[4])
+    assert last < first - 0.3, (first, last)
+    # --resume continues from the checkpoint instead of starting over
+    args.steps = 70
+    args.resume = True
+    assert train(args)["step"] == 70
+
+
+def test_realnvp_inverts_and_its_logdet_is_the_jacobian():
+    torch.manual_seed(0)
+    flow = RealNVP(4, hidden=8, blocks=1)
+    with torch.no_grad():
+        for layer in flow.layers:  # leave the identity initialisation
+            layer.out.weight.normal_(0, 0.3)
+            layer.out.bias.normal_(0, 0.3)
+            layer.log_scale_factor.fill_(0.5)
+    v = torch.randn(1, 4, 3, 2, dtype=torch.float64)
+    flow = flow.double()
+    u, logdet = flow(v)
+    back, inv_logdet = flow.inverse(u)
+    assert torch.allclose(back, v, atol=1e-10)
+    assert torch.allclose(inv_logdet, -logdet, atol=1e-10)
+    jac = torch.autograd.functional.jacobian(lambda t: flow(t.view_as(v))[0].flatten(), v.flatten())
+    assert torch.allclose(torch.linalg.slogdet(jac)[1], logdet[0], atol=1e-8)
+    assert not torch.allclose(u, v)
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_dmol_sums_to_one_over_all_values(c):
+    torch.manual_seed(1)
+    k = 3
+    params = torch.randn(1, D.dmol_channels(c, k), 1, 1) * 2
+    if c == 1:
+        v = torch.arange(256.0).view(1, 1, 16, 16)
+        lp = D.dmol_log_prob_pixels(v, params.expand(1, -1, 16, 16).contiguous(), k)
+        assert abs(float(torch.logsumexp(lp.double().flatten(), 0).exp()) - 1) < 1e-5
+        return
+    gb = torch.stack(torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij"))
+    p = params.expand(1, -1, 256, 256).contiguous()
+    total = 0.0
+    for r in range(256):
+        v = torch.cat([torch.full((1, 1, 256, 256), float(r)), gb[None]], 1)
+        total += float(D.dmol_log_prob_pixels(v, p, k).double().exp().sum())
+    assert abs(total - 1) < 1e-4
+
+
+def test_checkpoint_saves_and_loads_exactly(tmp_path):
+    m = tiny("selfvae-downscale")
+    path = tmp_path / "m.safetensors"
+    save_model(m, path)
+    m2 = load_model(path)
+    for (k, a), (_, b) in zip(m.state_dict().items(), m2.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert m2.cfg == m.cfg
+    x = torch.randint(0, 256, (1, 3, 16, 16)).float()
+    torch.manual_seed(3)
+    a = m.eval()(x, sample=False)["nelbo"]
+    torch.manual_seed(3)
+    assert torch.equal(a, m2(x, sample=False)["nelbo"])
+
+
+def _ddp_worker(rank, world, port, data, run):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), SELFCODEC_DDP_BACKEND="gloo")
+    torch.set_num_threads(1)
+    train(TrainArgs(model="selfvae-downscale", data=[data], run_dir=run, steps=2, batch=2, crop=16, warmup=1,
+                    compile=False, progress=False, overrides=TINY, log_every=1))
+    torch.distributed.destroy_process_group()
+
+
+def test_two_process_gloo_ddp_step(tmp_path):
+    for i in range(2):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "run"
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path), str(run)), nprocs=2, join=True)
+    assert (run / "ckpt.safetensors").exists()
+    assert len((run / "log.csv").read_text().splitlines()) == 3
+
+
+def test_bpd_terms_add_up():
+    m = tiny("selfvae-downscale")
+    x = torch.randint(0, 256, (2, 3, 16, 16)).float()
+    t = bpd(m(x), x[0].numel())
+    assert math.isclose(t["nelbo"], t["re_x"] + t["re_y"] + t["kl_u"] + t["kl_z"], rel_tol=1e-5)
