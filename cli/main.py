@@ -497,6 +497,9 @@ main.register_lazy("eval-bpd", "selfcodec.cli.model_cmds:eval_bpd_cmd", "Negativ
 main.register_lazy("plot-log", "selfcodec.cli.model_cmds:plot_log_cmd", "Plot a training log to PNG.")
 main.register_lazy("export", "selfcodec.cli.model_cmds:export_cmd", "Ship a run's EMA weights as a model file.")
 main.register_lazy("demo", "selfcodec.cli.model_cmds:demo", "Code the bundled sample in every mode.")
+main.register_lazy("sample", "selfcodec.cli.generate_cmds:sample_cmd", "Generate images from the prior (grid PNG).")
+main.register_lazy("upscale", "selfcodec.cli.generate_cmds:upscale_cmd", "2x/4x super-resolution by conditional generation.")
+main.register_lazy("interpolate", "selfcodec.cli.generate_cmds:interpolate_cmd", "Interpolate two images in u, or vary z (--vary-z).")
 
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name="selfcodec")
