@@ -24,6 +24,9 @@ def atomic_save(tensors: dict, path: Path, metadata: dict):
     os.close(fd)
     try:
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a shipped file must be readable
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

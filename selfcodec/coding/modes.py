@@ -189,7 +189,7 @@ def _image_shape(model, x, side):
 def encode_tile(model, tile: np.ndarray, plan: Plan, level: int, how: str = "mean"):
     """tile: uint8 (h, w, 3) with h, w multiples of model.multiple.
     Returns (streams, estimated bits per stream, predicted reconstruction uint8 (h, w, 3))."""
-    x = torch.from_numpy(np.ascontiguousarray(tile)).permute(2, 0, 1)[None].float()
+    x = torch.from_numpy(np.array(tile, dtype=np.float32)).permute(2, 0, 1)[None]
     enc = _Encoder(model.images(x))
     xhat = walk(model, plan, level, enc, x, how)
     return enc.streams, enc.bits, _to_uint8(xhat)
