@@ -12,14 +12,39 @@ from PIL import Image
 from selfcodec import generate as G
 from selfcodec import zoo
 from selfcodec.__main__ import load_cli
+from selfcodec.checkpoint import save_model
 from selfcodec.errors import CodecError
+from selfcodec.family import SelfVAE, make_config
+from selfcodec.nets import data_dependent_init
 
 MODELS = ["downscale", "downscale-3l", "sketch"]
+_PRESETS = {"downscale": "selfvae-downscale", "downscale-3l": "selfvae-downscale-3l",
+            "sketch": "selfvae-sketch", "vae": "vae"}
+_TINY = dict(ch=16, growth=8, layers=1, mixtures=3, z_ch=8, u_ch=4, flow_hidden=8, flow_blocks=1)
 
 
 @pytest.fixture(scope="module")
-def nets(all_tiny_models):
-    return {k: zoo.load(p)[0] for k, p in all_tiny_models.items()}
+def gen_models(tmp_path_factory):
+    """Tiny random-init models (data-dependent init on a random batch), saved to files."""
+    folder = tmp_path_factory.mktemp("gen-models")
+    paths = {}
+    state = torch.random.get_rng_state()
+    try:
+        for i, (kind, preset) in enumerate(_PRESETS.items()):
+            torch.manual_seed(i)
+            model = SelfVAE(make_config(preset, **_TINY))
+            side = 2 * model.multiple
+            data_dependent_init(model, torch.randint(0, 256, (2, 3, side, side)).float())
+            paths[kind] = str(folder / f"tiny-{kind}.safetensors")
+            save_model(model.eval(), paths[kind])
+    finally:
+        torch.random.set_rng_state(state)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def nets(gen_models):
+    return {k: zoo.load(p)[0] for k, p in gen_models.items()}
 
 
 def _img(h, w, seed=0):
@@ -126,52 +151,52 @@ def _size(path):
         return im.size  # (w, h)
 
 
-def test_cli_sample(tmp_path, all_tiny_models):
+def test_cli_sample(tmp_path, gen_models):
     out = tmp_path / "grid.png"
-    r = CliRunner().invoke(_cli(), ["sample", "--model", all_tiny_models["downscale"], "-n", "4", "-o", str(out),
+    r = CliRunner().invoke(_cli(), ["sample", "--model", gen_models["downscale"], "-n", "4", "-o", str(out),
                                     "--size", "32", "--seed", "3"])
     assert r.exit_code == 0, r.output
     # 2 x 2 cells, each [y | x] of 32 px with a 1 px gap; 6 px between cells, 2 px between rows
     assert _size(out) == (2 * (32 + 1 + 32) + 6, 2 * 32 + 2)
     again = tmp_path / "grid2.png"
-    r = CliRunner().invoke(_cli(), ["sample", "--model", all_tiny_models["downscale"], "-n", "4", "-o", str(again),
+    r = CliRunner().invoke(_cli(), ["sample", "--model", gen_models["downscale"], "-n", "4", "-o", str(again),
                                     "--size", "32", "--seed", "3"])
     assert r.exit_code == 0 and out.read_bytes() == again.read_bytes()
-    r = CliRunner().invoke(_cli(), ["sample", "--model", all_tiny_models["sketch"], "-n", "1", "-o", str(again),
+    r = CliRunner().invoke(_cli(), ["sample", "--model", gen_models["sketch"], "-n", "1", "-o", str(again),
                                     "--size", "16", "--no-y", "--how", "sample", "-f"])
     assert r.exit_code == 0, r.output
     assert _size(again) == (16, 16)
 
 
-def test_cli_sample_refuses_existing(tmp_path, all_tiny_models):
+def test_cli_sample_refuses_existing(tmp_path, gen_models):
     out = tmp_path / "grid.png"
     out.write_bytes(b"keep")
-    r = CliRunner().invoke(_cli(), ["sample", "--model", all_tiny_models["downscale"], "-n", "1", "-o", str(out)])
+    r = CliRunner().invoke(_cli(), ["sample", "--model", gen_models["downscale"], "-n", "1", "-o", str(out)])
     assert r.exit_code == 2 and out.read_bytes() == b"keep"
 
 
 @pytest.mark.parametrize("kind,factor", [("downscale", 2), ("downscale-3l", 2), ("downscale-3l", 4)])
-def test_cli_upscale(tmp_path, all_tiny_models, kind, factor):
+def test_cli_upscale(tmp_path, gen_models, kind, factor):
     src = _png(tmp_path / "small.png", 11, 15)
     out = tmp_path / "big.png"
-    r = CliRunner().invoke(_cli(), ["upscale", src, "-o", str(out), "--model", all_tiny_models[kind],
+    r = CliRunner().invoke(_cli(), ["upscale", src, "-o", str(out), "--model", gen_models[kind],
                                     "--factor", str(factor)])
     assert r.exit_code == 0, r.output
     assert _size(out) == (15 * factor, 11 * factor)
 
 
-def test_cli_upscale_4x_needs_3_levels(tmp_path, all_tiny_models):
+def test_cli_upscale_4x_needs_3_levels(tmp_path, gen_models):
     src = _png(tmp_path / "small.png", 8, 8)
     r = CliRunner().invoke(_cli(), ["upscale", src, "-o", str(tmp_path / "big.png"), "--model",
-                                    all_tiny_models["downscale"], "--factor", "4"])
+                                    gen_models["downscale"], "--factor", "4"])
     assert r.exit_code == 1 and "error" in r.output
     assert not (tmp_path / "big.png").exists()
 
 
-def test_cli_interpolate(tmp_path, all_tiny_models):
+def test_cli_interpolate(tmp_path, gen_models):
     a, b = _png(tmp_path / "a.png", 40, 50), _png(tmp_path / "b.png", 36, 60, 1)
     out = tmp_path / "strip.png"
-    model = all_tiny_models["downscale"]  # multiple 16: common crop 32 x 48
+    model = gen_models["downscale"]  # multiple 16: common crop 32 x 48
     r = CliRunner().invoke(_cli(), ["interpolate", a, b, "-n", "4", "-o", str(out), "--model", model])
     assert r.exit_code == 0, r.output
     assert _size(out) == (6 * 48 + 5 * 2, 32)
