@@ -21,6 +21,7 @@ MODES = ["rec1", "rec2", "cgen", "crec", "lossless"]
 LEVELS = sorted(M.LEVELS)
 DEFAULT_LEVEL = M.DEFAULT_LEVEL
 TILE = 1024  # pixels per tile side; peak memory grows with its square
+MAX_TILE = 2048  # largest tile side the encoder writes and the decoder accepts (bounds the decoder's memory)
 _COLOURS = {"L": C.COLOUR_L, "RGB": C.COLOUR_RGB, "RGBA": C.COLOUR_RGBA}
 
 
@@ -40,6 +41,8 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
     predicts, the model's estimate of every stream's bits and the real stream sizes."""
     if level not in M.LEVELS:
         raise CodecError(f"level {level} does not exist; choose one of {LEVELS}")
+    if tile > MAX_TILE:
+        raise CodecError(f"tile side {tile} is larger than the limit of {MAX_TILE} pixels")
     rgb, meta = load_image(image, allow_lossy_convert=allow_lossy_convert)
     net, digest, name = zoo.load(model)
     plan = M.plan_for(mode, net.cfg.levels)
@@ -98,6 +101,9 @@ def decode_rgb(data: bytes, model=None):
         raise FormatError(f"unknown mode code {header.mode} in the header")
     if header.level not in M.LEVELS:
         raise FormatError(f"unknown level {header.level} in the header")
+    th, tw = min(header.tile_h or header.height, header.height), min(header.tile_w or header.width, header.width)
+    if th > MAX_TILE or tw > MAX_TILE:  # a short file must not make the decoder run the model on a huge tile
+        raise FormatError(f"corrupt header: tiles of {th}x{tw} pixels exceed the limit of {MAX_TILE} per side")
     net = _resolve_for(header, model)
     plan = M.plan_for(M.MODE_NAMES[header.mode], net.cfg.levels)
     if header.n_streams != len(M.stream_names(plan, net.cfg.levels)):
