@@ -54,10 +54,11 @@ PRESETS = {
 """Model names of the paper. The 3-level model has K = 2 self-supervised images plus x."""
 
 
-def make_config(name: str, **overrides) -> Config:
-    if name not in PRESETS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(PRESETS)}")
-    return Config(**{**PRESETS[name], **overrides})
+def make_config(preset: str, **overrides) -> Config:
+    """A preset's configuration with some fields changed (`name` too, for a variant)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model {preset!r}; choose one of {', '.join(PRESETS)}")
+    return Config(**{**PRESETS[preset], **overrides})
 
 
 class SelfVAE(nn.Module):
@@ -86,7 +87,7 @@ class SelfVAE(nn.Module):
         self.enc_u = nn.Sequential(Down(self.img_ch[0], ch, L, g, n), WNConv2d(ch, q * cfg.u_ch, 3, init_scale=0.1))
         self.dec_0 = nn.Sequential(
             WNConv2d(cfg.u_ch, ch, 3), nn.ELU(), Up(ch, L, g, n), DenseBlock(ch, g, n),
-            WNConv2d(ch, D.dmol_channels(self.img_ch[0], cfg.mixtures), 3, init_scale=0.1),
+            WNConv2d(ch, D.dmol_channels(self.img_ch[0], cfg.mixtures), 1, init_scale=0.1),
         )
         self.flow = RealNVP(cfg.u_ch, cfg.flow_hidden, cfg.flow_blocks)
         # A factorized prior for û that the entropy coder can use symbol by symbol.
@@ -108,7 +109,7 @@ class SelfVAE(nn.Module):
             self.dec_body.append(nn.Sequential(
                 WNConv2d(2 * ch, ch, 1), nn.ELU(), DenseBlock(ch, g, n), Up(ch, r_steps, g, n),
                 WNConv2d(ch, ch, 3), nn.ELU(),
-                WNConv2d(ch, D.dmol_channels(self.img_ch[k], cfg.mixtures), 3, init_scale=0.1)))
+                WNConv2d(ch, D.dmol_channels(self.img_ch[k], cfg.mixtures), 1, init_scale=0.1)))
 
     # ---- geometry -------------------------------------------------------------------------
     @property
