@@ -1,0 +1,103 @@
+"""Shared fixtures: tiny random-init models saved to .safetensors files, and small images.
+
+The models are far too small to compress well, but they exercise every network call and
+every coding path of the real codec in milliseconds. Nothing here reads /work/shared or
+the shipped model files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from selfcodec.checkpoint import save_model
+from selfcodec.family import SelfVAE, make_config
+from selfcodec.nets import data_dependent_init
+
+ASSET = Path(__file__).resolve().parents[1] / "selfcodec" / "assets" / "kodim23-crop.png"
+
+TINY = dict(ch=16, growth=8, layers=1, mixtures=3, z_ch=8, u_ch=4, flow_hidden=8, flow_blocks=1)
+
+
+def build_tiny(path: Path, preset: str = "selfvae-downscale", seed: int = 0, **overrides) -> Path:
+    """A tiny random-init model with data-dependent init, saved to `path` (deterministic per seed)."""
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        cfg = make_config(preset, **{**TINY, **overrides})
+        model = SelfVAE(cfg)
+        side = 2 * model.multiple
+        x = torch.randint(0, 256, (2, 3, side, side)).float()
+        data_dependent_init(model, x)
+        save_model(model.eval(), path)
+    finally:
+        torch.random.set_rng_state(state)
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(model_dir) -> str:
+    """selfvae-downscale (K=1), seed 0."""
+    return str(build_tiny(model_dir / "tiny-ds.safetensors", "selfvae-downscale", seed=0))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_other(model_dir) -> str:
+    """Same architecture as tiny_model, other seed: other weights, other hash."""
+    return str(build_tiny(model_dir / "tiny-ds-other.safetensors", "selfvae-downscale", seed=1))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_3l(model_dir) -> str:
+    """selfvae-downscale-3l (K=2)."""
+    return str(build_tiny(model_dir / "tiny-ds3l.safetensors", "selfvae-downscale-3l", seed=2))
+
+
+@pytest.fixture(scope="session")
+def tiny_vae(model_dir) -> str:
+    """Plain VAE (K=0)."""
+    return str(build_tiny(model_dir / "tiny-vae.safetensors", "vae", seed=3))
+
+
+@pytest.fixture(scope="session")
+def tiny_sketch(model_dir) -> str:
+    """selfvae-sketch (K=1, one-channel sketch)."""
+    return str(build_tiny(model_dir / "tiny-sketch.safetensors", "selfvae-sketch", seed=4))
+
+
+@pytest.fixture(scope="session")
+def all_tiny_models(tiny_model, tiny_model_3l, tiny_vae, tiny_sketch) -> dict:
+    return {"downscale": tiny_model, "downscale-3l": tiny_model_3l, "vae": tiny_vae, "sketch": tiny_sketch}
+
+
+def natural_crop(h: int = 48, w: int = 64, top: int = 160, left: int = 200) -> np.ndarray:
+    with Image.open(ASSET) as im:
+        a = np.asarray(im.convert("RGB"))
+    return np.ascontiguousarray(a[top:top + h, left:left + w])
+
+
+@pytest.fixture(scope="session")
+def natural() -> np.ndarray:
+    """A 64x48 (w x h) crop of the bundled Kodak sample, uint8 (48, 64, 3). Do not modify."""
+    a = natural_crop()
+    a.setflags(write=False)
+    return a
+
+
+@pytest.fixture()
+def rng():
+    return np.random.default_rng(1234)
+
+
+# The codec's tests run tiny models on tiny images: thread start-up and contention with other
+# work on the machine cost far more than they win. Tests that check thread counts set their own.
+torch.set_num_threads(1)

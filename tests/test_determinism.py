@@ -1,0 +1,137 @@
+"""The decoder must rebuild the encoder's numbers exactly: whatever the thread count, in a
+fresh process, and it must notice (not return a wrong image) when its numbers differ."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from selfcodec import api, zoo
+from selfcodec.errors import ChecksumError, FormatError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def threads():
+    """Set torch's intra-op threads inside a test; restored afterwards."""
+    old = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def files(tiny_model, natural):
+    img = np.ascontiguousarray(natural[:32, :48])
+    return {m: api.encode_report(img, m, 3, model=tiny_model) for m in ("rec2", "crec", "lossless")}
+
+
+def _digest(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def test_threads_do_not_change_pixels(tiny_model, files, threads):
+    default = os.cpu_count() or 1
+    for mode, rep in files.items():
+        outs = []
+        for n in (1, 2, default):
+            threads(n)
+            outs.append(api.decode(rep["data"], model=tiny_model, as_array=True))
+        for o in outs:
+            assert np.array_equal(o, rep["recon"]), mode
+
+
+def test_encode_two_threads_decode_one(tiny_model, natural, threads):
+    img = np.ascontiguousarray(natural[16:48, :32])
+    threads(2)
+    reps = {m: api.encode_report(img, m, 2, model=tiny_model) for m in ("rec2", "cgen")}
+    threads(1)
+    for m, rep in reps.items():
+        assert np.array_equal(api.decode(rep["data"], model=tiny_model, as_array=True), rep["recon"]), m
+
+
+def test_fresh_process_decodes_same_pixels(tiny_model, files, tmp_path):
+    paths = []
+    for mode, rep in files.items():
+        p = tmp_path / f"{mode}.svae"
+        p.write_bytes(rep["data"])
+        paths.append(str(p))
+    code = (
+        "import sys, hashlib, numpy as np\n"
+        "from selfcodec import api\n"
+        "for p in sys.argv[2:]:\n"
+        "    a = api.decode(open(p, 'rb').read(), model=sys.argv[1], as_array=True)\n"
+        "    print(hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    res = subprocess.run([sys.executable, "-c", code, tiny_model, *paths], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == [_digest(rep["recon"]) for rep in files.values()]
+
+
+class _Nudged:
+    """Within the block, one element of one weight of the (cached) model is off by `delta`;
+    zoo.load still reports the original weights hash, as if this machine computed the
+    model's numbers differently from the encoder's."""
+
+    def __init__(self, path: str, tensor: str, delta: float):
+        self.net = zoo.load(path)[0]
+        self.t, self.delta = self.net.state_dict()[tensor], delta
+
+    def __enter__(self):
+        self.old = self.t.view(-1)[0].item()
+        with torch.no_grad():
+            self.t.view(-1)[0] += self.delta
+
+    def __exit__(self, *exc):
+        with torch.no_grad():
+            self.t.view(-1)[0] = self.old
+
+
+@pytest.mark.parametrize("mode", ["rec2", "crec", "lossless"])
+def test_slightly_different_numbers_are_caught(tiny_model, files, mode):
+    """Nudge one weight by 1e-3 (one tensor at a time, under the original hash): the decoder
+    raises ChecksumError (or FormatError from a stream it cannot parse) or, where the nudge is
+    absorbed by the quantized coding tables, returns exactly the predicted pixels."""
+    rep = files[mode]
+    names = [k for k in zoo.load(tiny_model)[0].state_dict() if k.endswith((".b", ".g"))][::3]
+    caught = 0
+    for tensor in names:
+        with _Nudged(tiny_model, tensor, 1e-3):
+            try:
+                out = api.decode(rep["data"], model=tiny_model, as_array=True)
+            except ChecksumError as e:
+                msg = str(e)
+                assert "\n" not in msg
+                assert "CRC" in msg and "model" in msg  # names the likely cause, not only "damaged"
+                caught += 1
+            except FormatError as e:
+                assert "\n" not in str(e)
+                caught += 1
+            else:
+                assert np.array_equal(out, rep["recon"]), f"{tensor}: wrong pixels returned without an error"
+    assert caught > 0, f"no 1e-3 nudge of {len(names)} tensors changed the decoded {mode} image"
+
+
+def test_big_perturbation_never_returns_wrong_pixels(tiny_model, files):
+    """Every weight off by 1e-3: decoding either fails with a CodecError or gives the right image."""
+    net = zoo.load(tiny_model)[0]
+    saved = {k: v.clone() for k, v in net.state_dict().items()}
+    try:
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(1e-3)
+        for mode, rep in files.items():
+            with pytest.raises((ChecksumError, FormatError)):
+                api.decode(rep["data"], model=tiny_model, as_array=True)
+    finally:
+        net.load_state_dict(saved)
+    assert np.array_equal(api.decode(files["rec2"]["data"], model=tiny_model, as_array=True), files["rec2"]["recon"])
