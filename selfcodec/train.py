@@ -167,7 +167,7 @@ def train(a: TrainArgs) -> dict:
                     ema[k].copy_(v)
         step += 1
         terms_bpd = bpd(terms, dims)
-        terms_bpd["loss"] = float(loss)
+        terms_bpd["loss"] = float(loss.detach())
         for k, v in terms_bpd.items():
             sums[k] = sums.get(k, 0.0) + v
         n_sum += 1
