@@ -1,7 +1,6 @@
 """The quick Kodak benchmark runs end to end on synthetic images (no ../shared access)."""
 import json
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -25,18 +24,38 @@ def _write_images(folder: Path, n=2, size=64):
     return folder
 
 
-def test_kodak_rd_quick(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A tiny random-init selfvae-downscale saved to tmp (the shipped weights are not needed)."""
+    import torch
+
+    from selfcodec.checkpoint import save_model
+    from selfcodec.family import SelfVAE, make_config
+    from selfcodec.nets import data_dependent_init
+
+    torch.manual_seed(0)
+    m = SelfVAE(make_config("selfvae-downscale", ch=16, growth=8, layers=1, mixtures=3, z_ch=8, u_ch=4,
+                            flow_hidden=8, flow_blocks=1))
+    data_dependent_init(m, torch.randint(0, 256, (2, 3, 32, 32)).float())
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_model(m, path)
+    return str(path)
+
+
+def test_kodak_rd_quick(tmp_path, tiny_model):
     from benchmarks import kodak_rd
+    from selfcodec import api
 
     data = _write_images(tmp_path / "imgs")
     out = tmp_path / "out"
-    res = kodak_rd.main(["--quick", "--data", str(data), "--out", str(out), "--no-selfcodec",
+    res = kodak_rd.main(["--quick", "--data", str(data), "--out", str(out), "--model", tiny_model,
                          "--no-anchors", "--no-progress"])
     assert (out / "kodak.json").is_file() and (out / "kodak_rd.png").stat().st_size > 1000
-    assert (out / "kodak.md").read_text().startswith("# Kodak")
+    md = (out / "kodak.md").read_text()
+    assert md.startswith("# Kodak") and "WebP" in md and "selfcodec rec2" in md
     j = json.loads((out / "kodak.json").read_text())
-    assert {"meta", "codecs", "skipped", "anchors", "notes", "selfcodec_vs_webp"} <= set(j)
-    for k in ("date", "command", "platform", "cpu_model", "versions"):
+    assert {"meta", "codecs", "skipped", "anchors", "notes", "selfcodec_vs_webp", "speed"} <= set(j)
+    for k in ("date", "command", "platform", "cpu_model", "versions", "wall_s"):
         assert k in j["meta"]
     assert j["meta"]["n_images"] == 2
     ref = j["codecs"]["jpeg420"]
@@ -45,36 +64,89 @@ def test_kodak_rd_quick(tmp_path):
     for name, c in j["codecs"].items():
         assert c["n_errors"] == 0, (name, c["errors"])
         for p in c["points"]:
-            assert p["bpp"] > 0 and 10 < p["psnr"] <= 100 and 0 < p["ms_ssim"] <= 1
-        assert c["timing"]["enc_s_per_image"] > 0
+            assert p["bpp"] > 0 and 5 < p["psnr"] <= 100 and 0 < p["ms_ssim"] <= 1
+        if name != "selfcodec-best":
+            assert c["timing"]["enc_s_per_image"] > 0
+    lossy = [m for m in api.MODES if m != "lossless"]
+    assert set(lossy) == {"rec1", "rec2", "cgen", "crec"}
+    levels = j["meta"]["selfcodec"]["levels"]
+    assert api.DEFAULT_LEVEL in levels and len(levels) >= 3
+    for m in lossy:
+        c = j["codecs"][f"selfcodec-{m}"]
+        assert [p["param"] for p in sorted(c["points"], key=lambda p: p["param"])] == levels
+        assert all(p["n_images"] == 2 for p in c["points"])
+        assert c["decode_check"]["n_decoded"] == 2 and c["decode_check"]["n_equal_to_recon"] == 2
+        assert c["timing"]["dec_s_per_image"] > 0 and c["timing"]["level"] == api.DEFAULT_LEVEL
+        acc = c["streams_vs_estimate"]
+        assert set(acc) == {str(lv) for lv in levels}
+        for s in acc.values():
+            assert s["streams"] and all(v["real_bytes"] > 0 and v["estimated_bits"] > 0 for v in s["streams"].values())
+            assert s["file_bytes"] >= sum(v["real_bytes"] for v in s["streams"].values())
+        assert j["speed"][f"selfcodec-{m}"]["enc_ratio_vs_webp"] > 0
+        assert j["selfcodec_vs_webp"][f"selfcodec-{m}"]["dec_ratio"] > 0
+    best = j["codecs"]["selfcodec-best"]
+    assert best["points"] and all(p["mode"] in lossy for p in best["points"])
+    bp = [p["psnr"] for p in best["points"]]
+    assert bp == sorted(bp)  # a Pareto front rises with the rate
+    assert "webp" in j["speed"] and j["speed"]["webp"]["enc_mpix_s"] > 0
     assert res["meta"]["quick"] is True
 
 
-def test_kodak_rd_selfcodec_hook(tmp_path, monkeypatch):
-    """A stand-in selfcodec.api is picked up as extra codecs with a WebP time ratio."""
-    import io
+def test_pareto_and_hull():
+    from benchmarks.kodak_rd import pareto_front, upper_hull
 
-    from benchmarks import kodak_rd
+    pts = [{"bpp": b, "psnr": p} for b, p in [(0.1, 20), (0.2, 19), (0.3, 26), (0.5, 27), (0.6, 30), (1.0, 31)]]
+    assert [p["bpp"] for p in pareto_front(pts)] == [0.1, 0.3, 0.5, 0.6, 1.0]
+    assert [p["bpp"] for p in upper_hull(pts)] == [0.1, 0.3, 0.6, 1.0]
 
-    def encode(img, mode="fake", level=0, model=None):
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, "JPEG", quality=20 + 20 * level)
-        return buf.getvalue()
 
-    def decode(data, as_array=True):
-        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+def test_figure_modes(tmp_path, tiny_model):
+    from benchmarks import figure_modes
+    from selfcodec import api
 
-    fake = types.ModuleType("selfcodec.api")
-    fake.encode, fake.decode, fake.MODES, fake.LEVELS = encode, decode, ["fake", "lossless"], [0, 1, 2, 3]
-    monkeypatch.setitem(sys.modules, "selfcodec.api", fake)
-    data = _write_images(tmp_path / "imgs")
-    out = tmp_path / "out"
-    kodak_rd.main(["--quick", "--data", str(data), "--out", str(out), "--no-anchors", "--no-progress",
-                   "--codecs", "webp,selfcodec-fake"])
-    j = json.loads((out / "kodak.json").read_text())
-    assert set(j["codecs"]) == {"jpeg420", "webp", "selfcodec-fake"}
-    assert [p["param"] for p in j["codecs"]["selfcodec-fake"]["points"]] == [0, 2, 3]
-    assert j["selfcodec_vs_webp"]["selfcodec-fake"]["enc_ratio"] > 0
+    out = tmp_path / "fig.png"
+    r = figure_modes.main(["--crop", "48", "--model", tiny_model, "--out", str(out)])
+    assert out.stat().st_size > 1000 and json.loads(out.with_suffix(".json").read_text())["meta"]["command"]
+    assert [m["mode"] for m in r["modes"]] == list(api.MODES)
+    assert r["modes"][-1]["exact"] and all(m["bpp"] > 0 for m in r["modes"])
+
+
+def test_memory_small(tmp_path, tiny_model):
+    from benchmarks import memory
+
+    r = memory.main(["--size", "96x64", "--modes", "rec2", "--model", tiny_model, "--data", str(tmp_path / "none"),
+                     "--out", str(tmp_path)])
+    j = json.loads((tmp_path / "memory.json").read_text())
+    run = j["full"]["modes"]["rec2"]
+    assert run["encode"]["peak_rss_mib"] > 10 and run["decode"]["shape"] == [64, 96, 3]
+    assert run["encode"]["bytes"] > 0 and r["meta"]["tile"] > 0
+
+
+def test_update_readme(tmp_path, tiny_model):
+    from benchmarks import kodak_rd, update_readme
+
+    data = _write_images(tmp_path / "imgs", n=2, size=32)
+    res = tmp_path / "results"
+    kodak_rd.main(["--quick", "--data", str(data), "--out", str(res), "--model", tiny_model, "--no-anchors",
+                   "--no-progress", "--codecs", "webp,selfcodec-rec2"])
+    models = tmp_path / "models"
+    models.mkdir()
+    Image.new("RGB", (8, 8)).save(models / "tiny_curve.png")
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\nintro\n\n## Other\n\ntext\n")
+    update_readme.main(["--readme", str(readme), "--results", str(res), "--models", str(models)])
+    t1 = readme.read_text()
+    assert t1.startswith("# x\n\nintro\n\n## Other\n\ntext\n") and "## Results" in t1
+    body = t1[t1.index(update_readme.START):t1.index(update_readme.END)]
+    assert "| selfcodec rec2 |" in body and "| WebP |" in body and "results/kodak_rd.png" in body
+    assert "models/tiny_curve.png" in body and "lossless.json missing" in body
+    assert json.loads((res / "kodak.json").read_text())["meta"]["command"] in body
+    # a second run replaces the section in place; text outside the markers is kept
+    readme.write_text(t1.replace("text\n", "edited by someone else\n", 1) + "\n## After\n")
+    update_readme.main(["--readme", str(readme), "--results", str(res), "--models", str(models)])
+    t2 = readme.read_text()
+    assert t2.count(update_readme.START) == 1 and t2.count("## Results") == 1
+    assert "edited by someone else" in t2 and t2.endswith("\n## After\n")
 
 
 def test_lossless_quick(tmp_path):
