@@ -86,11 +86,12 @@ def plot_log_cmd(csv_path, output, title):
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--output", required=True, help="The .safetensors model file to write.")
 @click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default="bf16", show_default=True)
-def export_cmd(run_dir, output, dtype):
-    """Write a run's EMA weights as a small model file."""
+@click.option("--weights", type=click.Choice(["ema", "live"]), default="ema", show_default=True)
+def export_cmd(run_dir, output, dtype, weights):
+    """Write a run's EMA (or live) weights as a small model file."""
     from selfcodec.train import export
 
-    click.echo(export(Path(run_dir), Path(output), dtype))
+    click.echo(export(Path(run_dir), Path(output), dtype, weights))
 
 
 @click.command()

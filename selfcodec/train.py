@@ -76,11 +76,11 @@ def save_checkpoint(run: Path, model, ema: dict, opt, step: int, seconds: float)
     os.replace(tmp, run / "optim.pt")
 
 
-def ema_model(run: Path) -> SelfVAE:
-    """The EMA weights of a training run, as a model in eval mode."""
+def ema_model(run: Path, prefix: str = "ema.") -> SelfVAE:
+    """The EMA weights (or with prefix "model.", the live ones) of a training run, in eval mode."""
     meta = read_metadata(run / "ckpt.safetensors")
     m = SelfVAE(Config.from_json(meta["config"]))
-    m.load_state_dict(load_tensors(run / "ckpt.safetensors", "ema."))
+    m.load_state_dict(load_tensors(run / "ckpt.safetensors", prefix))
     return m.eval()
 
 
@@ -159,10 +159,11 @@ def train(a: TrainArgs) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip)
         opt.step()
+        decay = min(a.ema, (1 + step) / (10 + step))  # warm-up: early EMA must not cling to the init
         with torch.no_grad():
             for k, v in model.state_dict().items():
                 if v.is_floating_point():
-                    ema[k].mul_(a.ema).add_(v.float(), alpha=1 - a.ema)
+                    ema[k].mul_(decay).add_(v.float(), alpha=1 - decay)
                 else:
                     ema[k].copy_(v)
         step += 1
@@ -195,11 +196,11 @@ def train(a: TrainArgs) -> dict:
     return {"step": step, "seconds": seconds, **last}
 
 
-def export(run: Path, out: Path, dtype: str = "bf16") -> Path:
-    """Ship a run's EMA weights as a small safetensors model file."""
+def export(run: Path, out: Path, dtype: str = "bf16", weights: str = "ema") -> Path:
+    """Ship a run's EMA (or live) weights as a small safetensors model file."""
     meta = read_metadata(Path(run) / "ckpt.safetensors")
-    model = ema_model(Path(run))
-    info = {"step": int(meta["step"]), "train_seconds": float(meta["seconds"])}
+    model = ema_model(Path(run), "ema." if weights == "ema" else "model.")
+    info = {"step": int(meta["step"]), "train_seconds": float(meta["seconds"]), "weights": weights}
     save_model(model, out, {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype], info)
     return Path(out)
 
