@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from . import distributions as D
 from .flows import RealNVP
@@ -146,8 +147,15 @@ class SelfVAE(nn.Module):
 
     def p_img(self, k, z, img_prev):
         """DMoL parameters of images[k] given z_k and images[k-1]."""
-        h = torch.cat([self.dec_lat[k - 1](z), self.dec_img[k - 1](scale_image(img_prev))], 1)
-        return self.dec_body[k - 1](h)
+        prev = scale_image(img_prev)
+        params = self.dec_body[k - 1](torch.cat([self.dec_lat[k - 1](z), self.dec_img[k - 1](prev)], 1))
+        if self.cfg.transform != "downscale":
+            return params
+        # The means are an offset from the bilinear upscale of the coarser image: the network
+        # only has to learn the detail (and starts from a good reconstruction).
+        n, c = self.cfg.mixtures, self.img_ch[k]
+        up = F.interpolate(prev, scale_factor=2, mode="bilinear", align_corners=False).repeat_interleave(n, dim=1)
+        return torch.cat([params[:, :n], params[:, n : n + c * n] + up.to(params.dtype), params[:, n + c * n :]], 1)
 
     def u_code_prior(self):
         return self.u_code_mean, self.u_code_log_scale.clamp(-6.0, 6.0)
