@@ -2,6 +2,7 @@
 ../shared/data (a 3200x3200 PNG holds a 100x100 grid of 32x32 images)."""
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +42,15 @@ def image_files(folder: Path) -> list:
 
 
 def load_folder(folder: Path, limit: int | None = None) -> list:
-    files = image_files(folder)[:limit]
-    if not files:
-        raise FileNotFoundError(f"no images in {folder}")
-    return [np.asarray(Image.open(p).convert("RGB")) for p in files]
+    out = []
+    for p in image_files(folder)[:limit]:
+        try:
+            out.append(np.asarray(Image.open(p).convert("RGB")))
+        except (OSError, ValueError) as e:  # one bad file should not stop a training run
+            warnings.warn(f"skipping unreadable image {p}: {e}")
+    if not out:
+        raise FileNotFoundError(f"no readable images in {folder}")
+    return out
 
 
 def resolve(spec: str) -> list:
