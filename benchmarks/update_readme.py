@@ -48,6 +48,7 @@ def stamp_line(meta: dict) -> str:
     cores = meta.get("cpus_available")
     wall = meta.get("wall_s")
     return (f"_{meta.get('date', '?')} · {meta.get('cpu_model', '?')}, {cores} cores ({plat.get('machine', '?')})"
+            + (f" · load at start {meta['loadavg_at_start'][0]:.2f}" if meta.get("loadavg_at_start") else "")
             + (f" · wall {wall:.0f} s" if isinstance(wall, (int, float)) else "")
             + f" · `{meta.get('command', '?')}`_")
 
@@ -117,7 +118,7 @@ def memory_block(j: dict) -> list[str]:
     L = ["### Peak memory", "", stamp_line(meta), "",
          f"{f['width']}x{f['height']} image ({meta.get('image')}), level {meta.get('level')}, "
          f"{meta.get('torch_threads')} torch thread(s); one child process per run, peak RSS = its VmHWM.", "",
-         "| mode | op | peak RSS MiB | after model load MiB | one 1024² tile: peak MiB | s | MP/s | bound |",
+         f"| mode | op | peak RSS MiB | after model load MiB | one {meta.get('tile')}² tile: peak MiB | s | MP/s | bound |",
          "|---|---|---|---|---|---|---|---|"]
     for mode, ops in f["modes"].items():
         for op in ("encode", "decode"):
@@ -130,7 +131,7 @@ def memory_block(j: dict) -> list[str]:
                      f"{fmt((r.get('after_model_load') or {}).get('peak_mib'), 0)} | "
                      f"{fmt(b.get('peak_one_tile_mib'), 0)} | {fmt(r.get('wall_s'), 1)} | {fmt(r.get('mpix_s'), 3)} | "
                      f"{b.get('bound', '—')} |")
-    L += [""] + [f"{n}." for n in j.get("notes", [])]
+    L += [""] + [f"{n[:1].upper()}{n[1:]}." for n in j.get("notes", [])]
     return L
 
 
