@@ -135,3 +135,29 @@ def test_big_perturbation_never_returns_wrong_pixels(tiny_model, files):
     finally:
         net.load_state_dict(saved)
     assert np.array_equal(api.decode(files["rec2"]["data"], model=tiny_model, as_array=True), files["rec2"]["recon"])
+
+
+@pytest.fixture(scope="module")
+def wide_model(tmp_path_factory):
+    """A model at the shipped default width: its convolutions take the multi-threaded oneDNN
+    paths whose last bits depend on the thread count (the tiny models' do not)."""
+    from selfcodec.checkpoint import save_model
+    from selfcodec.family import SelfVAE, make_config
+    from selfcodec.nets import data_dependent_init
+
+    torch.manual_seed(7)
+    m = SelfVAE(make_config("selfvae-downscale"))
+    data_dependent_init(m, torch.randint(0, 256, (2, 3, 32, 32)).float())
+    path = tmp_path_factory.mktemp("wide") / "wide.safetensors"
+    save_model(m, path)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["crec", "lossless"])
+def test_default_width_model_encode_two_threads_decode_one(wide_model, natural, threads, mode):
+    img = np.ascontiguousarray(natural[:48, :64])
+    threads(2)
+    rep = api.encode_report(img, mode, 3, model=wide_model)
+    threads(1)
+    assert np.array_equal(api.decode(rep["data"], model=wide_model, as_array=True), rep["recon"])
+    assert torch.get_num_threads() == 1  # coding restores the caller's setting

@@ -9,6 +9,7 @@ above it are sent (`send_z`) or inferred (the prior's mean). Images above `sent`
 point estimate (mixture mean) of their likelihood.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,12 +187,27 @@ def _image_shape(model, x, side):
     return side.shape0
 
 
+@contextmanager
+def coding_threads():
+    """Run the networks single-threaded while coding: oneDNN's convolutions give results that
+    differ in the last bit between thread counts, and one flipped bit in an entropy parameter
+    on a grid boundary breaks the stream. One thread makes encoder and decoder agree whatever
+    the caller's torch.set_num_threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def encode_tile(model, tile: np.ndarray, plan: Plan, level: int, how: str = "mean"):
     """tile: uint8 (h, w, 3) with h, w multiples of model.multiple.
     Returns (streams, estimated bits per stream, predicted reconstruction uint8 (h, w, 3))."""
     x = torch.from_numpy(np.array(tile, dtype=np.float32)).permute(2, 0, 1)[None]
     enc = _Encoder(model.images(x))
-    xhat = walk(model, plan, level, enc, x, how)
+    with coding_threads():
+        xhat = walk(model, plan, level, enc, x, how)
     return enc.streams, enc.bits, _to_uint8(xhat)
 
 
@@ -199,7 +215,8 @@ def decode_tile(model, streams: list, h: int, w: int, plan: Plan, level: int, ho
     dec = _Decoder(streams)
     r = model.ratio ** model.cfg.levels
     dec.shape0 = (h // r, w // r)
-    xhat = walk(model, plan, level, dec, None, how)
+    with coding_threads():
+        xhat = walk(model, plan, level, dec, None, how)
     if dec.streams:
         raise CodecError("the file has more streams than its mode needs")
     return _to_uint8(xhat)
