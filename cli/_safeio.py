@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import errno
 import os
-import tempfile
 from pathlib import Path
+
+from selfcodec import fileio
 
 
 class OutputRefused(Exception):
@@ -36,67 +36,12 @@ def check_output(out: Path, inputs: list[Path], force: bool) -> None:
         raise OutputRefused(f"output {out} exists (use --force to overwrite)")
 
 
-def _umask() -> int:
-    m = os.umask(0o022)
-    os.umask(m)
-    return m
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_write(path: Path, data: bytes, *, force: bool, inputs: list[Path] = ()) -> None:
-    """Write ``data`` to ``path`` atomically.
-
-    The bytes go to a temporary file in the same directory, which is fsynced and then
-    renamed over ``path``: a reader (or a crash) sees the old file or the whole new one.
-    Without ``force`` an existing ``path`` is never replaced, even if it appears while
-    we write (the final step is ``link``, which fails if the name exists).  The temporary
-    file is removed on any failure, KeyboardInterrupt included.
-    """
+    """Write ``data`` to ``path`` atomically (see selfcodec.fileio.atomic_write), refusing
+    an input file always and an existing file without ``force``."""
     path = Path(path)
     check_output(path, list(inputs), force)
-    directory = path.parent if str(path.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as e:  # report the directory, not the random temporary name
-        raise OSError(e.errno, e.strerror, str(directory)) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        if force:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise OutputRefused(f"output {path} exists (use --force to overwrite)") from None
-            except OSError as e:
-                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
-                    raise
-                # File system without hard links: check-then-rename (small race window).
-                if path.exists():
-                    raise OutputRefused(f"output {path} exists (use --force to overwrite)") from None
-                os.replace(tmp, path)
-            else:
-                os.unlink(tmp)
-        _fsync_dir(directory)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        fileio.atomic_write(path, data, overwrite=force)
+    except FileExistsError:
+        raise OutputRefused(f"output {path} exists (use --force to overwrite)") from None

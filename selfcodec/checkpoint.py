@@ -6,31 +6,19 @@ training checkpoint holds the live weights under `model.` and the EMA under `ema
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from .family import Config, SelfVAE
+from .fileio import atomic_write
 
 
 def atomic_save(tensors: dict, path: Path, metadata: dict):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a shipped file must be readable
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata))
 
 
 def save_model(model: SelfVAE, path: Path, dtype=torch.float32, info: dict | None = None):

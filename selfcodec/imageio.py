@@ -30,7 +30,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import tempfile
 import threading
 import warnings
 import zlib
@@ -41,6 +40,7 @@ from typing import Any, BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .fileio import atomic_write
 from selfcodec.errors import UnsupportedImageError
 
 __all__ = [
@@ -494,25 +494,6 @@ def save_image(img_or_array: Any, path: str | os.PathLike) -> None:
     The file is written atomically (temporary file in the same directory, fsync,
     rename): ``path`` holds either its old content or the whole new image.
     """
-    data = image_to_bytes(img_or_array, "PNG")
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, image_to_bytes(img_or_array, "PNG"))
 
 
-def _umask() -> int:
-    m = os.umask(0o022)
-    os.umask(m)
-    return m

@@ -3,6 +3,7 @@ with channels_last on CPU, CUDA, DDP through torchrun, resumable checkpoints and
 the loss terms in bits per dimension."""
 
 import csv
+import io
 import math
 import os
 import time
@@ -15,6 +16,7 @@ import torch.distributed as dist
 
 from . import data as datamod
 from .checkpoint import atomic_save, load_tensors, read_metadata, save_model
+from .fileio import atomic_write
 from .family import Config, SelfVAE, bpd, loss_from_terms, make_config
 from .nets import data_dependent_init
 
@@ -71,9 +73,9 @@ def save_checkpoint(run: Path, model, ema: dict, opt, step: int, seconds: float)
     tensors.update({f"ema.{k}": v.detach().cpu() for k, v in ema.items()})
     meta = {"config": model.cfg.to_json(), "step": str(step), "seconds": f"{seconds:.1f}"}
     atomic_save(tensors, run / "ckpt.safetensors", meta)
-    tmp = run / "optim.pt.tmp"
-    torch.save(opt.state_dict(), tmp)
-    os.replace(tmp, run / "optim.pt")
+    buf = io.BytesIO()
+    torch.save(opt.state_dict(), buf)
+    atomic_write(run / "optim.pt", buf.getvalue())
 
 
 def ema_model(run: Path, prefix: str = "ema.") -> SelfVAE:
