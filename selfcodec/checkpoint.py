@@ -12,7 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
-from .family import Config, SelfVAE
+from .family import ARCH_VERSION, Config, SelfVAE
 from .fileio import atomic_write
 
 
@@ -56,8 +56,9 @@ def load_model(path: Path, prefix: str = "") -> SelfVAE:
 
 
 def weights_hash(path: Path) -> bytes:
-    """8-byte identity of a weights file: the first bytes of the SHA-256 of its content."""
-    h = hashlib.sha256()
+    """8-byte identity of a model: the first bytes of the SHA-256 of the weights file's content
+    and of the network code's version (family.ARCH_VERSION)."""
+    h = hashlib.sha256(f"selfcodec-arch-{ARCH_VERSION}\n".encode())
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)

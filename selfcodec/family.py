@@ -20,6 +20,11 @@ from .nets import DenseBlock, Down, Up, WNConv2d, scale_image
 from .transforms import TRANSFORMS
 
 
+ARCH_VERSION = 1
+"""Bump when the networks compute something else from the same weights: it is part of a
+model's identity in .svae headers, so old files then meet a clear model-mismatch error."""
+
+
 @dataclass
 class Config:
     name: str = "selfvae-downscale"
