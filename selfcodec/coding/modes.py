@@ -30,7 +30,7 @@ MODE_CODES = {"rec1": 1, "rec2": 2, "cgen": 3, "crec": 4, "lossless": 5, "cgen-y
 MODE_NAMES = {v: k for k, v in MODE_CODES.items()}
 
 # level -> (quantization step of the latents that shape the reconstruction, bin width of a lossy y)
-LEVELS = {1: (2.0, 6), 2: (1.5, 4), 3: (1.0, 3), 4: (0.75, 2), 5: (0.5, 1)}
+LEVELS = {1: (2.0, 16), 2: (1.5, 8), 3: (1.0, 4), 4: (0.75, 2), 5: (0.5, 1)}
 DEFAULT_LEVEL = 3
 
 
