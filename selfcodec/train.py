@@ -45,6 +45,7 @@ class TrainArgs:
     seed: int = 0
     overrides: dict = field(default_factory=dict)  # Config fields (width, posterior, ...)
     progress: bool = True
+    init: str | None = None  # start a new run from a model file's weights (and its config)
     compile: bool = True  # torch.compile the DMoL likelihood (2x faster on CPU)
 
 
@@ -104,6 +105,8 @@ def train(a: TrainArgs) -> dict:
         meta = read_metadata(run / "ckpt.safetensors")
         cfg = Config.from_json(meta["config"])
         step, seconds = int(meta["step"]), float(meta["seconds"])
+    elif a.init:
+        cfg, step, seconds = Config.from_json(read_metadata(Path(a.init))["config"]), 0, 0.0
     else:
         cfg, step, seconds = make_config(a.model, **a.overrides), 0, 0.0
     model = SelfVAE(cfg).to(device)
@@ -122,6 +125,8 @@ def train(a: TrainArgs) -> dict:
 
     if resuming:
         model.load_state_dict(load_tensors(run / "ckpt.safetensors", "model."))
+    elif a.init:
+        model.load_state_dict({k: v.float() for k, v in load_tensors(Path(a.init)).items()})
     else:
         data_dependent_init(model, batch())
     model = model.to(memory_format=torch.channels_last)
