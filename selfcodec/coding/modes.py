@@ -99,6 +99,7 @@ class _Encoder:
 
     def __init__(self, imgs):
         self.imgs, self.streams, self.bits = imgs, [], []
+        self.shape0 = tuple(imgs[0].shape[-2:])  # height and width of images[0]
 
     def latent(self, posterior_mean, mean, log_scale, step):
         m, idx = _latent_tables(mean, log_scale, step)
@@ -116,8 +117,8 @@ class _Encoder:
 
 
 class _Decoder:
-    def __init__(self, streams):
-        self.streams = list(streams)
+    def __init__(self, streams, shape0):
+        self.streams, self.shape0 = list(streams), shape0
 
     def _next(self):
         if not self.streams:
@@ -141,8 +142,9 @@ def _to_image(v: np.ndarray, shape) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def walk(model, plan: Plan, level: int, side, x: torch.Tensor | None = None, how: str = "mean") -> torch.Tensor:
-    """Run the chain once; `side` is an _Encoder (x given) or a _Decoder. Returns x̂ (1,3,H,W).
+def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor:
+    """Run the chain once; `side` is an _Encoder (which holds the true images) or a _Decoder.
+    Returns x̂ (1,3,H,W).
 
     Every tensor that defines a coding table comes from the same calls in the same order on
     both sides; latents are rebuilt from integers so both sides feed the networks the same
@@ -151,10 +153,10 @@ def walk(model, plan: Plan, level: int, side, x: torch.Tensor | None = None, how
     cfg, K = model.cfg, model.cfg.levels
     gaussian = cfg.posterior == "gaussian"
     lat_step, y_step = LEVELS[level]
-    imgs = model.images(x) if x is not None else None
+    imgs = getattr(side, "imgs", None)  # only the encoder evaluates the posteriors
     step_u = lat_step if plan.sent < 0 else 1.0
     cm, cls = model.u_code_prior()
-    h0, w0 = _image_shape(model, x, side)
+    h0, w0 = side.shape0
     ushape = (1, cfg.u_ch, h0 >> cfg.latent_down, w0 >> cfg.latent_down)
     prev = side.latent(lambda: _posterior_mean(model.q_u(imgs[0]), gaussian),
                        cm.expand(ushape), cls.expand(ushape), step_u)
@@ -179,14 +181,6 @@ def walk(model, plan: Plan, level: int, side, x: torch.Tensor | None = None, how
     return out[K]
 
 
-def _image_shape(model, x, side):
-    """Height and width of images[0] (the decoder learns it from the header via side.shape)."""
-    if x is not None:
-        r = model.ratio ** model.cfg.levels
-        return x.shape[2] // r, x.shape[3] // r
-    return side.shape0
-
-
 @contextmanager
 def coding_threads():
     """Run the networks single-threaded while coding: oneDNN's convolutions give results that
@@ -207,16 +201,15 @@ def encode_tile(model, tile: np.ndarray, plan: Plan, level: int, how: str = "mea
     x = torch.from_numpy(np.array(tile, dtype=np.float32)).permute(2, 0, 1)[None]
     enc = _Encoder(model.images(x))
     with coding_threads():
-        xhat = walk(model, plan, level, enc, x, how)
+        xhat = walk(model, plan, level, enc, how)
     return enc.streams, enc.bits, _to_uint8(xhat)
 
 
 def decode_tile(model, streams: list, h: int, w: int, plan: Plan, level: int, how: str = "mean") -> np.ndarray:
-    dec = _Decoder(streams)
     r = model.ratio ** model.cfg.levels
-    dec.shape0 = (h // r, w // r)
+    dec = _Decoder(streams, (h // r, w // r))
     with coding_threads():
-        xhat = walk(model, plan, level, dec, None, how)
+        xhat = walk(model, plan, level, dec, how)
     if dec.streams:
         raise CodecError("the file has more streams than its mode needs")
     return _to_uint8(xhat)
