@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from . import zoo
+from .checkpoint import read_metadata
+from .family import Config
 from .coding import container as C
 from .coding import modes as M
 from .errors import ChecksumError, CodecError, FormatError, ModelMismatchError
@@ -82,7 +84,9 @@ def encode(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=None, ve
 
 
 def _resolve_for(header: C.Header, model):
-    net, digest, _ = zoo.load(model if model is not None else header.model_name if _shipped(header.model_name) else None)
+    if model is None and _shipped(header.model_name):
+        model = header.model_name  # else the default model, whose hash is then checked
+    net, digest, _ = zoo.load(model)
     if digest != header.model_hash:
         raise ModelMismatchError(
             f"the file was written with model {header.model_name!r} (weights {header.model_hash.hex()}), "
@@ -151,7 +155,11 @@ def info(data: bytes) -> dict:
     mode = M.MODE_NAMES.get(header.mode, f"unknown({header.mode})")
     names = [f"stream{i}" for i in range(header.n_streams)]
     try:
-        levels = zoo.load(header.model_name)[0].cfg.levels if _shipped(header.model_name) else None
+        # the stream names need only the model's configuration, not its weights
+        levels = None
+        if _shipped(header.model_name):
+            meta = read_metadata(zoo.model_path(header.model_name))
+            levels = Config.from_json(meta["config"]).levels
         if levels is not None and mode in M.MODE_CODES:
             names = M.stream_names(M.plan_for(mode, levels), levels)
     except CodecError:
