@@ -24,12 +24,16 @@ import click
 @click.option("--ckpt-minutes", default=5.0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from RUN_DIR's checkpoint.")
 @click.option("--init", default=None, help="Start from a model file's weights (e.g. a shipped model).")
+@click.option("--warm-start", default=None,
+              help="Copy the weights that fit from a model file of any preset (e.g. the 2-level model for the 3-level).")
+@click.option("--free-bits", default=0.0, show_default=True,
+              help="KL floor per z level in bits per dimension: keeps z from collapsing to its prior.")
 @click.option("--compile/--no-compile", default=True, show_default=True, help="torch.compile the likelihood.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Model config field, e.g. --set ch=64 --set posterior=gaussian.")
 @click.option("--seed", default=0)
 def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, device, bf16, threads,
-          ckpt_minutes, resume, init, compile, overrides, seed):
+          ckpt_minutes, resume, init, warm_start, free_bits, compile, overrides, seed):
     """Train a model; `torchrun --nproc-per-node N -m selfcodec train ...` for DDP."""
     from selfcodec.train import TrainArgs, train as run
 
@@ -39,7 +43,8 @@ def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, 
         ov[k] = v if not v.lstrip("-").replace(".", "", 1).isdigit() else (float(v) if "." in v else int(v))
     res = run(TrainArgs(model=model_name, data=list(data), run_dir=run_dir, steps=steps, batch=batch, crop=crop,
                         lr=lr, warmup=warmup, kl_warmup=kl_warmup, device=device, bf16=bf16, threads=threads,
-                        ckpt_minutes=ckpt_minutes, resume=resume, init=init, compile=compile, overrides=ov, seed=seed))
+                        ckpt_minutes=ckpt_minutes, resume=resume, init=init, warm_start=warm_start,
+                        free_bits=free_bits, compile=compile, overrides=ov, seed=seed))
     click.echo(json.dumps(res))
 
 

@@ -216,12 +216,21 @@ class SelfVAE(nn.Module):
         return out
 
 
-def loss_from_terms(terms: dict, dims: int, beta: float = 1.0) -> torch.Tensor:
+def loss_from_terms(terms: dict, dims: int, beta: float = 1.0, free_bits: float = 0.0) -> torch.Tensor:
     """Training loss in bits per dimension: -ELBO with KL terms weighted by beta (warm-up),
-    plus the coding prior's own fit (which does not reach the encoder)."""
-    kl = terms["kl_u"] + terms["kl_z"]
-    nats = terms["re_x"] + terms["re_y"] + beta * kl + terms["u_code"]
-    return nats.mean() / (dims * math.log(2))
+    plus the coding prior's own fit (which does not reach the encoder).
+
+    free_bits (bits per dimension of x, per level): each z_k's batch-mean KL below this floor
+    costs nothing, so the encoder can put detail into z before the decoder has learnt to use it
+    (without it z collapses to the prior and rec2/crec add nothing to rec1/cgen)."""
+    floor = free_bits * dims * math.log(2)
+    kl_z = sum(terms[f"kl_z{k}"].mean().clamp(min=floor) for k in range(1, 1 + _levels(terms)))
+    rest = terms["re_x"] + terms["re_y"] + beta * terms["kl_u"] + terms["u_code"]
+    return (rest.mean() + beta * kl_z) / (dims * math.log(2))
+
+
+def _levels(terms: dict) -> int:
+    return sum(1 for k in terms if k.startswith("kl_z") and k[4:].isdigit())
 
 
 def bpd(terms: dict, dims: int) -> dict:

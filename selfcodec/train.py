@@ -47,6 +47,8 @@ class TrainArgs:
     progress: bool = True
     init: str | None = None  # start a new run from a model file's weights (and its config)
     compile: bool = True  # torch.compile the DMoL likelihood (2x faster on CPU)
+    warm_start: str | None = None  # copy the tensors of a model file that fit this model (any preset)
+    free_bits: float = 0.0  # KL floor per z level, bits per dimension of x (see loss_from_terms)
 
 
 def lr_at(step: int, a: TrainArgs) -> float:
@@ -67,6 +69,27 @@ def _ddp():
         dist.init_process_group(backend)
     rank = dist.get_rank() if dist.is_initialized() else 0
     return rank, world
+
+
+_LEVEL_LISTS = ("enc_z", "prior_img", "prior_lat", "prior_head", "dec_lat", "dec_img", "dec_body")
+
+
+def warm_start(model: SelfVAE, path: Path) -> tuple:
+    """Copy each tensor of a model file whose name and shape fit `model`; a z level the file
+    lacks takes the file's finest level (e.g. a 3-level model from a 2-level one). The rest
+    keeps its data-dependent init. Returns (tensors copied, tensors in model)."""
+    src = load_tensors(path)
+    src_levels = 1 + max((int(k.split(".")[1]) for k in src if k.split(".")[0] in _LEVEL_LISTS), default=-1)
+    state, copied = model.state_dict(), 0
+    for name, t in state.items():
+        parts = name.split(".")
+        cand = src.get(name)
+        if cand is None and parts[0] in _LEVEL_LISTS and src_levels:
+            cand = src.get(".".join([parts[0], str(src_levels - 1)] + parts[2:]))
+        if cand is not None and cand.shape == t.shape:
+            t.copy_(cand.to(t.dtype))
+            copied += 1
+    return copied, len(state)
 
 
 def save_checkpoint(run: Path, model, ema: dict, opt, step: int, seconds: float):
@@ -129,6 +152,10 @@ def train(a: TrainArgs) -> dict:
         model.load_state_dict({k: v.float() for k, v in load_tensors(Path(a.init)).items()})
     else:
         data_dependent_init(model, batch())
+        if a.warm_start:
+            copied, total = warm_start(model, Path(a.warm_start))
+            if rank == 0:
+                print(f"warm start: {copied} of {total} tensors from {a.warm_start}", flush=True)
     model = model.to(memory_format=torch.channels_last)
     ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
     if resuming:
@@ -159,7 +186,7 @@ def train(a: TrainArgs) -> dict:
         x = batch()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             terms = net(x)
-        loss = loss_from_terms(terms, dims, beta_at(step, a))
+        loss = loss_from_terms(terms, dims, beta_at(step, a), a.free_bits)
         opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower --lr or resume from the last checkpoint")

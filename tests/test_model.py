@@ -191,3 +191,35 @@ def test_eval_bpd_iw_bound_is_tighter_than_elbo_and_cli_tools_work(tmp_path):
     assert r.exit_code == 0 and Image.open(tmp_path / "c.png").size[0] > 100
     r = CliRunner().invoke(main, ["eval-bpd", "--model", str(run), "--data", str(tmp_path), "--iw", "2"])
     assert r.exit_code == 0 and "IW NLL (2 samples)" in r.output, r.output
+
+
+def test_warm_start_copies_fitting_tensors_and_fills_a_missing_level(tmp_path):
+    from selfcodec.train import warm_start
+
+    two = tiny("selfvae-downscale", seed=1)
+    save_model(two, tmp_path / "two.safetensors")
+    src = load_model(tmp_path / "two.safetensors").state_dict()
+    three = tiny("selfvae-downscale-3l", seed=2)
+    copied, total = warm_start(three, tmp_path / "two.safetensors")
+    assert 0 < copied < total  # z_2's prior takes z_1 (not u) as input: that layer cannot come over
+    st = three.state_dict()
+    assert torch.equal(st["flow.layers.0.net.0.v"], src["flow.layers.0.net.0.v"])
+    level1 = [k for k in src if k.startswith("dec_body.0.")]
+    for k in level1:  # the finer level without a source level takes the source's finest level
+        assert torch.equal(st[k.replace("dec_body.0.", "dec_body.1.")], src[k])
+    vae = tiny("vae", seed=3)
+    assert warm_start(vae, tmp_path / "two.safetensors") == (len(vae.state_dict()),) * 2  # u level fits whole
+
+
+def test_free_bits_keep_a_small_kl_out_of_the_loss_gradient():
+    m = tiny("selfvae-downscale")
+    x = torch.randint(0, 256, (2, 3, 16, 16)).float()
+    terms = {k: v.detach() for k, v in m(x).items()}
+    dims = x[0].numel()
+    plain_elbo = (terms["nelbo"] + terms["u_code"]).mean() / (dims * math.log(2))
+    assert torch.allclose(loss_from_terms(terms, dims, free_bits=0.0), plain_elbo)
+    kl = float(terms["kl_z1"].mean()) / (dims * math.log(2))
+    for fb, grad_expected in ((kl * 2, False), (kl / 2, True)):
+        z = terms["kl_z1"].detach().requires_grad_()
+        loss_from_terms({**terms, "kl_z1": z}, dims, free_bits=fb).backward()
+        assert (z.grad.abs().sum() > 0) == grad_expected
