@@ -5,7 +5,8 @@
 writes sample_grid.png (samples from the prior, y beside x), upscale_example.png (a Kodak
 crop: bicubic | selfcodec | original, each 2x from the model's own downscale),
 interpolate_strip.png (two Kodak crops and the path between their u's) and vary_z_strip.png
-(one Kodak crop, then its u with z's drawn from the prior).
+(one Kodak crop, then its u with z's drawn from the prior). With --model-4x (a 3-level model),
+also upscale4_example.png: the same crop 4x from its twice-downscaled image.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from benchmarks.common import DEFAULT_KODAK, DEFAULT_OUT, center_crop, load_rgb
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.generative_figures", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="model name or .safetensors file")
+    p.add_argument("--model-4x", default=None, help="a 3-level model for the 4x upscaling figure")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--kodak", default=str(DEFAULT_KODAK))
     p.add_argument("--size", type=int, default=64, help="side of the samples")
@@ -59,13 +61,19 @@ def main(argv=None) -> list:
     x, ys = G.sample(net, args.n, args.size, args.temperature, args.seed, how=args.how)
     save(G.grid(x, ys), "sample_grid.png")
 
-    if net.cfg.transform == "downscale":
+    def upscale_figure(model, factor, name):
         ref = center_crop(load_rgb(kodak / "kodim23.png"), args.crop)
-        small = G.model_downscale(net, ref, 2)
-        ref = ref[: 2 * small.shape[0], : 2 * small.shape[1]]
-        up = G.upscale(net, small, 2, how="mean" if args.how == "sample" else args.how)
-        print(f"upscale PSNR: bicubic {G.psnr_rgb(G.bicubic(small, 2), ref):.2f} dB, selfcodec {G.psnr_rgb(up, ref):.2f} dB")
-        save(G.strip([G.bicubic(small, 2), up, ref], gap=4), "upscale_example.png")
+        small = G.model_downscale(model, ref, factor)
+        ref = ref[: factor * small.shape[0], : factor * small.shape[1]]
+        up = G.upscale(model, small, factor, how="mean" if args.how == "sample" else args.how)
+        bicubic = G.bicubic(small, factor)
+        print(f"{factor}x upscale PSNR: bicubic {G.psnr_rgb(bicubic, ref):.2f} dB, selfcodec {G.psnr_rgb(up, ref):.2f} dB")
+        save(G.strip([bicubic, up, ref], gap=4), name)
+
+    if net.cfg.transform == "downscale":
+        upscale_figure(net, 2, "upscale_example.png")
+    if args.model_4x:
+        upscale_figure(zoo.load(args.model_4x)[0], 4, "upscale4_example.png")
 
     a = center_crop(load_rgb(kodak / "kodim15.png"), args.crop)
     b = center_crop(load_rgb(kodak / "kodim04.png"), args.crop)

@@ -7,7 +7,7 @@ the original by PSNR-RGB. Run nice'd, from the repository root:
     nice python -m benchmarks.upscale_kodak [--model PATH] [--images 4] [--crop 256]
 
 Uses models/selfvae-downscale.safetensors when it exists, else --model is required.
-Writes benchmarks/results/upscale_kodak.json.
+Writes benchmarks/results/upscale_kodak.json (upscale_kodak_4x.json for --factor 4).
 """
 
 from __future__ import annotations
@@ -67,11 +67,12 @@ def main(argv=None) -> dict:
                crop=args.crop or None, seconds=round(time.time() - t0, 2), provenance=stamp())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "upscale_kodak.json").write_text(json.dumps(to_jsonable(res), indent=2) + "\n")
+    name = "upscale_kodak.json" if args.factor == 2 else f"upscale_kodak_{args.factor}x.json"
+    (out / name).write_text(json.dumps(to_jsonable(res), indent=2) + "\n")
     for r in res["per_image"]:
         print(f"{r['file']:<14} selfcodec {r['psnr_selfcodec']:6.2f} dB   bicubic {r['psnr_bicubic']:6.2f} dB")
     print(f"mean {args.factor}x  selfcodec {res['mean_psnr_selfcodec']:.2f} dB   bicubic {res['mean_psnr_bicubic']:.2f} dB"
-          f"   -> {out / 'upscale_kodak.json'}")
+          f"   -> {out / name}")
     return res
 
 
