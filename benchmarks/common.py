@@ -41,6 +41,26 @@ def center_crop(img: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(img[y:y + ch, x:x + cw])
 
 
+def load_images(files, crop: int = 0) -> list:
+    """(stem, RGB array) per file, centre-cropped to crop x crop when crop > 0."""
+    return [(f.stem, center_crop(load_rgb(f), crop) if crop else load_rgb(f)) for f in files]
+
+
+def start_run(tag: str, out: str, argv=None):
+    """What every benchmark does first: the command line as run (for the JSON), the output
+    folder (created), and a list of notes with a note() that also prints them."""
+    full_argv = [sys.argv[0]] + (list(argv) if argv is not None else sys.argv[1:])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+
+    def note(msg):
+        print(f"[{tag}] {msg}", file=sys.stderr)
+        notes.append(msg)
+
+    return full_argv, out, notes, note
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:

@@ -44,8 +44,8 @@ from selfcodec import metrics as M
 
 from . import anchors as A
 from . import baselines as B
-from .common import (DEFAULT_KODAK, DEFAULT_OUT, center_crop, fmt, interp_at, list_pngs,
-                     load_rgb, load_selfcodec_api, stamp, to_jsonable)
+from .common import (DEFAULT_KODAK, DEFAULT_OUT, fmt, interp_at, list_pngs,
+                     load_selfcodec_api, load_images, stamp, start_run, to_jsonable)
 
 try:
     from tqdm import tqdm
@@ -576,24 +576,14 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    full_argv = [sys.argv[0]] + (list(argv) if argv is not None else sys.argv[1:])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
-
-    def note(msg):
-        print(f"[kodak_rd] {msg}", file=sys.stderr)
-        notes.append(msg)
+    full_argv, out, notes, note = start_run("kodak_rd", args.out, argv)
 
     files = list_pngs(args.data)
     n_img = args.images or (QUICK_IMAGES if args.quick else 0)
     if n_img:
         files = files[:n_img]
     crop = args.crop or (QUICK_CROP if args.quick else 0)
-    images = []
-    for f in files:
-        img = load_rgb(f)
-        images.append((f.stem, center_crop(img, crop) if crop else img))
+    images = load_images(files, crop)
 
     want = None
     if args.codecs:

@@ -32,8 +32,8 @@ from selfcodec import metrics as M
 
 from . import anchors as A
 from . import baselines as B
-from .common import (DEFAULT_CIFAR, DEFAULT_KODAK, DEFAULT_OUT, center_crop, fmt, list_pngs, load_rgb,
-                     load_selfcodec_api, stamp, to_jsonable)
+from .common import (DEFAULT_CIFAR, DEFAULT_KODAK, DEFAULT_OUT, fmt, list_pngs, load_rgb,
+                     load_selfcodec_api, load_images, stamp, start_run, to_jsonable)
 
 try:
     from tqdm import tqdm
@@ -179,20 +179,13 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    full_argv = [sys.argv[0]] + (list(argv) if argv is not None else sys.argv[1:])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
-
-    def note(msg):
-        print(f"[lossless] {msg}", file=sys.stderr)
-        notes.append(msg)
+    full_argv, out, notes, note = start_run("lossless", args.out, argv)
 
     files = list_pngs(args.data)
     crop = 128 if args.quick else 0
     if args.quick:
         files = files[:2]
-    kodak = [(f.stem, center_crop(load_rgb(f), crop) if crop else load_rgb(f)) for f in files]
+    kodak = load_images(files, crop)
 
     n_cifar = 50 if args.quick else (None if args.all else args.n)
     cifar = None
