@@ -47,7 +47,7 @@ def kodak_rows(kodak_json: Path, name: str) -> list:
         return []
     rows = []
     for codec, entry in sorted(data.get("codecs", {}).items()):
-        if not codec.startswith("selfcodec"):
+        if not codec.startswith("selfcodec") or codec.endswith("-best"):
             continue
         for p in entry.get("points", []):
             rows.append((codec.replace("selfcodec-", ""), p.get("param"), p.get("bpp"), p.get("psnr"), p.get("ms_ssim")))
@@ -93,9 +93,15 @@ def write_card(weights: Path, run: Path, data_desc: str, command: str, kodak: Pa
     ]
     rows = kodak_rows(kodak, cfg["name"]) if kodak and kodak.exists() else []
     if rows:
-        lines += ["Kodak (24 images, averages; from `" + str(kodak) + "`):", "",
+        meta = json.loads(kodak.read_text())["meta"]
+        lines += [f"Kodak ({meta['n_images']} images{', ' + str(meta['crop']) + ' px crops' if meta.get('crop') else ''}, "
+                  f"averages; from `{kodak}`, BD-rate and JPEG in the same file):", "",
                   "| mode | level | bpp | PSNR dB | MS-SSIM |", "|---|---|---|---|---|"]
         lines += [f"| {m} | {lv} | {b:.4f} | {p:.2f} | {s:.4f} |" for m, lv, b, p, s in rows]
+        best = json.loads(kodak.read_text())["codecs"].get("selfcodec-best", {})
+        if best.get("bd_rate_vs_jpeg420_pct") is not None:
+            lines += ["", f"Best of modes against JPEG 4:2:0: BD-rate {best['bd_rate_vs_jpeg420_pct']:+.1f} % (PSNR) "
+                          f"over the overlapping range (negative is better)."]
         lines.append("")
     else:
         lines += ["Kodak results: not measured for these weights yet.", ""]
