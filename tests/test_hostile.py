@@ -170,10 +170,11 @@ def test_huge_declared_sizes_fail_fast(valid, tiny_model):
 
 
 def test_wrong_stream_count_or_mode_for_model(valid, tiny_model):
-    data = valid["rec2"]
+    data = valid["crec"]
     h, tiles, _ = C.unpack(data)
     s = tiles[0]
-    # the right number of streams for another mode (u only, as rec1) under the rec2 mode code
+    assert len(s) == 2  # the latents (u+z), then y
+    # the right number of streams for another mode (latents only, as rec2) under the crec mode code
     with pytest.raises(FormatError):
         api.decode(_forge(data, n_streams=1, lengths=[len(s[0])], payload=s[0]), model=tiny_model)
     # a mode this model cannot do (cgen-y1 needs two levels)

@@ -141,6 +141,31 @@ def test_gaussian_size_matches_estimate():
     assert abs(real - est) <= 0.01 * est + 64
 
 
+def test_latent_sections_share_one_stream_and_an_idle_latent_costs_no_word():
+    rng = np.random.default_rng(5)
+    idx_u = rng.integers(20, 64, 500)
+    sym_u = np.rint(rng.normal(size=500) * S.SCALES[idx_u]).astype(np.int64)
+    sym_u[:3] = [10 ** 7, -(10 ** 9), 5]  # escapes inside a section that is not the last
+    idx_z = np.zeros(2000, dtype=np.int64)  # the narrowest table: z carries (almost) nothing
+    sym_z = np.zeros(2000, dtype=np.int64)
+    coder = S.latent_coder()
+    S.gaussian_encode(sym_z, idx_z, coder)  # decoded second, so pushed first
+    S.gaussian_encode(sym_u, idx_u, coder)
+    data = S.finish(coder)
+    alone = S.gaussian_encode(sym_u, idx_u)
+    assert len(data) == len(alone)  # 2000 near-certain symbols add 0.016 bits, not a 4-byte word
+    est = S.gaussian_bits(sym_u, idx_u) + S.gaussian_bits(sym_z, idx_z)
+    assert abs(8 * len(data) - est) <= 0.01 * est + 64
+    dec = S.latent_coder(data)
+    np.testing.assert_array_equal(S.gaussian_decode(dec, idx_u), sym_u)
+    np.testing.assert_array_equal(S.gaussian_decode(dec, idx_z), sym_z)
+    S.check_done(dec)
+    dec = S.latent_coder(data)
+    S.gaussian_decode(dec, idx_u)
+    with pytest.raises(FormatError):  # a section left unread is data left over
+        S.check_done(dec)
+
+
 def test_gaussian_corrupt_streams_raise_or_return():
     rng = np.random.default_rng(4)
     idx = rng.integers(0, 64, 3000)

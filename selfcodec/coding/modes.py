@@ -60,13 +60,16 @@ def _has(mode, levels):
 
 
 def stream_names(plan: Plan, levels: int) -> list:
-    names = ["u"]
-    for k in range(levels + 1):
-        if k > 0 and (k <= plan.sent or plan.send_z):
-            names.append(f"z{k}" if levels > 1 else "z")
-        if k <= plan.sent:
-            names.append("x" if k == levels else (f"y{k + 1}" if levels > 1 else "y"))
-    return names
+    """One stream for all latents (u, then the z's the plan sends, as sections of one rANS
+    stream: a z that carries almost nothing then costs almost nothing, not a coder word of its
+    own), then one stream per image sent, coarsest first."""
+    latents, images = ["u"], []
+    for k in range(1, levels + 1):
+        if k <= plan.sent or plan.send_z:
+            latents.append(f"z{k}" if levels > 1 else "z")
+    for k in range(plan.sent + 1):
+        images.append("x" if k == levels else (f"y{k + 1}" if levels > 1 else "y"))
+    return ["+".join(latents)] + images
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -95,18 +98,26 @@ def _posterior_mean(params: torch.Tensor, gaussian: bool) -> torch.Tensor:
 
 
 class _Encoder:
-    """Walks the chain with the true image: quantizes and codes what the plan sends."""
+    """Walks the chain with the true image: quantizes and codes what the plan sends.
+    streams[0] is the latents' stream, written by finish() once every latent is known."""
 
     def __init__(self, imgs):
-        self.imgs, self.streams, self.bits = imgs, [], []
+        self.imgs, self.streams, self.bits = imgs, [b""], [0.0]
+        self.latents = []  # (symbols, table indices) in decode order
         self.shape0 = tuple(imgs[0].shape[-2:])  # height and width of images[0]
 
     def latent(self, posterior_mean, mean, log_scale, step):
         m, idx = _latent_tables(mean, log_scale, step)
         sym = np.rint((_np(posterior_mean()) - m) / step).astype(np.int64)
-        self.streams.append(S.gaussian_encode(sym, idx))
-        self.bits.append(S.gaussian_bits(sym, idx))
+        self.latents.append((sym, idx))
+        self.bits[0] += S.gaussian_bits(sym, idx)
         return torch.from_numpy(m + step * sym).float()
+
+    def finish(self):
+        coder = S.latent_coder()
+        for sym, idx in reversed(self.latents):  # a stack: the first decoded goes on last
+            S.gaussian_encode(sym, idx, coder)
+        self.streams[0] = S.finish(coder)
 
     def image(self, k, params, c, mixtures, step):
         v = self.imgs[k][0].permute(1, 2, 0).reshape(-1, c).numpy().astype(np.uint8)
@@ -119,6 +130,7 @@ class _Encoder:
 class _Decoder:
     def __init__(self, streams, shape0):
         self.streams, self.shape0 = list(streams), shape0
+        self.latents = S.latent_coder(self._next())
 
     def _next(self):
         if not self.streams:
@@ -127,8 +139,13 @@ class _Decoder:
 
     def latent(self, posterior_mean, mean, log_scale, step):
         m, idx = _latent_tables(mean, log_scale, step)
-        sym = S.gaussian_decode(self._next(), idx)
+        sym = S.gaussian_decode(self.latents, idx)
         return torch.from_numpy(m + step * sym).float()
+
+    def finish(self):
+        S.check_done(self.latents)
+        if self.streams:
+            raise CodecError("the file has more streams than its mode needs")
 
     def image(self, k, params, c, mixtures, step):
         arrays = _dmol_arrays(params, c, mixtures)
@@ -202,6 +219,7 @@ def encode_tile(model, tile: np.ndarray, plan: Plan, level: int, how: str = "mea
     enc = _Encoder(model.images(x))
     with coding_threads():
         xhat = walk(model, plan, level, enc, how)
+    enc.finish()
     return enc.streams, enc.bits, _to_uint8(xhat)
 
 
@@ -210,8 +228,7 @@ def decode_tile(model, streams: list, h: int, w: int, plan: Plan, level: int, ho
     dec = _Decoder(streams, (h // r, w // r))
     with coding_threads():
         xhat = walk(model, plan, level, dec, how)
-    if dec.streams:
-        raise CodecError("the file has more streams than its mode needs")
+    dec.finish()
     return _to_uint8(xhat)
 
 

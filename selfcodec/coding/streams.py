@@ -37,7 +37,8 @@ Gaussian:  symbols grouped by table index (0..63, flat C order within a group), 
            group coded with that table's fixed Categorical model; symbol 2R+1 = ESCAPE.
            Then, for all escapes in that order: bit length n of (|v| - R) - as uniform
            over 64, sign (uniform over 2); then the n low bits of every escape's excess, in
-           uniform chunks of <= 16 bits.
+           uniform chunks of <= 16 bits. Several such sections can share one stream
+           (``latent_coder``): the one decoded first is pushed last.
 DMoL:      pixels in chunks of ``_CHUNK``; within a chunk channel by channel; a channel
            with nb = ceil(256/step) bins is coded in two stages when nb > 32 (group of
            g = ceil(sqrt(nb)) bins, then the bin within the group; e.g. 16 x 16 for
@@ -58,7 +59,7 @@ from selfcodec.coding.fixedpoint import SCALES
 
 __all__ = [
     "SCALES", "NUM_SCALES", "scale_index", "quantize_mean",
-    "gaussian_encode", "gaussian_decode", "gaussian_bits",
+    "gaussian_encode", "gaussian_decode", "gaussian_bits", "latent_coder", "finish", "check_done",
     "bin_values", "num_bins", "dmol_encode", "dmol_decode", "dmol_bits", "dmol_pmf",
 ]
 
@@ -179,12 +180,15 @@ def _escape_payload(esc_vals):
     return head, head_sizes, np.array(chunks, dtype=np.int32), np.array(sizes, dtype=np.int32)
 
 
-def gaussian_encode(symbols, scale_idx) -> bytes:
+def gaussian_encode(symbols, scale_idx, coder=None):
     """Code integer ``symbols`` with the zero-mean Gaussian tables ``scale_idx``.
 
     Values beyond a table's range are coded as ESCAPE followed (at the end of the
     stream) by the excess magnitude's bit length (uniform over 0..63), sign and mantissa
     bits, so any int64 except -2**63 round-trips losslessly.
+
+    Returns the bitstream, or with ``coder`` (a :func:`latent_coder`) pushes the section
+    onto it and returns None: sections pushed last are decoded first.
     """
     sym = _as_int64(symbols, "symbols")
     idx = _check_idx(scale_idx)
@@ -208,7 +212,9 @@ def gaussian_encode(symbols, scale_idx) -> bytes:
         segments.append((s, models[i]))
         if esc.any():
             esc_vals.extend((int(v), r) for v in vals[esc])
-    coder = _AnsCoder()
+    own = coder is None
+    if own:
+        coder = _AnsCoder()
     if esc_vals:
         head, head_sizes, chunks, sizes = _escape_payload(esc_vals)
         if chunks.size:
@@ -216,15 +222,34 @@ def gaussian_encode(symbols, scale_idx) -> bytes:
         coder.encode_reverse(head, _Uniform(), head_sizes)
     for s, model in reversed(segments):
         coder.encode_reverse(s, model)
+    return _to_bytes(coder) if own else None
+
+
+def latent_coder(data: bytes | None = None):
+    """A coder that holds several Gaussian sections in one bitstream (empty to encode, or
+    read from ``data``); finish encoding with :func:`finish` and decoding with :func:`check_done`.
+    One stream for all latents of a tile saves each latent its own final coder word, which is
+    most of the size of a latent that carries (almost) nothing."""
+    return _AnsCoder() if data is None else _from_bytes(data)
+
+
+def finish(coder) -> bytes:
     return _to_bytes(coder)
 
 
+def check_done(coder) -> None:
+    _check_consumed(coder)
+
+
 def gaussian_decode(data, scale_idx) -> np.ndarray:
-    """Inverse of :func:`gaussian_encode`; returns int64 of ``scale_idx``'s shape."""
+    """Inverse of :func:`gaussian_encode`; returns int64 of ``scale_idx``'s shape. ``data``
+    is a bitstream, or a :func:`latent_coder` to take the next section from (then the caller
+    checks that the coder is used up)."""
     idx = _check_idx(scale_idx)
     shape = idx.shape
     idx = idx.ravel()
-    coder = _from_bytes(data)
+    own = isinstance(data, (bytes, bytearray, memoryview))
+    coder = _from_bytes(data) if own else data
     models = _gauss_models()
     order, counts, starts = _gauss_groups(idx)
     out = np.zeros(idx.size, dtype=np.int64)
@@ -274,7 +299,8 @@ def gaussian_decode(data, scale_idx) -> np.ndarray:
         raise
     except Exception as exc:
         raise FormatError(f"corrupt entropy-coded section: {exc}") from None
-    _check_consumed(coder)
+    if own:
+        _check_consumed(coder)
     return out.reshape(shape)
 
 
