@@ -28,12 +28,14 @@ import click
               help="Copy the weights that fit from a model file of any preset (e.g. the 2-level model for the 3-level).")
 @click.option("--free-bits", default=0.0, show_default=True,
               help="KL floor per z level in bits per dimension: keeps z from collapsing to its prior.")
+@click.option("--z-gain", default=1.0, show_default=True,
+              help="New runs only: multiply z's scale once (means unchanged) to lift it above the posterior noise.")
 @click.option("--compile/--no-compile", default=True, show_default=True, help="torch.compile the likelihood.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Model config field, e.g. --set ch=64 --set posterior=gaussian.")
 @click.option("--seed", default=0)
 def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, device, bf16, threads,
-          ckpt_minutes, resume, init, warm_start, free_bits, compile, overrides, seed):
+          ckpt_minutes, resume, init, warm_start, free_bits, z_gain, compile, overrides, seed):
     """Train a model; `torchrun --nproc-per-node N -m selfcodec train ...` for DDP."""
     from selfcodec.train import TrainArgs, train as run
 
@@ -44,7 +46,7 @@ def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, 
     res = run(TrainArgs(model=model_name, data=list(data), run_dir=run_dir, steps=steps, batch=batch, crop=crop,
                         lr=lr, warmup=warmup, kl_warmup=kl_warmup, device=device, bf16=bf16, threads=threads,
                         ckpt_minutes=ckpt_minutes, resume=resume, init=init, warm_start=warm_start,
-                        free_bits=free_bits, compile=compile, overrides=ov, seed=seed))
+                        free_bits=free_bits, z_gain=z_gain, compile=compile, overrides=ov, seed=seed))
     click.echo(json.dumps(res))
 
 

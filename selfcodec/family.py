@@ -216,6 +216,29 @@ class SelfVAE(nn.Module):
         return out
 
 
+@torch.no_grad()
+def scale_z(model: SelfVAE, gain: float) -> None:
+    """Reparametrise every z_k as gain * z_k: the posterior mean and the prior (mean and scale)
+    grow by `gain`, and the layers that read z_k shrink by it, so every mean the decoder computes
+    is unchanged. What changes is z's signal against the posterior's fixed unit-width noise: an
+    encoder whose last layer kept its small initial gain is swamped by that noise, and z then
+    carries nothing (the collapse seen in training); raising the gain lets detail through."""
+    zc = model.cfg.z_ch
+    for k in range(model.cfg.levels):
+        enc = model.enc_z[k][-1]
+        enc.g[:zc] *= gain  # (a Gaussian posterior's log-scales follow below)
+        enc.b[:zc] *= gain
+        if model.cfg.posterior == "gaussian":
+            enc.b[zc:] += math.log(gain)
+        head = model.prior_head[k][-1]
+        head.g[:zc] *= gain
+        head.b[:zc] *= gain
+        head.b[zc:] += math.log(gain)
+        model.dec_lat[k][0].g /= gain
+        if k + 1 < model.cfg.levels:
+            model.prior_lat[k + 1][0].g /= gain
+
+
 def loss_from_terms(terms: dict, dims: int, beta: float = 1.0, free_bits: float = 0.0) -> torch.Tensor:
     """Training loss in bits per dimension: -ELBO with KL terms weighted by beta (warm-up),
     plus the coding prior's own fit (which does not reach the encoder).

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from . import data as datamod
 from .checkpoint import atomic_save, load_tensors, read_metadata, save_model
 from .fileio import atomic_write
-from .family import Config, SelfVAE, bpd, loss_from_terms, make_config
+from .family import Config, SelfVAE, bpd, loss_from_terms, make_config, scale_z
 from .nets import data_dependent_init
 
 LOG_FIELDS = ["step", "seconds", "lr", "loss", "nelbo", "re_x", "re_y", "kl_u", "kl_z", "u_code", "img_per_s"]
@@ -49,6 +49,7 @@ class TrainArgs:
     compile: bool = True  # torch.compile the DMoL likelihood (2x faster on CPU)
     warm_start: str | None = None  # copy the tensors of a model file that fit this model (any preset)
     free_bits: float = 0.0  # KL floor per z level, bits per dimension of x (see loss_from_terms)
+    z_gain: float = 1.0  # with init/warm_start: reparametrise z as z_gain * z once (see family.scale_z)
 
 
 def lr_at(step: int, a: TrainArgs) -> float:
@@ -156,6 +157,8 @@ def train(a: TrainArgs) -> dict:
             copied, total = warm_start(model, Path(a.warm_start))
             if rank == 0:
                 print(f"warm start: {copied} of {total} tensors from {a.warm_start}", flush=True)
+    if a.z_gain != 1.0 and not resuming:
+        scale_z(model, a.z_gain)
     model = model.to(memory_format=torch.channels_last)
     ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
     if resuming:

@@ -223,3 +223,29 @@ def test_free_bits_keep_a_small_kl_out_of_the_loss_gradient():
         z = terms["kl_z1"].detach().requires_grad_()
         loss_from_terms({**terms, "kl_z1": z}, dims, free_bits=fb).backward()
         assert (z.grad.abs().sum() > 0) == grad_expected
+
+
+@pytest.mark.parametrize("name,posterior", [("selfvae-downscale-3l", "uniform"), ("selfvae-downscale", "gaussian")])
+def test_scale_z_keeps_every_mean_and_scales_z(name, posterior):
+    from selfcodec.family import scale_z
+
+    m = tiny(name, posterior=posterior).eval()
+    x = torch.randint(0, 256, (1, 3, 2 * m.multiple, 2 * m.multiple)).float()
+    imgs = m.images(x)
+    u = torch.round(m.q_u(imgs[0])[:, : m.cfg.u_ch]).detach()
+
+    def chain(model, gain):
+        out, prev = [], u
+        for k in range(1, m.cfg.levels + 1):
+            q = model.q_z(k, imgs[k])[:, : m.cfg.z_ch]
+            pm, pls = model.p_z(k, imgs[k - 1], prev)
+            out += [q / gain, pm / gain, pls - math.log(gain), model.p_img(k, q, imgs[k - 1])]
+            prev = q  # the next level's prior reads z as the model now scales it
+        return out
+
+    with torch.no_grad():
+        before = chain(m, 1.0)
+        scale_z(m, 10.0)
+        after = chain(m, 10.0)
+    for a, b in zip(before, after):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
