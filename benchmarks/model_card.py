@@ -40,8 +40,7 @@ def last_terms(log: Path, n: int = 10) -> dict:
     return {k: sum(float(r[k]) for r in rows) / len(rows) for k in keys if rows and rows[0].get(k)}
 
 
-def kodak_rows(kodak_json: Path, name: str) -> list:
-    data = json.loads(kodak_json.read_text())
+def kodak_rows(data: dict, name: str) -> list:
     meta = data.get("meta", {})
     if meta.get("model") not in (None, name) and name not in str(meta.get("model", "")):
         return []
@@ -91,14 +90,15 @@ def write_card(weights: Path, run: Path, data_desc: str, command: str, kodak: Pa
         f"![training curve]({curve.name})",
         "",
     ]
-    rows = kodak_rows(kodak, cfg["name"]) if kodak and kodak.exists() else []
+    kodak_data = json.loads(kodak.read_text()) if kodak and kodak.exists() else {}
+    rows = kodak_rows(kodak_data, cfg["name"]) if kodak_data else []
     if rows:
-        meta = json.loads(kodak.read_text())["meta"]
+        meta = kodak_data["meta"]
         lines += [f"Kodak ({meta['n_images']} images{', ' + str(meta['crop']) + ' px crops' if meta.get('crop') else ''}, "
                   f"averages; from `{kodak}`, BD-rate and JPEG in the same file):", "",
                   "| mode | level | bpp | PSNR dB | MS-SSIM |", "|---|---|---|---|---|"]
         lines += [f"| {m} | {lv} | {b:.4f} | {p:.2f} | {s:.4f} |" for m, lv, b, p, s in rows]
-        best = json.loads(kodak.read_text())["codecs"].get("selfcodec-best", {})
+        best = kodak_data["codecs"].get("selfcodec-best", {})
         if best.get("bd_rate_vs_jpeg420_pct") is not None:
             lines += ["", f"Best of modes against JPEG 4:2:0: BD-rate {best['bd_rate_vs_jpeg420_pct']:+.1f} % (PSNR) "
                           f"over the overlapping range (negative is better)."]

@@ -12,8 +12,7 @@ import numpy as np
 import torch
 
 from . import zoo
-from .checkpoint import read_metadata
-from .family import Config
+from .checkpoint import read_config
 from .coding import container as C
 from .coding import modes as M
 from .errors import ChecksumError, CodecError, FormatError, ModelMismatchError
@@ -156,10 +155,7 @@ def info(data: bytes) -> dict:
     names = [f"stream{i}" for i in range(header.n_streams)]
     try:
         # the stream names need only the model's configuration, not its weights
-        levels = None
-        if _shipped(header.model_name):
-            meta = read_metadata(zoo.model_path(header.model_name))
-            levels = Config.from_json(meta["config"]).levels
+        levels = read_config(zoo.model_path(header.model_name)).levels if _shipped(header.model_name) else None
         if levels is not None and mode in M.MODE_CODES:
             names = M.stream_names(M.plan_for(mode, levels), levels)
     except CodecError:

@@ -44,12 +44,17 @@ def load_tensors(path: Path, prefix: str = "") -> dict:
     return out
 
 
-def load_model(path: Path, prefix: str = "") -> SelfVAE:
-    """Build the model described in the file's metadata and load its weights in fp32."""
+def read_config(path: Path) -> Config:
+    """The model configuration stored in a model or checkpoint file (its weights are not read)."""
     meta = read_metadata(path)
     if "config" not in meta:
         raise ValueError(f"{path} is not a selfcodec model file (no config in its metadata)")
-    model = SelfVAE(Config.from_json(meta["config"]))
+    return Config.from_json(meta["config"])
+
+
+def load_model(path: Path, prefix: str = "") -> SelfVAE:
+    """Build the model described in the file's metadata and load its weights in fp32."""
+    model = SelfVAE(read_config(path))
     sd = {k: v.float() if v.is_floating_point() else v for k, v in load_tensors(path, prefix).items()}
     model.load_state_dict(sd)
     return model.eval()

@@ -247,13 +247,9 @@ def loss_from_terms(terms: dict, dims: int, beta: float = 1.0, free_bits: float 
     costs nothing, so the encoder can put detail into z before the decoder has learnt to use it
     (without it z collapses to the prior and rec2/crec add nothing to rec1/cgen)."""
     floor = free_bits * dims * math.log(2)
-    kl_z = sum(terms[f"kl_z{k}"].mean().clamp(min=floor) for k in range(1, 1 + _levels(terms)))
+    kl_z = sum(v.mean().clamp(min=floor) for k, v in terms.items() if k[:4] == "kl_z" and k[4:].isdigit())
     rest = terms["re_x"] + terms["re_y"] + beta * terms["kl_u"] + terms["u_code"]
     return (rest.mean() + beta * kl_z) / (dims * math.log(2))
-
-
-def _levels(terms: dict) -> int:
-    return sum(1 for k in terms if k.startswith("kl_z") and k[4:].isdigit())
 
 
 def bpd(terms: dict, dims: int) -> dict:

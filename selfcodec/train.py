@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 from . import data as datamod
-from .checkpoint import atomic_save, load_tensors, read_metadata, save_model
+from .checkpoint import atomic_save, load_model, load_tensors, read_config, read_metadata, save_model
 from .fileio import atomic_write
 from .family import Config, SelfVAE, bpd, loss_from_terms, make_config, scale_z
 from .nets import data_dependent_init
@@ -49,7 +49,7 @@ class TrainArgs:
     compile: bool = True  # torch.compile the DMoL likelihood (2x faster on CPU)
     warm_start: str | None = None  # copy the tensors of a model file that fit this model (any preset)
     free_bits: float = 0.0  # KL floor per z level, bits per dimension of x (see loss_from_terms)
-    z_gain: float = 1.0  # with init/warm_start: reparametrise z as z_gain * z once (see family.scale_z)
+    z_gain: float = 1.0  # new runs (not resumed): reparametrise z as z_gain * z once (see family.scale_z)
 
 
 def lr_at(step: int, a: TrainArgs) -> float:
@@ -105,10 +105,7 @@ def save_checkpoint(run: Path, model, ema: dict, opt, step: int, seconds: float)
 
 def ema_model(run: Path, prefix: str = "ema.") -> SelfVAE:
     """The EMA weights (or with prefix "model.", the live ones) of a training run, in eval mode."""
-    meta = read_metadata(run / "ckpt.safetensors")
-    m = SelfVAE(Config.from_json(meta["config"]))
-    m.load_state_dict(load_tensors(run / "ckpt.safetensors", prefix))
-    return m.eval()
+    return load_model(run / "ckpt.safetensors", prefix)
 
 
 def train(a: TrainArgs) -> dict:
@@ -130,7 +127,7 @@ def train(a: TrainArgs) -> dict:
         cfg = Config.from_json(meta["config"])
         step, seconds = int(meta["step"]), float(meta["seconds"])
     elif a.init:
-        cfg, step, seconds = Config.from_json(read_metadata(Path(a.init))["config"]), 0, 0.0
+        cfg, step, seconds = read_config(Path(a.init)), 0, 0.0
     else:
         cfg, step, seconds = make_config(a.model, **a.overrides), 0, 0.0
     model = SelfVAE(cfg).to(device)
