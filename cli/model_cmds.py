@@ -30,12 +30,16 @@ import click
               help="KL floor per z level in bits per dimension: keeps z from collapsing to its prior.")
 @click.option("--z-gain", default=1.0, show_default=True,
               help="New runs only: multiply z's scale once (means unchanged) to lift it above the posterior noise.")
+@click.option("--rd-lambdas", default=None, metavar="L1,L2,...",
+              help="Rate-distortion training: one lambda per quality level (loss = bpp + lambda * MSE of rec2).")
+@click.option("--nll-weight", default=0.02, show_default=True,
+              help="Rate-distortion runs: weight of the images' code lengths, which keep cgen/crec/lossless usable.")
 @click.option("--compile/--no-compile", default=True, show_default=True, help="torch.compile the likelihood.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Model config field, e.g. --set ch=64 --set posterior=gaussian.")
 @click.option("--seed", default=0)
 def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, device, bf16, threads,
-          ckpt_minutes, resume, init, warm_start, free_bits, z_gain, compile, overrides, seed):
+          ckpt_minutes, resume, init, warm_start, free_bits, z_gain, rd_lambdas, nll_weight, compile, overrides, seed):
     """Train a model; `torchrun --nproc-per-node N -m selfcodec train ...` for DDP."""
     from selfcodec.train import TrainArgs, train as run
 
@@ -43,10 +47,13 @@ def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, 
     for item in overrides:
         k, _, v = item.partition("=")
         ov[k] = v if not v.lstrip("-").replace(".", "", 1).isdigit() else (float(v) if "." in v else int(v))
+    if rd_lambdas:
+        ov["rd_lambdas"] = tuple(float(v) for v in rd_lambdas.split(","))
     res = run(TrainArgs(model=model_name, data=list(data), run_dir=run_dir, steps=steps, batch=batch, crop=crop,
                         lr=lr, warmup=warmup, kl_warmup=kl_warmup, device=device, bf16=bf16, threads=threads,
                         ckpt_minutes=ckpt_minutes, resume=resume, init=init, warm_start=warm_start,
-                        free_bits=free_bits, z_gain=z_gain, compile=compile, overrides=ov, seed=seed))
+                        free_bits=free_bits, z_gain=z_gain, nll_weight=nll_weight, compile=compile,
+                        overrides=ov, seed=seed))
     click.echo(json.dumps(res))
 
 

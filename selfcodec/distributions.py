@@ -88,6 +88,18 @@ def dmol_point(params: torch.Tensor, c: int, k: int, how: str = "mean") -> torch
     return torch.round((x + 1.0) * 127.5)
 
 
+def dmol_mean(params: torch.Tensor, c: int, k: int) -> torch.Tensor:
+    """The mixture mean 0..255, differentiable (dmol_point without rounding), for training
+    against a squared error."""
+    logits, means, log_scales, coeffs = dmol_split(params, c, k)
+    weights = torch.softmax(logits, 1)
+    chans = []
+    for ch in range(c):
+        known = torch.stack(chans + [torch.zeros_like(weights[:, 0])] * (c - ch), 1)
+        chans.append((weights * coupled_means(means, coeffs, known)[:, ch]).sum(1).clamp(-1, 1))
+    return (torch.stack(chans, 1) + 1.0) * 127.5
+
+
 def dmol_sample(params: torch.Tensor, c: int, k: int, temperature: float = 1.0) -> torch.Tensor:
     """Draw integers 0..255 from the mixture (for generation)."""
     logits, means, log_scales, coeffs = dmol_split(params, c, k)

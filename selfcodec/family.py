@@ -41,6 +41,10 @@ class Config:
     flow_hidden: int = 48
     posterior: str = "uniform"  # "uniform": quantization-aware (additive U(-1/2, 1/2)); "gaussian": the paper's
     image_ch: int = 3
+    # Rate-distortion training (empty: the ELBO). One lambda per quality level 1..n: the level's
+    # loss is bits per pixel + lambda * MSE (0..255) of the rec2 reconstruction, and each level
+    # learns its own quantization step per latent channel (so one model spans every level).
+    rd_lambdas: tuple = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -71,7 +75,8 @@ class SelfVAE(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
-        self.dmol_log_prob = D.dmol_log_prob  # training may swap in a compiled version
+        self.dmol_log_prob = D.dmol_log_prob  # training may swap in compiled versions of these two
+        self.dmol_mean = D.dmol_mean
         K, L, ch, g, n = cfg.levels, cfg.latent_down, cfg.ch, cfg.growth, cfg.layers
         if cfg.transform == "none":
             if K != 0:
@@ -99,6 +104,8 @@ class SelfVAE(nn.Module):
         # A factorized prior for û that the entropy coder can use symbol by symbol.
         self.u_code_mean = nn.Parameter(torch.zeros(1, cfg.u_ch, 1, 1))
         self.u_code_log_scale = nn.Parameter(torch.zeros(1, cfg.u_ch, 1, 1))
+        if cfg.rd_lambdas:  # log2 of each level's step per channel: u's channels, then each z_k's
+            self.rd_log2_step = nn.Parameter(torch.zeros(len(cfg.rd_lambdas), cfg.u_ch + K * cfg.z_ch))
 
         # z_k, k = 1..K: the detail of images[k] given images[k-1] and the latent below.
         self.enc_z, self.prior_img, self.prior_lat, self.prior_head = (nn.ModuleList() for _ in range(4))
@@ -162,6 +169,23 @@ class SelfVAE(nn.Module):
         up = F.interpolate(prev, scale_factor=2, mode="bilinear", align_corners=False).repeat_interleave(n, dim=1)
         return torch.cat([params[:, :n], params[:, n : n + c * n] + up.to(params.dtype), params[:, n + c * n :]], 1)
 
+    def latent_steps(self, level_idx: torch.Tensor) -> list:
+        """Quantization steps of a rate-distortion model for 0-based levels (B,): [u, z_1, ..]
+        each (B, C, 1, 1)."""
+        steps = torch.exp2(self.rd_log2_step.float()[level_idx])[:, :, None, None]
+        sizes = [self.cfg.u_ch] + [self.cfg.z_ch] * self.cfg.levels
+        return list(steps.split(sizes, 1))
+
+    def coding_steps(self, level: int) -> list:
+        """The steps the codec uses at a level (1-based), float64 (1, C, 1, 1) arrays on the 1/256
+        grid, so encoder and decoder agree exactly whatever exp2 rounds to on their machine."""
+        import numpy as np
+
+        v = self.rd_log2_step.detach().double().cpu().numpy()[level - 1]
+        steps = np.maximum(np.rint(np.exp2(v) * 256.0), 1.0) / 256.0
+        sizes = np.cumsum([self.cfg.u_ch] + [self.cfg.z_ch] * self.cfg.levels)[:-1]
+        return [s[None, :, None, None] for s in np.split(steps, sizes)]
+
     def u_code_prior(self):
         return self.u_code_mean, self.u_code_log_scale.clamp(-6.0, 6.0)
 
@@ -176,8 +200,11 @@ class SelfVAE(nn.Module):
         z = params + (torch.rand_like(params) - 0.5) if sample else torch.round(params)
         return z, params, None
 
-    def forward(self, x: torch.Tensor, sample: bool = True) -> dict:
-        """Loss terms per image in nats, plus `log_w` (one importance weight sample)."""
+    def forward(self, x: torch.Tensor, sample: bool = True, level_idx: torch.Tensor | None = None) -> dict:
+        """Loss terms per image in nats, plus `log_w` (one importance weight sample); with
+        level_idx, the rate-distortion terms of rd_forward instead."""
+        if level_idx is not None:
+            return self.rd_forward(x, level_idx)
         cfg, imgs = self.cfg, self.images(x)
         out = {}
         u, mu_u, ls_u = self._latent(self.q_u(imgs[0]), sample)
@@ -214,6 +241,43 @@ class SelfVAE(nn.Module):
         for k, (r, kz) in enumerate(zip(re[1:], kl_z), start=1):
             out[f"re_{k}"], out[f"kl_z{k}"] = r, kz
         return out
+
+
+    def rd_forward(self, x: torch.Tensor, level_idx: torch.Tensor) -> dict:
+        """Terms of the rate-distortion objective for the rec2 chain, per image: rates of û and
+        ẑ_k under the codec's own priors (nats), the squared error of x̂ (sum over pixels, 0..255),
+        and the likelihoods that keep the other modes working: -log p(images[k] | ...) along the
+        same chain, and the RealNVP prior's fit to û (detached: it does not steer the encoder)."""
+        cfg, imgs = self.cfg, self.images(x)
+        steps = self.latent_steps(level_idx)
+        noise = lambda t, s: t + (torch.rand_like(t) - 0.5) * s  # noqa: E731 (additive uniform = quantization)
+        u = noise(self.q_u(imgs[0]), steps[0])
+        cm, cls = self.u_code_prior()
+        out = {"rate_u": -D.gaussian_bin_log_prob(u, cm, cls, steps[0]), "flow_u": -self.flow.log_prob(u.detach())}
+        params = self.p_img0(u)
+        re, rate_z, prev = [-self.dmol_log_prob(imgs[0], params, cfg.mixtures)], 0.0, u
+        for k in range(1, cfg.levels + 1):
+            mean = self.dmol_mean(params, self.img_ch[k - 1], cfg.mixtures)
+            img_prev = mean + (torch.round(mean) - mean).detach()  # the codec rounds it; gradients pass
+            pm, pls = self.p_z(k, img_prev, prev)
+            z = noise(self.q_z(k, imgs[k]), steps[k])
+            rate_z = rate_z - D.gaussian_bin_log_prob(z, pm, pls, steps[k])
+            params = self.p_img(k, z, img_prev)
+            re.append(-self.dmol_log_prob(imgs[k], params, cfg.mixtures))
+            prev = z
+        xhat = self.dmol_mean(params, self.img_ch[-1], cfg.mixtures)
+        out.update(rate_z=rate_z, sse=((xhat - x.float()) ** 2).flatten(1).sum(1), re_x=re[-1], re_y=sum(re[:-1]))
+        return out
+
+
+def rd_loss(terms: dict, lambdas: torch.Tensor, pixels: int, nll_weight: float) -> torch.Tensor:
+    """bits per pixel + lambda * MSE, per image at its level, plus nll_weight * the images'
+    code lengths in bits per pixel (keeps cgen, crec and lossless usable), plus the flow's fit."""
+    ln2 = math.log(2)
+    bpp = (terms["rate_u"] + terms["rate_z"]) / (pixels * ln2)
+    mse = terms["sse"] / (3 * pixels)
+    nll = (terms["re_x"] + terms["re_y"]) / (pixels * ln2)
+    return (bpp + lambdas * mse + nll_weight * nll + terms["flow_u"] / (pixels * ln2)).mean()
 
 
 @torch.no_grad()

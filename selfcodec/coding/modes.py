@@ -29,7 +29,8 @@ class Plan:
 MODE_CODES = {"rec1": 1, "rec2": 2, "cgen": 3, "crec": 4, "lossless": 5, "cgen-y1": 6, "crec-y1": 7}
 MODE_NAMES = {v: k for k, v in MODE_CODES.items()}
 
-# level -> (quantization step of the latents that shape the reconstruction, bin width of a lossy y)
+# level -> (quantization step of the latents that shape the reconstruction, bin width of a lossy y);
+# a rate-distortion model (cfg.rd_lambdas) learns its own latent steps per level instead
 LEVELS = {1: (2.0, 16), 2: (1.5, 8), 3: (1.0, 4), 4: (0.75, 2), 5: (0.5, 1)}
 DEFAULT_LEVEL = 3
 
@@ -158,6 +159,18 @@ def _to_image(v: np.ndarray, shape) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(v).astype(np.float32)).reshape(1, h, w, c).permute(0, 3, 1, 2).contiguous()
 
 
+def latent_steps_rd(model, level: int):
+    """A rate-distortion model's learned steps per latent channel at `level` ([u, z_1, ..]), or
+    None for an ELBO model (whose steps come from LEVELS). Every mode of an RD model quantizes
+    its latents with the level's steps: they are what it was trained with."""
+    n = len(model.cfg.rd_lambdas)
+    if not n:
+        return None
+    if not 1 <= level <= n:
+        raise CodecError(f"level {level} does not exist for this model; choose 1 to {n}")
+    return model.coding_steps(level)
+
+
 @torch.inference_mode()
 def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor:
     """Run the chain once; `side` is an _Encoder (which holds the true images) or a _Decoder.
@@ -170,8 +183,9 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
     cfg, K = model.cfg, model.cfg.levels
     gaussian = cfg.posterior == "gaussian"
     lat_step, y_step = LEVELS[level]
+    learned = latent_steps_rd(model, level)
     imgs = getattr(side, "imgs", None)  # only the encoder evaluates the posteriors
-    step_u = lat_step if plan.sent < 0 else 1.0
+    step_u = learned[0] if learned else (lat_step if plan.sent < 0 else 1.0)
     cm, cls = model.u_code_prior()
     h0, w0 = side.shape0
     ushape = (1, cfg.u_ch, h0 >> cfg.latent_down, w0 >> cfg.latent_down)
@@ -184,7 +198,7 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
         else:
             pm, pls = model.p_z(k, out[k - 1], prev)
             if k <= plan.sent or plan.send_z:
-                step = 1.0 if k <= plan.sent else lat_step
+                step = learned[k] if learned else (1.0 if k <= plan.sent else lat_step)
                 prev = side.latent(lambda: _posterior_mean(model.q_z(k, imgs[k]), gaussian), pm, pls, step)
             else:
                 prev = pm

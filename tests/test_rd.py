@@ -1,0 +1,119 @@
+"""Rate-distortion models (cfg.rd_lambdas): learned latent steps per level, their exact coding,
+the objective's terms and gradients, and a short training run started from an ELBO model."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from selfcodec import api
+from selfcodec import distributions as D
+from selfcodec.checkpoint import load_model, save_model
+from selfcodec.coding import modes as M
+from selfcodec.errors import CodecError
+from selfcodec.family import SelfVAE, make_config, rd_loss
+from selfcodec.nets import data_dependent_init
+from selfcodec.train import TrainArgs, export, train
+
+from conftest import TINY, build_tiny
+
+LAMBDAS = (0.002, 0.004, 0.008, 0.016, 0.032)
+
+
+@pytest.fixture(scope="module")
+def rd_model(tmp_path_factory):
+    """A tiny RD model whose level steps are 4, 2, 1, 1/2, 1/4 (plus a little per channel)."""
+    path = build_tiny(tmp_path_factory.mktemp("rd") / "tiny-rd.safetensors", seed=5, rd_lambdas=LAMBDAS)
+    m = load_model(path)
+    with torch.no_grad():
+        n = m.rd_log2_step.shape[1]
+        m.rd_log2_step.copy_(torch.tensor([2.0, 1.0, 0.0, -1.0, -2.0])[:, None] + torch.linspace(-0.3, 0.3, n))
+    save_model(m, path)
+    return str(path)
+
+
+def test_coding_steps_lie_on_the_1_256_grid_and_follow_the_weights(rd_model):
+    m = load_model(rd_model)
+    for level in range(1, len(LAMBDAS) + 1):
+        steps = m.coding_steps(level)
+        assert [s.shape[1] for s in steps] == [m.cfg.u_ch, m.cfg.z_ch]
+        flat = np.concatenate([s.ravel() for s in steps])
+        assert np.array_equal(flat * 256, np.rint(flat * 256))
+        want = 2.0 ** m.rd_log2_step[level - 1].detach().double().numpy()
+        assert np.abs(flat - want).max() <= 1 / 512 + 1e-12
+
+
+def test_every_mode_every_level_decodes_what_the_encoder_predicted(rd_model, natural):
+    for mode in M.modes_for(1):
+        for level in api.LEVELS:
+            rep = api.encode_report(natural, mode, level, model=rd_model)
+            out = api.decode(rep["data"], model=rd_model, as_array=True)
+            assert np.array_equal(out, rep["recon"]), (mode, level)
+            if mode == "lossless":
+                assert np.array_equal(out, natural)
+
+
+def test_finer_learned_steps_cost_more_bits(rd_model, natural):
+    sizes = [len(api.encode(natural, "rec2", level, model=rd_model)) for level in api.LEVELS]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1], sizes
+
+
+def test_a_level_beyond_the_models_lambdas_is_refused(tmp_path, natural):
+    path = build_tiny(tmp_path / "rd3.safetensors", seed=6, rd_lambdas=(0.01, 0.02, 0.04))
+    api.encode(natural, "rec2", 3, model=str(path))
+    with pytest.raises(CodecError, match="level 4 does not exist"):
+        api.encode(natural, "rec2", 4, model=str(path))
+
+
+def test_rd_terms_are_finite_and_gradients_reach_the_steps():
+    torch.manual_seed(0)
+    m = SelfVAE(make_config("selfvae-downscale", **TINY, rd_lambdas=LAMBDAS))
+    x = torch.randint(0, 256, (4, 3, 2 * m.multiple, 2 * m.multiple)).float()
+    data_dependent_init(m, x)
+    lv = torch.tensor([0, 1, 3, 4])
+    t = m(x, level_idx=lv)
+    for k in ("rate_u", "rate_z", "sse", "re_x", "re_y", "flow_u"):
+        assert t[k].shape == (4,) and torch.isfinite(t[k]).all(), k
+    loss = rd_loss(t, torch.tensor(LAMBDAS)[lv], x.shape[2] * x.shape[3], 0.01)
+    loss.backward()
+    g = m.rd_log2_step.grad
+    assert torch.isfinite(g).all()
+    assert (g[[0, 1, 3, 4]].abs().sum(1) > 0).all() and g[2].abs().sum() == 0  # only the levels drawn
+
+
+def test_dmol_mean_is_dmol_point_before_rounding():
+    torch.manual_seed(1)
+    params = torch.randn(2, D.dmol_channels(3, 4), 5, 6)
+    mean = D.dmol_mean(params, 3, 4)
+    point = D.dmol_point(params, 3, 4, "mean")
+    assert (mean - point).abs().max() <= 1.0  # the point estimate rounds each channel, coupling included
+
+
+def _smooth_images(folder, n=6, side=48):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:side, 0:side]
+    for i in range(n):
+        img = np.stack([(xx * (i + 1) * 3) % 256, (yy * 4 + i * 20) % 256, ((xx + yy) * 2) % 256], -1)
+        Image.fromarray(np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)).save(folder / f"{i}.png")
+
+
+def test_rd_training_from_an_elbo_model_lowers_the_loss_and_ships(tmp_path, natural):
+    data = tmp_path / "data"
+    data.mkdir()
+    _smooth_images(data)
+    init = build_tiny(tmp_path / "elbo.safetensors", seed=7, latent_down=2)
+    run = tmp_path / "run"
+    args = TrainArgs(data=[str(data)], run_dir=str(run), steps=60, batch=4, crop=32, lr=3e-3, warmup=5,
+                     log_every=10, compile=False, progress=False, threads=1, init=str(init),
+                     overrides={"rd_lambdas": LAMBDAS}, bf16=False)
+    train(args)
+    header, *rows = [r.split(",") for r in (run / "log.csv").read_text().splitlines()]
+    assert "psnr_l4" in header and "bpp_z_l0" in header
+    loss = header.index("loss")
+    assert float(rows[-1][loss]) < float(rows[0][loss]), (rows[0][loss], rows[-1][loss])
+    shipped = export(run, tmp_path / "rd.safetensors")
+    rep = api.encode_report(natural, "rec2", 5, model=str(shipped))
+    assert np.array_equal(api.decode(rep["data"], model=str(shipped), as_array=True), rep["recon"])
+    assert math.isfinite(float(load_model(shipped).rd_log2_step.detach().sum()))
