@@ -34,10 +34,35 @@ def stored_dtypes(weights: Path) -> list:
 
 
 def last_terms(log: Path, n: int = 10) -> dict:
-    """Mean of the last n logged rows of each loss term (bits per dimension)."""
+    """Mean of the last n logged rows of each logged term."""
     rows = list(csv.DictReader(open(log)))[-n:]
-    keys = ("nelbo", "re_x", "re_y", "kl_u", "kl_z", "u_code")
-    return {k: sum(float(r[k]) for r in rows) / len(rows) for k in keys if rows and rows[0].get(k)}
+    keys = [k for k in (rows[0] if rows else {}) if k not in ("step", "seconds", "lr", "img_per_s")]
+    out = {}
+    for k in keys:
+        vals = [float(r[k]) for r in rows if r.get(k) not in (None, "")]
+        if vals:
+            out[k] = sum(vals) / len(vals)
+    return out
+
+
+def terms_table(terms: dict, cfg: dict) -> list:
+    """The final terms as markdown: the ELBO's terms, or a rate-distortion run's rate and PSNR per level."""
+    if not cfg.get("rd_lambdas"):
+        keys = ("nelbo", "re_x", "re_y", "kl_u", "kl_z", "u_code")
+        return ["Final loss terms (mean of the last logged rows, bits per dimension of x, on training crops):", "",
+                "| -ELBO | RE_x | RE_y | KL_u | KL_z | û under the coding prior |", "|---|---|---|---|---|---|",
+                "| " + " | ".join(f"{terms.get(k, float('nan')):.4f}" for k in keys) + " |"]
+    lines = ["Final terms (mean of the last logged rows, on 128x128 training crops with the training noise in "
+             "place of rounding; bits per dimension = bits per pixel / 3):", "",
+             "| level | lambda | û bpd | ẑ bpd | û + ẑ bits per pixel | PSNR of x̂ dB |", "|---|---|---|---|---|---|"]
+    for i, lam in enumerate(cfg["rd_lambdas"]):
+        bu, bz = terms.get(f"bpp_u_l{i}", float("nan")), terms.get(f"bpp_z_l{i}", float("nan"))
+        lines.append(f"| {i + 1} | {lam} | {bu / 3:.4f} | {bz / 3:.4f} | {bu + bz:.4f} | "
+                     f"{terms.get(f'psnr_l{i}', float('nan')):.2f} |")
+    lines += ["", f"Code lengths the other modes use, over all levels: -log2 p(x | ŷ, ẑ) {terms.get('re_x', float('nan')):.4f} "
+              f"bpd, -log2 p(y | û) {terms.get('re_y', float('nan')):.4f} bpd (per dimension of x), RealNVP's fit to "
+              f"û {terms.get('flow_u', float('nan')):.4f} bpd."]
+    return lines
 
 
 def kodak_rows(data: dict, name: str) -> list:
@@ -73,6 +98,10 @@ def write_card(weights: Path, run: Path, data_desc: str, command: str, kodak: Pa
         f"{cfg['ch']} channels, DenseNet growth {cfg['growth']} x {cfg['layers']} layers, latents u {cfg['u_ch']} ch / "
         f"z {cfg['z_ch']} ch at 1/{2 ** cfg['latent_down']} of their image, {cfg['mixtures']} logistic mixtures, "
         f"RealNVP {cfg['flow_blocks']} blocks, posterior `{cfg['posterior']}` |",
+        "| objective | " + (f"rate-distortion: bits per pixel of û + ẑ + lambda x MSE of the rec2 reconstruction, lambda "
+                             f"{', '.join(map(str, cfg['rd_lambdas']))} for levels 1-{len(cfg['rd_lambdas'])} (a learned "
+                             "quantization step per level and latent channel), plus a small weight on the images' code "
+                             "lengths |" if cfg.get("rd_lambdas") else "the ELBO (bits per dimension) |"),
         f"| parameters | {n_params:,} |",
         f"| weights | `{weights.name}`, {weights.stat().st_size / 1e6:.1f} MB, stored as {', '.join(stored_dtypes(weights))}, computed in fp32 |",
         f"| data | {data_desc} |",
@@ -81,11 +110,7 @@ def write_card(weights: Path, run: Path, data_desc: str, command: str, kodak: Pa
         f"| hardware | {cpu_model()}, {os.cpu_count()} cores, CPU only |",
         f"| command | `{command}` |",
         "",
-        "Final loss terms (mean of the last logged rows, bits per dimension of x, on training crops):",
-        "",
-        "| -ELBO | RE_x | RE_y | KL_u | KL_z | û under the coding prior |",
-        "|---|---|---|---|---|---|",
-        "| " + " | ".join(f"{terms.get(k, float('nan')):.4f}" for k in ("nelbo", "re_x", "re_y", "kl_u", "kl_z", "u_code")) + " |",
+        *terms_table(terms, cfg),
         "",
         f"![training curve]({curve.name})",
         "",

@@ -26,6 +26,8 @@ import click
 @click.option("--init", default=None, help="Start from a model file's weights (e.g. a shipped model).")
 @click.option("--warm-start", default=None,
               help="Copy the weights that fit from a model file of any preset (e.g. the 2-level model for the 3-level).")
+@click.option("--warm-start-only", default="", metavar="MOD1,MOD2",
+              help="With --warm-start: copy only these modules (e.g. enc_u,dec_0,flow,u_code_mean,u_code_log_scale).")
 @click.option("--free-bits", default=0.0, show_default=True,
               help="KL floor per z level in bits per dimension: keeps z from collapsing to its prior.")
 @click.option("--z-gain", default=1.0, show_default=True,
@@ -39,7 +41,7 @@ import click
               help="Model config field, e.g. --set ch=64 --set posterior=gaussian.")
 @click.option("--seed", default=0)
 def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, device, bf16, threads,
-          ckpt_minutes, resume, init, warm_start, free_bits, z_gain, rd_lambdas, nll_weight, compile, overrides, seed):
+          ckpt_minutes, resume, init, warm_start, warm_start_only, free_bits, z_gain, rd_lambdas, nll_weight, compile, overrides, seed):
     """Train a model; `torchrun --nproc-per-node N -m selfcodec train ...` for DDP."""
     from selfcodec.train import TrainArgs, train as run
 
@@ -52,6 +54,7 @@ def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, 
     res = run(TrainArgs(model=model_name, data=list(data), run_dir=run_dir, steps=steps, batch=batch, crop=crop,
                         lr=lr, warmup=warmup, kl_warmup=kl_warmup, device=device, bf16=bf16, threads=threads,
                         ckpt_minutes=ckpt_minutes, resume=resume, init=init, warm_start=warm_start,
+                        warm_start_only=tuple(m for m in warm_start_only.split(",") if m),
                         free_bits=free_bits, z_gain=z_gain, nll_weight=nll_weight, compile=compile,
                         overrides=ov, seed=seed))
     click.echo(json.dumps(res))

@@ -105,7 +105,9 @@ class SelfVAE(nn.Module):
         self.u_code_mean = nn.Parameter(torch.zeros(1, cfg.u_ch, 1, 1))
         self.u_code_log_scale = nn.Parameter(torch.zeros(1, cfg.u_ch, 1, 1))
         if cfg.rd_lambdas:  # log2 of each level's step per channel: u's channels, then each z_k's
-            self.rd_log2_step = nn.Parameter(torch.zeros(len(cfg.rd_lambdas), cfg.u_ch + K * cfg.z_ch))
+            # starts at steps 2 .. 1/2 from level 1 to the last, the ELBO models' LEVELS table
+            start = torch.linspace(1.0, -1.0, len(cfg.rd_lambdas)) if len(cfg.rd_lambdas) > 1 else torch.zeros(1)
+            self.rd_log2_step = nn.Parameter(start[:, None].repeat(1, cfg.u_ch + K * cfg.z_ch))
 
         # z_k, k = 1..K: the detail of images[k] given images[k-1] and the latent below.
         self.enc_z, self.prior_img, self.prior_lat, self.prior_head = (nn.ModuleList() for _ in range(4))

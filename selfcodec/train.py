@@ -51,6 +51,7 @@ class TrainArgs:
     init: str | None = None  # start a new run from a model file's weights (and its config)
     compile: bool = True  # torch.compile the DMoL likelihood (2x faster on CPU)
     warm_start: str | None = None  # copy the tensors of a model file that fit this model (any preset)
+    warm_start_only: tuple = ()  # module names (enc_u, dec_0, ...): warm-start only these, the rest stays fresh
     free_bits: float = 0.0  # KL floor per z level, bits per dimension of x (see loss_from_terms)
     z_gain: float = 1.0  # new runs (not resumed): reparametrise z as z_gain * z once (see family.scale_z)
     nll_weight: float = 0.02  # rate-distortion runs: weight of the images' code lengths (see family.rd_loss)
@@ -79,11 +80,15 @@ def _ddp():
 _LEVEL_LISTS = ("enc_z", "prior_img", "prior_lat", "prior_head", "dec_lat", "dec_img", "dec_body")
 
 
-def warm_start(model: SelfVAE, path: Path) -> tuple:
+def warm_start(model: SelfVAE, path: Path, only: tuple = ()) -> tuple:
     """Copy each tensor of a model file whose name and shape fit `model`; a z level the file
-    lacks takes the file's finest level (e.g. a 3-level model from a 2-level one). The rest
-    keeps its data-dependent init. Returns (tensors copied, tensors in model)."""
+    lacks takes the file's finest level (e.g. a 3-level model from a 2-level one). With `only`,
+    just the tensors of those top-level modules (e.g. the u path of an ELBO model whose z
+    collapsed, so z starts fresh). The rest keeps its data-dependent init.
+    Returns (tensors copied, tensors in model)."""
     src = load_tensors(path)
+    if only:
+        src = {k: v for k, v in src.items() if k.split(".")[0] in only}
     src_levels = 1 + max((int(k.split(".")[1]) for k in src if k.split(".")[0] in _LEVEL_LISTS), default=-1)
     state, copied = model.state_dict(), 0
     for name, t in state.items():
@@ -177,7 +182,7 @@ def train(a: TrainArgs) -> dict:
     else:
         data_dependent_init(model, batch())
         if a.warm_start:
-            copied, total = warm_start(model, Path(a.warm_start))
+            copied, total = warm_start(model, Path(a.warm_start), tuple(a.warm_start_only))
             if rank == 0:
                 print(f"warm start: {copied} of {total} tensors from {a.warm_start}", flush=True)
     if a.z_gain != 1.0 and not resuming:
@@ -186,7 +191,10 @@ def train(a: TrainArgs) -> dict:
     ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
     if resuming:
         ema = {k: v.to(device) for k, v in load_tensors(run / "ckpt.safetensors", "ema.").items()}
-    opt = torch.optim.Adamax(model.parameters(), lr=a.lr)
+    # The learned steps move 10x faster: at the base rate a step would take ~1000 updates to halve.
+    fast = [p for n, p in model.named_parameters() if n == "rd_log2_step"]
+    rest = [p for n, p in model.named_parameters() if n != "rd_log2_step"]
+    opt = torch.optim.Adamax([{"params": rest, "lr_mult": 1.0}, {"params": fast, "lr_mult": 10.0}], lr=a.lr)
     if resuming and (run / "optim.pt").exists():
         opt.load_state_dict(torch.load(run / "optim.pt", weights_only=True))
     net = model
@@ -214,7 +222,7 @@ def train(a: TrainArgs) -> dict:
     last = {}
     while step < a.steps:
         for gr in opt.param_groups:
-            gr["lr"] = lr_at(step, a)
+            gr["lr"] = lr_at(step, a) * gr.get("lr_mult", 1.0)
         x = batch()
         if rd:  # every image of the batch at its own random level
             lv = torch.randint(0, n_levels, (x.shape[0],), device=device)
@@ -280,7 +288,8 @@ def export(run: Path, out: Path, dtype: str = "bf16", weights: str = "ema") -> P
 
 
 def plot_log(csv_path: Path, out: Path, title: str | None = None) -> Path:
-    """Loss terms (bits per dimension) against steps, as a PNG."""
+    """Loss terms (bits per dimension) against steps, as a PNG; for a rate-distortion run, the
+    rate (bits per pixel) and PSNR of each level beside the images' code lengths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -289,17 +298,31 @@ def plot_log(csv_path: Path, out: Path, title: str | None = None) -> Path:
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     steps = np.array([float(r["step"]) for r in rows])
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key in ("nelbo", "re_x", "re_y", "kl_u", "kl_z"):
-        vals = np.array([float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows])
+
+    def col(key):
+        return np.array([float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows])
+
+    rd = "psnr_l0" in rows[0] if rows else False
+    fig, axes = plt.subplots(1, 3 if rd else 1, figsize=(15 if rd else 7, 4), squeeze=False)
+    ax = axes[0, 0]
+    for key in ("re_x", "re_y") if rd else ("nelbo", "re_x", "re_y", "kl_u", "kl_z"):
+        vals = col(key)
         if np.isfinite(vals).any() and np.nanmax(np.abs(vals)) > 0:
             ax.plot(steps, vals, label=key)
-    ax.set_xlabel("step")
     ax.set_ylabel("bits per dimension")
     ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(title or str(csv_path))
+    ax.set_title(title or str(csv_path), fontsize=9)
+    if rd:
+        levels = sorted({int(k.rsplit("_l", 1)[1]) for k in rows[0] if k.startswith("psnr_l")})
+        for lv in levels:
+            axes[0, 1].plot(steps, col(f"bpp_u_l{lv}") + col(f"bpp_z_l{lv}"), label=f"level {lv + 1}")
+            axes[0, 2].plot(steps, col(f"psnr_l{lv}"), label=f"level {lv + 1}")
+        axes[0, 1].set_ylabel("rate of û + ẑ, bits per pixel")
+        axes[0, 2].set_ylabel("PSNR of x̂ (rec2 chain, training noise), dB")
+    for a in axes[0]:
+        a.set_xlabel("step")
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
