@@ -46,6 +46,9 @@ class Config:
     # learns its own quantization step per latent channel (so one model spans every level).
     rd_lambdas: tuple = ()
 
+    def __post_init__(self):
+        self.rd_lambdas = tuple(float(v) for v in self.rd_lambdas)  # JSON gives a list
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
