@@ -161,3 +161,30 @@ def test_default_width_model_encode_two_threads_decode_one(wide_model, natural, 
     threads(1)
     assert np.array_equal(api.decode(rep["data"], model=wide_model, as_array=True), rep["recon"])
     assert torch.get_num_threads() == 1  # coding restores the caller's setting
+
+
+@pytest.fixture(scope="module")
+def wide_rd_model(tmp_path_factory):
+    """A rate-distortion model at the default width, its learned steps away from any grid."""
+    from selfcodec.checkpoint import save_model
+    from selfcodec.family import SelfVAE, make_config
+    from selfcodec.nets import data_dependent_init
+
+    torch.manual_seed(8)
+    m = SelfVAE(make_config("selfvae-downscale", rd_lambdas=(0.002, 0.004, 0.008, 0.016, 0.032)))
+    data_dependent_init(m, torch.randint(0, 256, (2, 3, 32, 32)).float())
+    with torch.no_grad():
+        m.rd_log2_step.add_(torch.rand_like(m.rd_log2_step) * 0.7 - 0.35)
+    path = tmp_path_factory.mktemp("wide-rd") / "wide-rd.safetensors"
+    save_model(m, path)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["rec2", "crec"])
+def test_default_width_rd_model_encode_two_threads_decode_one(wide_rd_model, natural, threads, mode):
+    img = np.ascontiguousarray(natural[:48, :64])
+    for level in (1, 5):
+        threads(2)
+        rep = api.encode_report(img, mode, level, model=wide_rd_model)
+        threads(1)
+        assert np.array_equal(api.decode(rep["data"], model=wide_rd_model, as_array=True), rep["recon"]), level
