@@ -236,7 +236,7 @@ def main(argv=None) -> dict:
 
     meta = stamp(full_argv, B.versions())
     meta.update({
-        "quick": bool(args.quick), "wall_s": wall,
+        "quick": bool(args.quick), "wall_s": wall, "model": args.model or "default",
         "kodak": {"data_dir": str(Path(args.data).resolve()), "n_images": len(kodak), "crop": crop or None},
         "cifar10": {"path": str(Path(args.cifar).resolve()), "n_images": 0 if cifar is None else len(cifar),
                     "layout": "100x100 grid of 32x32, row-major; image i at tile (i // 100, i % 100)"},

@@ -108,7 +108,8 @@ def lossless_block(j: dict) -> list[str]:
                  f"{fmt(k.get('dec_s_per_image'), 3)} | {exact} |")
     km, cm = meta.get("kodak") or {}, meta.get("cifar10") or {}
     L += ["", f"Kodak: {km.get('n_images')} images" + (f" cropped to {km['crop']}" if km.get("crop") else "")
-          + f"; CIFAR-10: {cm.get('n_images')} test images, each its own file."]
+          + f"; CIFAR-10: {cm.get('n_images')} test images, each its own file; selfcodec model "
+          + f"`{meta.get('model', 'not recorded')}`."]
     return L
 
 

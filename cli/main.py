@@ -349,7 +349,7 @@ def _run_batch(
 
 _in_arg = click.argument("input", metavar="IN", type=click.Path(exists=True, allow_dash=True))
 _force_opt = click.option("-f", "--force", is_flag=True, help="Overwrite existing output files (never the input).")
-_model_opt = click.option("--model", metavar="NAME|PATH", default=None, help="Model name or weights file (default: the file's / the default model).")
+_model_opt = click.option("--model", metavar="NAME|PATH", default=None, help="Model name or weights file (default: the file's model; encoding: the mode's default, see README).")
 
 
 @main.command()

@@ -45,7 +45,7 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
     if tile > MAX_TILE:
         raise CodecError(f"tile side {tile} is larger than the limit of {MAX_TILE} pixels")
     rgb, meta = load_image(image, allow_lossy_convert=allow_lossy_convert)
-    net, digest, name = zoo.load(model)
+    net, digest, name = zoo.load(model if model is not None else zoo.default_for(mode))
     plan = M.plan_for(mode, net.cfg.levels)
     h, w = rgb.shape[:2]
     tile_side = max(net.multiple, tile - tile % net.multiple)

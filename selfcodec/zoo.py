@@ -10,6 +10,9 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 if not MODELS_DIR.is_dir():  # a source checkout: setup.cfg maps the repo's models/ here
     MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL = "selfvae-downscale"
+# Modes whose best shipped model is not the default (measured: see README "Models and training").
+# The rate-distortion default spends its capacity on rec2; the ELBO model codes y and x themselves better.
+MODE_DEFAULTS = {"lossless": "selfvae-downscale-elbo"}
 
 
 def available() -> list:
@@ -30,6 +33,12 @@ def model_path(model: str | Path | None) -> Path:
         have = ", ".join(available()) or "none"
         raise CodecError(f"no shipped model named {model!r} (shipped: {have}); pass a .safetensors path with --model")
     return shipped
+
+
+def default_for(mode: str) -> str:
+    """The shipped model a mode uses when none is named (decoding reads it from the file)."""
+    name = MODE_DEFAULTS.get(mode, DEFAULT_MODEL)
+    return name if (MODELS_DIR / f"{name}.safetensors").is_file() else DEFAULT_MODEL
 
 
 @lru_cache(maxsize=4)

@@ -117,3 +117,17 @@ def test_rd_training_from_an_elbo_model_lowers_the_loss_and_ships(tmp_path, natu
     rep = api.encode_report(natural, "rec2", 5, model=str(shipped))
     assert np.array_equal(api.decode(rep["data"], model=str(shipped), as_array=True), rep["recon"])
     assert math.isfinite(float(load_model(shipped).rd_log2_step.detach().sum()))
+
+
+def test_lossless_without_a_model_uses_the_elbo_model_and_decodes_by_name(tmp_path, monkeypatch, natural):
+    from selfcodec import zoo
+    from selfcodec.coding import container as C
+
+    build_tiny(tmp_path / "selfvae-downscale.safetensors", seed=8, rd_lambdas=LAMBDAS, name="selfvae-downscale")
+    monkeypatch.setattr(zoo, "MODELS_DIR", tmp_path)
+    assert zoo.default_for("lossless") == "selfvae-downscale"  # no ELBO model shipped: the default
+    build_tiny(tmp_path / "selfvae-downscale-elbo.safetensors", seed=9, name="selfvae-downscale-elbo")
+    for mode, want in (("lossless", "selfvae-downscale-elbo"), ("rec2", "selfvae-downscale")):
+        rep = api.encode_report(natural, mode, 3)
+        assert C.peek_header(rep["data"]).model_name == want
+        assert np.array_equal(api.decode(rep["data"], as_array=True), rep["recon"])
