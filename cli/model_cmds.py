@@ -114,13 +114,14 @@ def export_cmd(run_dir, output, dtype, weights):
 
 @click.command()
 @click.option("--image", default=None, help="Another image instead of the bundled sample.")
-@click.option("--model", default=None, help="Model name or path (default: the shipped default).")
+@click.option("--model", default=None, help="Model name or path (default: each mode's default model).")
 @click.option("-q", "--level", default=3, show_default=True)
 def demo(image, model, level):
     """Encode and decode the bundled sample in every mode; print size, bpp and PSNR."""
     from selfcodec import demo as d
 
-    click.echo(f"{'mode':<9} {'bytes':>8} {'bpp':>7} {'PSNR dB':>8} {'enc s':>6} {'dec s':>6}")
+    click.echo(f"{'mode':<9} {'bytes':>8} {'bpp':>7} {'PSNR dB':>8} {'enc s':>6} {'dec s':>6}  model")
     for r in d.run(image, model, level):
         q = "lossless" if r["exact"] else f"{r['psnr']:.2f}"
-        click.echo(f"{r['mode']:<9} {r['bytes']:>8} {r['bpp']:>7.3f} {q:>8} {r['encode_s']:>6.2f} {r['decode_s']:>6.2f}")
+        click.echo(f"{r['mode']:<9} {r['bytes']:>8} {r['bpp']:>7.3f} {q:>8} {r['encode_s']:>6.2f} {r['decode_s']:>6.2f}"
+                   f"  {r['model']}")

@@ -22,7 +22,7 @@ def run(image=None, model=None, level: int = api.DEFAULT_LEVEL, modes=None) -> l
         t1 = time.perf_counter()
         out = api.decode(data, model=model, as_array=True)
         t2 = time.perf_counter()
-        rows.append({"mode": mode, "level": level, "bytes": len(data), "bpp": 8 * len(data) / (src.shape[0] * src.shape[1]),
+        rows.append({"mode": mode, "model": api.info(data)["model"], "level": level, "bytes": len(data), "bpp": 8 * len(data) / (src.shape[0] * src.shape[1]),
                      "psnr": psnr(src, out), "exact": bool(np.array_equal(src, out)),
                      "encode_s": t1 - t0, "decode_s": t2 - t1})
     return rows

@@ -131,3 +131,17 @@ def test_lossless_without_a_model_uses_the_elbo_model_and_decodes_by_name(tmp_pa
         rep = api.encode_report(natural, mode, 3)
         assert C.peek_header(rep["data"]).model_name == want
         assert np.array_equal(api.decode(rep["data"], as_array=True), rep["recon"])
+
+
+def test_demo_prints_every_mode_with_its_model(rd_model, tmp_path):
+    from click.testing import CliRunner
+
+    from selfcodec.cli.main import main
+
+    img = tmp_path / "small.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)).save(img)
+    res = CliRunner().invoke(main, ["demo", "--image", str(img), "--model", rd_model])
+    assert res.exit_code == 0, res.output
+    rows = {line.split()[0]: line.split() for line in res.output.splitlines()[1:]}
+    assert set(rows) == set(api.MODES)
+    assert rows["lossless"][3] == "lossless" and rows["lossless"][-1] == "tiny-rd"
