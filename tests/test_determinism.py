@@ -137,20 +137,28 @@ def test_big_perturbation_never_returns_wrong_pixels(tiny_model, files):
     assert np.array_equal(api.decode(files["rec2"]["data"], model=tiny_model, as_array=True), files["rec2"]["recon"])
 
 
-@pytest.fixture(scope="module")
-def wide_model(tmp_path_factory):
-    """A model at the shipped default width: its convolutions take the multi-threaded oneDNN
-    paths whose last bits depend on the thread count (the tiny models' do not)."""
+def _wide(tmp_path_factory, name, seed, **overrides):
+    """A random-init model at the shipped default width, saved to a file."""
     from selfcodec.checkpoint import save_model
     from selfcodec.family import SelfVAE, make_config
     from selfcodec.nets import data_dependent_init
 
-    torch.manual_seed(7)
-    m = SelfVAE(make_config("selfvae-downscale"))
+    torch.manual_seed(seed)
+    m = SelfVAE(make_config("selfvae-downscale", **overrides))
     data_dependent_init(m, torch.randint(0, 256, (2, 3, 32, 32)).float())
-    path = tmp_path_factory.mktemp("wide") / "wide.safetensors"
+    if overrides.get("rd_lambdas"):  # learned steps away from any grid
+        with torch.no_grad():
+            m.rd_log2_step.add_(torch.rand_like(m.rd_log2_step) * 0.7 - 0.35)
+    path = tmp_path_factory.mktemp(name) / f"{name}.safetensors"
     save_model(m, path)
     return path
+
+
+@pytest.fixture(scope="module")
+def wide_model(tmp_path_factory):
+    """A model at the shipped default width: its convolutions take the multi-threaded oneDNN
+    paths whose last bits depend on the thread count (the tiny models' do not)."""
+    return _wide(tmp_path_factory, "wide", 7)
 
 
 @pytest.mark.parametrize("mode", ["crec", "lossless"])
@@ -165,19 +173,8 @@ def test_default_width_model_encode_two_threads_decode_one(wide_model, natural, 
 
 @pytest.fixture(scope="module")
 def wide_rd_model(tmp_path_factory):
-    """A rate-distortion model at the default width, its learned steps away from any grid."""
-    from selfcodec.checkpoint import save_model
-    from selfcodec.family import SelfVAE, make_config
-    from selfcodec.nets import data_dependent_init
-
-    torch.manual_seed(8)
-    m = SelfVAE(make_config("selfvae-downscale", rd_lambdas=(0.002, 0.004, 0.008, 0.016, 0.032)))
-    data_dependent_init(m, torch.randint(0, 256, (2, 3, 32, 32)).float())
-    with torch.no_grad():
-        m.rd_log2_step.add_(torch.rand_like(m.rd_log2_step) * 0.7 - 0.35)
-    path = tmp_path_factory.mktemp("wide-rd") / "wide-rd.safetensors"
-    save_model(m, path)
-    return path
+    """A rate-distortion model at the default width."""
+    return _wide(tmp_path_factory, "wide-rd", 8, rd_lambdas=(0.002, 0.004, 0.008, 0.016, 0.032))
 
 
 @pytest.mark.parametrize("mode", ["rec2", "crec"])
