@@ -21,9 +21,13 @@ from .family import Config, SelfVAE, bpd, loss_from_terms, make_config, rd_loss,
 from .nets import data_dependent_init
 
 LOG_FIELDS = ["step", "seconds", "lr", "loss", "nelbo", "re_x", "re_y", "kl_u", "kl_z", "u_code", "img_per_s"]
-# Rate-distortion runs: rates in bits per pixel and PSNR of rec2 per level (0-based), images' code lengths in bpd.
-RD_FIELDS = ["step", "seconds", "lr", "loss", "re_x", "re_y", "flow_u"] + [
-    f"{t}_l{i}" for i in range(8) for t in ("bpp_u", "bpp_z", "psnr")] + ["img_per_s"]
+
+
+def rd_fields(n_levels: int) -> list:
+    """Log columns of a rate-distortion run: images' code lengths in bpd, then per level (0-based)
+    the rates in bits per pixel and the PSNR of rec2."""
+    per_level = [f"{t}_l{i}" for i in range(n_levels) for t in ("bpp_u", "bpp_z", "psnr")]
+    return ["step", "seconds", "lr", "loss", "re_x", "re_y", "flow_u"] + per_level + ["img_per_s"]
 
 
 @dataclass
@@ -174,7 +178,7 @@ def train(a: TrainArgs) -> dict:
 
     if resuming:
         model.load_state_dict(load_tensors(run / "ckpt.safetensors", "model."))
-    elif a.init:  # (strict=False: an ELBO model starts a rate-distortion run, whose steps start at 1)
+    elif a.init:  # (strict=False: an ELBO model may start a rate-distortion run, whose steps it lacks)
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in load_tensors(Path(a.init)).items()},
                                                     strict=False)
         if unexpected or set(missing) - {"rd_log2_step"}:
@@ -205,8 +209,7 @@ def train(a: TrainArgs) -> dict:
     lambdas = torch.tensor(cfg.rd_lambdas, dtype=torch.float32, device=device)
     n_levels = len(cfg.rd_lambdas)
     pixels = a.crop * a.crop
-    fields = RD_FIELDS[:7] + [f for f in RD_FIELDS[7:-1] if int(f.rsplit("_l", 1)[1]) < n_levels] + ["img_per_s"]
-    log_fields = fields if rd else LOG_FIELDS
+    log_fields = rd_fields(n_levels) if rd else LOG_FIELDS
     log_path = run / "log.csv"
     new_log = not log_path.exists()
     log_file = open(log_path, "a", newline="") if rank == 0 else None
