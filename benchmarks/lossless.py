@@ -177,6 +177,12 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def _lossless_default() -> str:
+    from selfcodec import zoo  # here, not at import: a run without selfcodec must not need torch
+
+    return f"{zoo.default_for('lossless')} (the lossless default)"
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     full_argv, out, notes, note = start_run("lossless", args.out, argv)
@@ -236,7 +242,7 @@ def main(argv=None) -> dict:
 
     meta = stamp(full_argv, B.versions())
     meta.update({
-        "quick": bool(args.quick), "wall_s": wall, "model": args.model or "default",
+        "quick": bool(args.quick), "wall_s": wall, "model": args.model or (None if args.no_selfcodec else _lossless_default()),
         "kodak": {"data_dir": str(Path(args.data).resolve()), "n_images": len(kodak), "crop": crop or None},
         "cifar10": {"path": str(Path(args.cifar).resolve()), "n_images": 0 if cifar is None else len(cifar),
                     "layout": "100x100 grid of 32x32, row-major; image i at tile (i // 100, i % 100)"},

@@ -34,7 +34,7 @@ import click
               help="New runs only: multiply z's scale once (means unchanged) to lift it above the posterior noise.")
 @click.option("--rd-lambdas", default=None, metavar="L1,L2,...",
               help="Rate-distortion training: one lambda per quality level (loss = bpp + lambda * MSE of rec2).")
-@click.option("--nll-weight", default=0.02, show_default=True,
+@click.option("--nll-weight", default=0.01, show_default=True,
               help="Rate-distortion runs: weight of the images' code lengths, which keep cgen/crec/lossless usable.")
 @click.option("--compile/--no-compile", default=True, show_default=True, help="torch.compile the likelihood.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",

@@ -178,8 +178,11 @@ class SelfVAE(nn.Module):
         """Quantization steps of a rate-distortion model for 0-based levels (B,): [u, z_1, ..]
         each (B, C, 1, 1)."""
         steps = torch.exp2(self.rd_log2_step.float()[level_idx])[:, :, None, None]
-        sizes = [self.cfg.u_ch] + [self.cfg.z_ch] * self.cfg.levels
-        return list(steps.split(sizes, 1))
+        return list(steps.split(self._latent_channels(), 1))
+
+    def _latent_channels(self) -> list:
+        """Channels of u, z_1, ..., z_K: the columns of rd_log2_step in order."""
+        return [self.cfg.u_ch] + [self.cfg.z_ch] * self.cfg.levels
 
     def coding_steps(self, level: int) -> list:
         """The steps the codec uses at a level (1-based), float64 (1, C, 1, 1) arrays on the 1/256
@@ -188,7 +191,7 @@ class SelfVAE(nn.Module):
 
         v = self.rd_log2_step.detach().double().cpu().numpy()[level - 1]
         steps = np.maximum(np.rint(np.exp2(v) * 256.0), 1.0) / 256.0
-        sizes = np.cumsum([self.cfg.u_ch] + [self.cfg.z_ch] * self.cfg.levels)[:-1]
+        sizes = np.cumsum(self._latent_channels())[:-1]
         return [s[None, :, None, None] for s in np.split(steps, sizes)]
 
     def u_code_prior(self):
@@ -246,7 +249,6 @@ class SelfVAE(nn.Module):
         for k, (r, kz) in enumerate(zip(re[1:], kl_z), start=1):
             out[f"re_{k}"], out[f"kl_z{k}"] = r, kz
         return out
-
 
     def rd_forward(self, x: torch.Tensor, level_idx: torch.Tensor) -> dict:
         """Terms of the rate-distortion objective for the rec2 chain, per image: rates of û and

@@ -58,7 +58,7 @@ class TrainArgs:
     warm_start_only: tuple = ()  # module names (enc_u, dec_0, ...): warm-start only these, the rest stays fresh
     free_bits: float = 0.0  # KL floor per z level, bits per dimension of x (see loss_from_terms)
     z_gain: float = 1.0  # new runs (not resumed): reparametrise z as z_gain * z once (see family.scale_z)
-    nll_weight: float = 0.02  # rate-distortion runs: weight of the images' code lengths (see family.rd_loss)
+    nll_weight: float = 0.01  # rate-distortion runs: weight of the images' code lengths (see family.rd_loss)
 
 
 def lr_at(step: int, a: TrainArgs) -> float:
