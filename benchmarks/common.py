@@ -61,6 +61,18 @@ def start_run(tag: str, out: str, argv=None):
     return full_argv, out, notes, note
 
 
+def usable_codecs(codecs, note):
+    """The codecs that can run here, and a record of those skipped (why) for the JSON."""
+    skipped = []
+    for c in codecs:
+        if not c.available:
+            note(f"codec {c.name} skipped: {c.reason}")
+            skipped.append({"codec": c.name, "reason": c.reason})
+        elif c.reason:
+            note(f"codec {c.name}: {c.reason}")
+    return [c for c in codecs if c.available], skipped
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:

@@ -45,7 +45,8 @@ from selfcodec import metrics as M
 from . import anchors as A
 from . import baselines as B
 from .common import (DEFAULT_KODAK, DEFAULT_OUT, fmt, interp_at, list_pngs,
-                     load_selfcodec_api, load_images, stamp, start_run, to_jsonable)
+                     load_selfcodec_api, load_images, stamp, start_run, to_jsonable,
+                     usable_codecs)
 
 try:
     from tqdm import tqdm
@@ -589,14 +590,7 @@ def main(argv=None) -> dict:
     if args.codecs:
         want = {s.strip() for s in args.codecs.split(",") if s.strip()} | {REFERENCE}
     codecs = [c for c in B.lossy_codecs() if want is None or c.name in want]
-    skipped = []
-    for c in codecs:
-        if not c.available:
-            note(f"codec {c.name} skipped: {c.reason}")
-            skipped.append({"codec": c.name, "reason": c.reason})
-        elif c.reason:
-            note(f"codec {c.name}: {c.reason}")
-    codecs = [c for c in codecs if c.available]
+    codecs, skipped = usable_codecs(codecs, note)
 
     api, msg = load_selfcodec_api(args.no_selfcodec)
     sc_modes, sc_levels, dec_level = [], [], None

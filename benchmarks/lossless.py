@@ -33,7 +33,8 @@ from selfcodec import metrics as M
 from . import anchors as A
 from . import baselines as B
 from .common import (DEFAULT_CIFAR, DEFAULT_KODAK, DEFAULT_OUT, fmt, list_pngs, load_rgb,
-                     load_selfcodec_api, load_images, stamp, start_run, to_jsonable)
+                     load_selfcodec_api, load_images, stamp, start_run, to_jsonable,
+                     usable_codecs)
 
 try:
     from tqdm import tqdm
@@ -211,14 +212,7 @@ def main(argv=None) -> dict:
             note("selfcodec.api has no 'lossless' mode: skipped")
         else:
             codecs.append(sc)
-    skipped = []
-    for c in codecs:
-        if not c.available:
-            note(f"codec {c.name} skipped: {c.reason}")
-            skipped.append({"codec": c.name, "reason": c.reason})
-        elif c.reason:
-            note(f"codec {c.name}: {c.reason}")
-    codecs = [c for c in codecs if c.available]
+    codecs, skipped = usable_codecs(codecs, note)
 
     t0 = time.perf_counter()
     res_k = run_set("kodak", kodak, codecs, not args.no_progress)
