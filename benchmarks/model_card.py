@@ -9,7 +9,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 from pathlib import Path
 
 from safetensors import safe_open
@@ -17,15 +16,7 @@ from safetensors import safe_open
 from selfcodec.checkpoint import load_model, read_metadata
 from selfcodec.train import plot_log
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from .common import cpu_model
 
 
 def stored_dtypes(weights: Path) -> list:
