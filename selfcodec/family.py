@@ -45,6 +45,9 @@ class Config:
     # loss is bits per pixel + lambda * MSE (0..255) of the rec2 reconstruction, and each level
     # learns its own quantization step per latent channel (so one model spans every level).
     rd_lambdas: tuple = ()
+    # Dense blocks of a decoder-only residual filter on the final x̂ at full resolution (0: none).
+    # The x̂ network has one 3x3 layer at full resolution; this gives it more where the detail is.
+    refine: int = 0
 
     def __post_init__(self):
         self.rd_lambdas = tuple(float(v) for v in self.rd_lambdas)  # JSON gives a list
@@ -128,6 +131,15 @@ class SelfVAE(nn.Module):
                 WNConv2d(2 * ch, ch, 1), nn.ELU(), DenseBlock(ch, g, n), Up(ch, r_steps, g, n),
                 WNConv2d(ch, ch, 3), nn.ELU(),
                 WNConv2d(ch, D.dmol_channels(self.img_ch[k], cfg.mixtures), 1, init_scale=0.1)))
+        if cfg.refine:
+            if K < 1:
+                raise ValueError("refine needs a selfVAE (levels >= 1): it reads the x decoder's features")
+            c = cfg.image_ch
+            self.refine_net = nn.Sequential(
+                WNConv2d(ch + c, ch, 3), nn.ELU(), *[DenseBlock(ch, g, n) for _ in range(cfg.refine)],
+                WNConv2d(ch, c, 3, init_scale=0.01))
+            with torch.no_grad():  # starts as the identity: a model gaining it decodes as before
+                self.refine_net[-1].g.zero_()
 
     # ---- geometry -------------------------------------------------------------------------
     @property
@@ -162,17 +174,28 @@ class SelfVAE(nn.Module):
         mean, log_scale = self.prior_head[k - 1](h).float().chunk(2, 1)
         return mean, log_scale.clamp(-6.0, 6.0)
 
-    def p_img(self, k, z, img_prev):
-        """DMoL parameters of images[k] given z_k and images[k-1]."""
+    def p_img(self, k, z, img_prev, features: bool = False):
+        """DMoL parameters of images[k] given z_k and images[k-1]; with `features`, also the
+        decoder's last hidden features (what `refine` reads)."""
         prev = scale_image(img_prev)
-        params = self.dec_body[k - 1](torch.cat([self.dec_lat[k - 1](z), self.dec_img[k - 1](prev)], 1))
-        if self.cfg.transform != "downscale":
-            return params
-        # The means are an offset from the bilinear upscale of the coarser image: the network
-        # only has to learn the detail (and starts from a good reconstruction).
-        n, c = self.cfg.mixtures, self.img_ch[k]
-        up = F.interpolate(prev, scale_factor=2, mode="bilinear", align_corners=False).repeat_interleave(n, dim=1)
-        return torch.cat([params[:, :n], params[:, n : n + c * n] + up.to(params.dtype), params[:, n + c * n :]], 1)
+        body = self.dec_body[k - 1]
+        h = body[:-1](torch.cat([self.dec_lat[k - 1](z), self.dec_img[k - 1](prev)], 1))
+        params = body[-1](h)
+        if self.cfg.transform == "downscale":
+            # The means are an offset from the bilinear upscale of the coarser image: the network
+            # only has to learn the detail (and starts from a good reconstruction).
+            n, c = self.cfg.mixtures, self.img_ch[k]
+            up = F.interpolate(prev, scale_factor=2, mode="bilinear", align_corners=False).repeat_interleave(n, dim=1)
+            params = torch.cat([params[:, :n], params[:, n : n + c * n] + up.to(params.dtype), params[:, n + c * n :]], 1)
+        return (params, h) if features else params
+
+    def refine(self, xhat, h):
+        """The final x̂ (0..255) after the residual filter, given p_img's features; x̂ itself
+        for a model without one."""
+        if not self.cfg.refine:
+            return xhat
+        r = self.refine_net(torch.cat([h, scale_image(xhat).to(h.dtype)], 1))
+        return xhat + 127.5 * r.float()
 
     def latent_steps(self, level_idx: torch.Tensor) -> list:
         """Quantization steps of a rate-distortion model for 0-based levels (B,): [u, z_1, ..]
@@ -208,11 +231,12 @@ class SelfVAE(nn.Module):
         z = params + (torch.rand_like(params) - 0.5) if sample else torch.round(params)
         return z, params, None
 
-    def forward(self, x: torch.Tensor, sample: bool = True, level_idx: torch.Tensor | None = None) -> dict:
+    def forward(self, x: torch.Tensor, sample: bool = True, level_idx: torch.Tensor | None = None,
+                hard: bool = False) -> dict:
         """Loss terms per image in nats, plus `log_w` (one importance weight sample); with
         level_idx, the rate-distortion terms of rd_forward instead."""
         if level_idx is not None:
-            return self.rd_forward(x, level_idx)
+            return self.rd_forward(x, level_idx, hard)
         cfg, imgs = self.cfg, self.images(x)
         out = {}
         u, mu_u, ls_u = self._latent(self.q_u(imgs[0]), sample)
@@ -250,29 +274,34 @@ class SelfVAE(nn.Module):
             out[f"re_{k}"], out[f"kl_z{k}"] = r, kz
         return out
 
-    def rd_forward(self, x: torch.Tensor, level_idx: torch.Tensor) -> dict:
+    def rd_forward(self, x: torch.Tensor, level_idx: torch.Tensor, hard: bool = False) -> dict:
         """Terms of the rate-distortion objective for the rec2 chain, per image: rates of û and
         ẑ_k under the codec's own priors (nats), the squared error of x̂ (sum over pixels, 0..255),
         and the likelihoods that keep the other modes working: -log p(images[k] | ...) along the
-        same chain, and the RealNVP prior's fit to û (detached: it does not steer the encoder)."""
+        same chain, and the RealNVP prior's fit to û (detached: it does not steer the encoder).
+        `hard` rounds the latents around their prior means as the codec does, instead of adding
+        uniform noise (no gradient reaches the encoders then: for training decoder-side parts)."""
         cfg, imgs = self.cfg, self.images(x)
         steps = self.latent_steps(level_idx)
-        noise = lambda t, s: t + (torch.rand_like(t) - 0.5) * s  # noqa: E731 (additive uniform = quantization)
-        u = noise(self.q_u(imgs[0]), steps[0])
         cm, cls = self.u_code_prior()
+
+        def noise(t, s, mean):  # additive uniform noise stands in for quantization
+            return mean + s * torch.round((t - mean) / s) if hard else t + (torch.rand_like(t) - 0.5) * s
+
+        u = noise(self.q_u(imgs[0]), steps[0], cm)
         out = {"rate_u": -D.gaussian_bin_log_prob(u, cm, cls, steps[0]), "flow_u": -self.flow.log_prob(u.detach())}
         params = self.p_img0(u)
-        re, rate_z, prev = [-self.dmol_log_prob(imgs[0], params, cfg.mixtures)], 0.0, u
+        re, rate_z, prev, h = [-self.dmol_log_prob(imgs[0], params, cfg.mixtures)], 0.0, u, None
         for k in range(1, cfg.levels + 1):
             mean = self.dmol_mean(params, self.img_ch[k - 1], cfg.mixtures)
             img_prev = mean + (torch.round(mean) - mean).detach()  # the codec rounds it; gradients pass
             pm, pls = self.p_z(k, img_prev, prev)
-            z = noise(self.q_z(k, imgs[k]), steps[k])
+            z = noise(self.q_z(k, imgs[k]), steps[k], pm)
             rate_z = rate_z - D.gaussian_bin_log_prob(z, pm, pls, steps[k])
-            params = self.p_img(k, z, img_prev)
+            params, h = self.p_img(k, z, img_prev, features=True)
             re.append(-self.dmol_log_prob(imgs[k], params, cfg.mixtures))
             prev = z
-        xhat = self.dmol_mean(params, self.img_ch[-1], cfg.mixtures)
+        xhat = self.refine(self.dmol_mean(params, self.img_ch[-1], cfg.mixtures), h)
         out.update(rate_z=rate_z, sse=((xhat - x.float()) ** 2).flatten(1).sum(1), re_x=re[-1], re_y=sum(re[:-1]))
         return out
 

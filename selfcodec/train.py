@@ -59,6 +59,8 @@ class TrainArgs:
     free_bits: float = 0.0  # KL floor per z level, bits per dimension of x (see loss_from_terms)
     z_gain: float = 1.0  # new runs (not resumed): reparametrise z as z_gain * z once (see family.scale_z)
     nll_weight: float = 0.01  # rate-distortion runs: weight of the images' code lengths (see family.rd_loss)
+    train_only: tuple = ()  # module names (e.g. refine_net): only these learn, the rest stays as loaded
+    hard_quant: bool = False  # rate-distortion runs: round the latents as the codec does (frozen encoders)
 
 
 def lr_at(step: int, a: TrainArgs) -> float:
@@ -181,7 +183,8 @@ def train(a: TrainArgs) -> dict:
     elif a.init:  # (strict=False: an ELBO model may start a rate-distortion run, whose steps it lacks)
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in load_tensors(Path(a.init)).items()},
                                                     strict=False)
-        if unexpected or set(missing) - {"rd_log2_step"}:
+        # (and a model gaining a refine filter starts it fresh: it begins as the identity)
+        if unexpected or {m for m in missing if not m.startswith("refine_net.")} - {"rd_log2_step"}:
             raise ValueError(f"{a.init} does not fit this model: missing {missing}, unexpected {unexpected}")
     else:
         data_dependent_init(model, batch())
@@ -192,12 +195,15 @@ def train(a: TrainArgs) -> dict:
     if a.z_gain != 1.0 and not resuming:
         scale_z(model, a.z_gain)
     model = model.to(memory_format=layout)
+    if a.train_only:
+        for n, p in model.named_parameters():
+            p.requires_grad_(n.split(".")[0] in a.train_only)
     ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
     if resuming:
         ema = {k: v.to(device) for k, v in load_tensors(run / "ckpt.safetensors", "ema.").items()}
     # The learned steps move 10x faster: at the base rate a step would take ~1000 updates to halve.
-    fast = [p for n, p in model.named_parameters() if n == "rd_log2_step"]
-    rest = [p for n, p in model.named_parameters() if n != "rd_log2_step"]
+    fast = [p for n, p in model.named_parameters() if n == "rd_log2_step" and p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if n != "rd_log2_step" and p.requires_grad]
     opt = torch.optim.Adamax([{"params": rest, "lr_mult": 1.0}, {"params": fast, "lr_mult": 10.0}], lr=a.lr)
     if resuming and (run / "optim.pt").exists():
         opt.load_state_dict(torch.load(run / "optim.pt", weights_only=True))
@@ -230,7 +236,7 @@ def train(a: TrainArgs) -> dict:
         if rd:  # every image of the batch at its own random level
             lv = torch.randint(0, n_levels, (x.shape[0],), device=device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                terms = net(x, level_idx=lv)  # through DDP's forward, so gradients sync
+                terms = net(x, level_idx=lv, hard=a.hard_quant)  # through DDP's forward, so gradients sync
             loss = rd_loss(terms, lambdas[lv], pixels, a.nll_weight)
         else:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):

@@ -145,3 +145,59 @@ def test_demo_prints_every_mode_with_its_model(rd_model, tmp_path):
     rows = {line.split()[0]: line.split() for line in res.output.splitlines()[1:]}
     assert set(rows) == set(api.MODES)
     assert rows["lossless"][3] == "lossless" and rows["lossless"][-1] == "tiny-rd"
+
+
+def _with_refine(rd_model, path, active: bool):
+    """The tiny RD model plus a refine filter: as it starts when a run adds one (the identity),
+    or with its last layer switched on."""
+    base = load_model(rd_model)
+    m = SelfVAE(make_config("selfvae-downscale", **{**vars(base.cfg), "refine": 1}))
+    missing, unexpected = m.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("refine_net.") for k in missing)
+    if active:
+        with torch.no_grad():
+            m.refine_net[-1].g.fill_(0.05)
+    save_model(m.eval(), path)
+    return str(path)
+
+
+def test_a_new_refine_filter_decodes_as_before_and_an_active_one_exactly(rd_model, natural, tmp_path):
+    fresh = _with_refine(rd_model, tmp_path / "fresh.safetensors", active=False)
+    active = _with_refine(rd_model, tmp_path / "active.safetensors", active=True)
+    for mode in M.modes_for(1):
+        base = api.encode_report(natural, mode, 3, model=rd_model)["recon"]
+        assert np.array_equal(api.encode_report(natural, mode, 3, model=fresh)["recon"], base), mode
+        rep = api.encode_report(natural, mode, 3, model=active)
+        assert np.array_equal(api.decode(rep["data"], model=active, as_array=True), rep["recon"]), mode
+        # the filter acts only where z_K was coded (rec2, crec); lossless stays exact
+        assert np.array_equal(rep["recon"], base) == (mode not in ("rec2", "crec")), mode
+
+
+def test_hard_quantization_in_training_is_what_the_codec_codes(rd_model, natural):
+    m = load_model(rd_model)
+    x = torch.from_numpy(np.array(natural, dtype=np.float32)).permute(2, 0, 1)[None]
+    for level in (3, 5):  # (at level 1 this tiny model codes a few dozen bits: table overheads dominate)
+        with torch.no_grad():
+            t = m.rd_forward(x, torch.tensor([level - 1]), hard=True)
+        rep = api.encode_report(natural, "rec2", level, model=rd_model)
+        est = sum(s["estimated_bits"] for s in rep["streams"].values())
+        bits = float(t["rate_u"] + t["rate_z"]) / math.log(2)
+        assert abs(bits - est) <= 0.06 * est, (level, bits, est)  # the codec's integer tables cost ~3 % more here
+        mse = ((rep["recon"].astype(np.float64) - natural) ** 2).mean()
+        assert abs(float(t["sse"]) / natural.size - mse) <= 0.005 * mse, (level, float(t["sse"]) / natural.size, mse)
+
+
+def test_train_only_leaves_every_other_tensor_as_loaded(rd_model, tmp_path):
+    from selfcodec.checkpoint import load_tensors
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _smooth_images(data, n=3)
+    run = tmp_path / "run"
+    train(TrainArgs(data=[str(data)], run_dir=str(run), steps=3, batch=2, crop=32, lr=1e-2, warmup=1, compile=False,
+                    progress=False, threads=1, init=rd_model, overrides={"refine": 1}, bf16=False,
+                    train_only=("refine_net",), hard_quant=True))
+    before, after = load_tensors(rd_model), load_tensors(run / "ckpt.safetensors", "model.")
+    assert set(after) - set(before) and all(k.startswith("refine_net.") for k in set(after) - set(before))
+    assert all(torch.equal(after[k], before[k].float()) for k in before)
+    assert after["refine_net.3.g"].abs().sum() > 0  # the last layer (conv, ELU, 1 dense block, conv) learnt

@@ -191,24 +191,27 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
     ushape = (1, cfg.u_ch, h0 >> cfg.latent_down, w0 >> cfg.latent_down)
     prev = side.latent(lambda: _posterior_mean(model.q_u(imgs[0]), gaussian),
                        cm.expand(ushape), cls.expand(ushape), step_u)
-    out = []
+    out, coded, h = [], False, None
     for k in range(K + 1):
         if k == 0:
             params = model.p_img0(prev)
         else:
             pm, pls = model.p_z(k, out[k - 1], prev)
-            if k <= plan.sent or plan.send_z:
+            coded = k <= plan.sent or plan.send_z
+            if coded:
                 step = learned[k] if learned else (1.0 if k <= plan.sent else lat_step)
                 prev = side.latent(lambda: _posterior_mean(model.q_z(k, imgs[k]), gaussian), pm, pls, step)
             else:
                 prev = pm
-            params = model.p_img(k, prev, out[k - 1])
+            params, h = model.p_img(k, prev, out[k - 1], features=True)
         c = model.img_ch[k]
         if k <= plan.sent:
             step = y_step if (k == plan.sent and k < K) else 1
             out.append(side.image(k, params, c, cfg.mixtures, step))
         else:
             out.append(D.dmol_point(params, c, cfg.mixtures, how))
+    if K and K > plan.sent and coded and how == "mean":  # the filter learnt on x̂ from a coded z_K (rec2)
+        return model.refine(out[K], h)
     return out[K]
 
 
