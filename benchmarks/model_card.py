@@ -36,15 +36,16 @@ def last_terms(log: Path, n: int = 10) -> dict:
     return out
 
 
-def terms_table(terms: dict, cfg: dict) -> list:
+def terms_table(terms: dict, cfg: dict, hard_quant: bool = False) -> list:
     """The final terms as markdown: the ELBO's terms, or a rate-distortion run's rate and PSNR per level."""
     if not cfg.get("rd_lambdas"):
         keys = ("nelbo", "re_x", "re_y", "kl_u", "kl_z", "u_code")
         return ["Final loss terms (mean of the last logged rows, bits per dimension of x, on training crops):", "",
                 "| -ELBO | RE_x | RE_y | KL_u | KL_z | û under the coding prior |", "|---|---|---|---|---|---|",
                 "| " + " | ".join(f"{terms.get(k, float('nan')):.4f}" for k in keys) + " |"]
-    lines = ["Final terms (mean of the last logged rows, on 128x128 training crops with the training noise in "
-             "place of rounding; bits per dimension = bits per pixel / 3):", "",
+    how = "latents rounded as the codec does" if hard_quant else "the training noise in place of rounding"
+    lines = [f"Final terms (mean of the last logged rows, on 128x128 training crops with {how}; bits per dimension "
+             "= bits per pixel / 3):", "",
              "| level | lambda | û bpd | ẑ bpd | û + ẑ bits per pixel | PSNR of x̂ dB |", "|---|---|---|---|---|---|"]
     for i, lam in enumerate(cfg["rd_lambdas"]):
         bu, bz = terms.get(f"bpp_u_l{i}", float("nan")), terms.get(f"bpp_z_l{i}", float("nan"))
@@ -69,7 +70,8 @@ def kodak_rows(data: dict, name: str) -> list:
     return rows
 
 
-def write_card(weights: Path, run: Path, data_desc: str, command: str, kodak: Path | None, notes: str) -> Path:
+def write_card(weights: Path, run: Path, data_desc: str, command: str, kodak: Path | None, notes: str,
+               hard_quant: bool = False) -> Path:
     meta = read_metadata(weights)
     info = json.loads(meta.get("info", "{}"))
     model = load_model(weights)
@@ -88,7 +90,9 @@ def write_card(weights: Path, run: Path, data_desc: str, command: str, kodak: Pa
         f"| architecture | `{cfg['name']}`: transform `{cfg['transform']}`, {cfg['levels']} self-supervised level(s), "
         f"{cfg['ch']} channels, DenseNet growth {cfg['growth']} x {cfg['layers']} layers, latents u {cfg['u_ch']} ch / "
         f"z {cfg['z_ch']} ch at 1/{2 ** cfg['latent_down']} of their image, {cfg['mixtures']} logistic mixtures, "
-        f"RealNVP {cfg['flow_blocks']} blocks, posterior `{cfg['posterior']}` |",
+        f"RealNVP {cfg['flow_blocks']} blocks, posterior `{cfg['posterior']}`"
+        + (f", a {cfg['refine']}-dense-block residual filter on x̂ at full resolution (rec2, crec)" if cfg.get("refine") else "")
+        + " |",
         "| objective | " + (f"rate-distortion: bits per pixel of û + ẑ + lambda x MSE of the rec2 reconstruction, lambda "
                              f"{', '.join(map(str, cfg['rd_lambdas']))} for levels 1-{len(cfg['rd_lambdas'])} (a learned "
                              "quantization step per level and latent channel), plus a small weight on the images' code "
@@ -101,7 +105,7 @@ def write_card(weights: Path, run: Path, data_desc: str, command: str, kodak: Pa
         f"| hardware | {cpu_model()}, {os.cpu_count()} cores, CPU only |",
         f"| command | `{command}` |",
         "",
-        *terms_table(terms, cfg),
+        *terms_table(terms, cfg, hard_quant),
         "",
         f"![training curve]({curve.name})",
         "",
@@ -136,8 +140,9 @@ def main():
     ap.add_argument("--command", required=True)
     ap.add_argument("--kodak", type=Path, default=None)
     ap.add_argument("--notes", default="")
+    ap.add_argument("--hard-quant", action="store_true", help="the run trained with train --hard-quant")
     a = ap.parse_args()
-    print(write_card(a.weights, a.run, a.data, a.command, a.kodak, a.notes))
+    print(write_card(a.weights, a.run, a.data, a.command, a.kodak, a.notes, a.hard_quant))
 
 
 if __name__ == "__main__":
