@@ -285,7 +285,7 @@ class SelfVAE(nn.Module):
         steps = self.latent_steps(level_idx)
         cm, cls = self.u_code_prior()
 
-        def noise(t, s, mean):  # additive uniform noise stands in for quantization
+        def noise(t, s, mean):  # quantization: rounding around the prior mean, or its uniform-noise stand-in
             return mean + s * torch.round((t - mean) / s) if hard else t + (torch.rand_like(t) - 0.5) * s
 
         u = noise(self.q_u(imgs[0]), steps[0], cm)

@@ -196,6 +196,9 @@ def train(a: TrainArgs) -> dict:
         scale_z(model, a.z_gain)
     model = model.to(memory_format=layout)
     if a.train_only:
+        unknown = set(a.train_only) - {n.split(".")[0] for n, _ in model.named_parameters()}
+        if unknown:  # a misspelt name would otherwise freeze everything and train nothing
+            raise ValueError(f"--train-only: no module named {', '.join(sorted(unknown))} in {cfg.name}")
         for n, p in model.named_parameters():
             p.requires_grad_(n.split(".")[0] in a.train_only)
     ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}

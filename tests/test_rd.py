@@ -201,3 +201,6 @@ def test_train_only_leaves_every_other_tensor_as_loaded(rd_model, tmp_path):
     assert set(after) - set(before) and all(k.startswith("refine_net.") for k in set(after) - set(before))
     assert all(torch.equal(after[k], before[k].float()) for k in before)
     assert after["refine_net.3.g"].abs().sum() > 0  # the last layer (conv, ELU, 1 dense block, conv) learnt
+    with pytest.raises(ValueError, match="no module named refine_nett"):
+        train(TrainArgs(data=[str(data)], run_dir=str(tmp_path / "typo"), steps=1, batch=2, crop=32, compile=False,
+                        progress=False, threads=1, init=rd_model, bf16=False, train_only=("refine_nett",)))

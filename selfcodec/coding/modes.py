@@ -191,14 +191,13 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
     ushape = (1, cfg.u_ch, h0 >> cfg.latent_down, w0 >> cfg.latent_down)
     prev = side.latent(lambda: _posterior_mean(model.q_u(imgs[0]), gaussian),
                        cm.expand(ushape), cls.expand(ushape), step_u)
-    out, coded, h = [], False, None
+    out, h = [], None
     for k in range(K + 1):
         if k == 0:
             params = model.p_img0(prev)
         else:
             pm, pls = model.p_z(k, out[k - 1], prev)
-            coded = k <= plan.sent or plan.send_z
-            if coded:
+            if k <= plan.sent or plan.send_z:
                 step = learned[k] if learned else (1.0 if k <= plan.sent else lat_step)
                 prev = side.latent(lambda: _posterior_mean(model.q_z(k, imgs[k]), gaussian), pm, pls, step)
             else:
@@ -210,7 +209,7 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
             out.append(side.image(k, params, c, cfg.mixtures, step))
         else:
             out.append(D.dmol_point(params, c, cfg.mixtures, how))
-    if K and K > plan.sent and coded and how == "mean":  # the filter learnt on x̂ from a coded z_K (rec2)
+    if plan.send_z and plan.sent < K and how == "mean":  # the filter learnt on x̂ from a coded z_K (rec2)
         return model.refine(out[K], h)
     return out[K]
 
