@@ -38,14 +38,16 @@ import click
               help="Rate-distortion runs: weight of the images' code lengths, which keep cgen/crec/lossless usable.")
 @click.option("--train-only", default="", metavar="MOD1,MOD2",
               help="Only these top-level modules learn (e.g. refine_net); the rest stays as loaded.")
-@click.option("--hard-quant", is_flag=True,
-              help="Rate-distortion runs: round latents as the codec does instead of adding noise (frozen encoders).")
+@click.option("--quant", type=click.Choice(["noise", "round", "mixed"]), default="noise", show_default=True,
+              help="Rate-distortion runs: how latents stand in for rounding. round: as the codec does (for decoder-only "
+                   "training); mixed: rates of noisy latents, decoders read rounded ones (every part learns).")
+@click.option("--hard-quant", is_flag=True, hidden=True, help="Same as --quant round (earlier runs' commands).")
 @click.option("--compile/--no-compile", default=True, show_default=True, help="torch.compile the likelihood.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Model config field, e.g. --set ch=64 --set posterior=gaussian.")
 @click.option("--seed", default=0)
 def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, device, bf16, threads,
-          ckpt_minutes, resume, init, warm_start, warm_start_only, free_bits, z_gain, rd_lambdas, nll_weight, train_only, hard_quant, compile, overrides, seed):
+          ckpt_minutes, resume, init, warm_start, warm_start_only, free_bits, z_gain, rd_lambdas, nll_weight, train_only, quant, hard_quant, compile, overrides, seed):
     """Train a model; `torchrun --nproc-per-node N -m selfcodec train ...` for DDP."""
     from selfcodec.train import TrainArgs, train as run
 
@@ -60,7 +62,7 @@ def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, 
                         ckpt_minutes=ckpt_minutes, resume=resume, init=init, warm_start=warm_start,
                         warm_start_only=tuple(m for m in warm_start_only.split(",") if m),
                         free_bits=free_bits, z_gain=z_gain, nll_weight=nll_weight, compile=compile,
-                        train_only=tuple(m for m in train_only.split(",") if m), hard_quant=hard_quant,
+                        train_only=tuple(m for m in train_only.split(",") if m), quant="round" if hard_quant else quant,
                         overrides=ov, seed=seed))
     click.echo(json.dumps(res))
 

@@ -232,11 +232,11 @@ class SelfVAE(nn.Module):
         return z, params, None
 
     def forward(self, x: torch.Tensor, sample: bool = True, level_idx: torch.Tensor | None = None,
-                hard: bool = False) -> dict:
+                quant: str = "noise") -> dict:
         """Loss terms per image in nats, plus `log_w` (one importance weight sample); with
         level_idx, the rate-distortion terms of rd_forward instead."""
         if level_idx is not None:
-            return self.rd_forward(x, level_idx, hard)
+            return self.rd_forward(x, level_idx, quant)
         cfg, imgs = self.cfg, self.images(x)
         out = {}
         u, mu_u, ls_u = self._latent(self.q_u(imgs[0]), sample)
@@ -274,30 +274,41 @@ class SelfVAE(nn.Module):
             out[f"re_{k}"], out[f"kl_z{k}"] = r, kz
         return out
 
-    def rd_forward(self, x: torch.Tensor, level_idx: torch.Tensor, hard: bool = False) -> dict:
+    def rd_forward(self, x: torch.Tensor, level_idx: torch.Tensor, quant: str = "noise") -> dict:
         """Terms of the rate-distortion objective for the rec2 chain, per image: rates of û and
         ẑ_k under the codec's own priors (nats), the squared error of x̂ (sum over pixels, 0..255),
         and the likelihoods that keep the other modes working: -log p(images[k] | ...) along the
         same chain, and the RealNVP prior's fit to û (detached: it does not steer the encoder).
-        `hard` rounds the latents around their prior means as the codec does, instead of adding
-        uniform noise (no gradient reaches the encoders then: for training decoder-side parts)."""
+        `quant` says how latents stand in for the codec's rounding: "noise" adds uniform noise;
+        "round" rounds around the prior means as the codec does (no gradient reaches the
+        encoders: for training decoder-side parts); "mixed" takes the rates of the noisy latents
+        and feeds the decoders the rounded ones with a straight-through gradient (Minnen &
+        Singh 2020), so every part learns while the decoders see what the codec sends."""
+        if quant not in ("noise", "round", "mixed"):
+            raise ValueError(f"quant must be noise, round or mixed, not {quant!r}")
         cfg, imgs = self.cfg, self.images(x)
         steps = self.latent_steps(level_idx)
         cm, cls = self.u_code_prior()
 
-        def noise(t, s, mean):  # quantization: rounding around the prior mean, or its uniform-noise stand-in
-            return mean + s * torch.round((t - mean) / s) if hard else t + (torch.rand_like(t) - 0.5) * s
+        def quantize(t, s, mean):  # -> (latent the rate is taken of, latent the decoders read)
+            noisy = t + (torch.rand_like(t) - 0.5) * s
+            rounded = mean + s * torch.round((t - mean) / s)
+            if quant == "noise":
+                return noisy, noisy
+            if quant == "round":
+                return rounded, rounded
+            return noisy, t + (rounded - t).detach()
 
-        u = noise(self.q_u(imgs[0]), steps[0], cm)
-        out = {"rate_u": -D.gaussian_bin_log_prob(u, cm, cls, steps[0]), "flow_u": -self.flow.log_prob(u.detach())}
+        u_rate, u = quantize(self.q_u(imgs[0]), steps[0], cm)
+        out = {"rate_u": -D.gaussian_bin_log_prob(u_rate, cm, cls, steps[0]), "flow_u": -self.flow.log_prob(u.detach())}
         params = self.p_img0(u)
         re, rate_z, prev, h = [-self.dmol_log_prob(imgs[0], params, cfg.mixtures)], 0.0, u, None
         for k in range(1, cfg.levels + 1):
             mean = self.dmol_mean(params, self.img_ch[k - 1], cfg.mixtures)
             img_prev = mean + (torch.round(mean) - mean).detach()  # the codec rounds it; gradients pass
             pm, pls = self.p_z(k, img_prev, prev)
-            z = noise(self.q_z(k, imgs[k]), steps[k], pm)
-            rate_z = rate_z - D.gaussian_bin_log_prob(z, pm, pls, steps[k])
+            z_rate, z = quantize(self.q_z(k, imgs[k]), steps[k], pm)
+            rate_z = rate_z - D.gaussian_bin_log_prob(z_rate, pm, pls, steps[k])
             params, h = self.p_img(k, z, img_prev, features=True)
             re.append(-self.dmol_log_prob(imgs[k], params, cfg.mixtures))
             prev = z

@@ -60,7 +60,7 @@ class TrainArgs:
     z_gain: float = 1.0  # new runs (not resumed): reparametrise z as z_gain * z once (see family.scale_z)
     nll_weight: float = 0.01  # rate-distortion runs: weight of the images' code lengths (see family.rd_loss)
     train_only: tuple = ()  # module names (e.g. refine_net): only these learn, the rest stays as loaded
-    hard_quant: bool = False  # rate-distortion runs: round the latents as the codec does (frozen encoders)
+    quant: str = "noise"  # rate-distortion runs: noise, round (as the codec; frozen encoders) or mixed (see rd_forward)
 
 
 def lr_at(step: int, a: TrainArgs) -> float:
@@ -239,7 +239,7 @@ def train(a: TrainArgs) -> dict:
         if rd:  # every image of the batch at its own random level
             lv = torch.randint(0, n_levels, (x.shape[0],), device=device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                terms = net(x, level_idx=lv, hard=a.hard_quant)  # through DDP's forward, so gradients sync
+                terms = net(x, level_idx=lv, quant=a.quant)  # through DDP's forward, so gradients sync
             loss = rd_loss(terms, lambdas[lv], pixels, a.nll_weight)
         else:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):

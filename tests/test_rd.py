@@ -178,13 +178,31 @@ def test_hard_quantization_in_training_is_what_the_codec_codes(rd_model, natural
     x = torch.from_numpy(np.array(natural, dtype=np.float32)).permute(2, 0, 1)[None]
     for level in (3, 5):  # (at level 1 this tiny model codes a few dozen bits: table overheads dominate)
         with torch.no_grad():
-            t = m.rd_forward(x, torch.tensor([level - 1]), hard=True)
+            t = m.rd_forward(x, torch.tensor([level - 1]), quant="round")
         rep = api.encode_report(natural, "rec2", level, model=rd_model)
         est = sum(s["estimated_bits"] for s in rep["streams"].values())
         bits = float(t["rate_u"] + t["rate_z"]) / math.log(2)
         assert abs(bits - est) <= 0.06 * est, (level, bits, est)  # the codec's integer tables cost ~3 % more here
         mse = ((rep["recon"].astype(np.float64) - natural) ** 2).mean()
         assert abs(float(t["sse"]) / natural.size - mse) <= 0.005 * mse, (level, float(t["sse"]) / natural.size, mse)
+
+
+def test_mixed_quantization_decodes_rounded_latents_and_trains_the_encoders(rd_model, natural):
+    m = load_model(rd_model)
+    x = torch.from_numpy(np.array(natural, dtype=np.float32)).permute(2, 0, 1)[None]
+    lv = torch.tensor([2])
+    with torch.no_grad():
+        rounded = m.rd_forward(x, lv, quant="round")
+    torch.manual_seed(0)
+    mixed = m.rd_forward(x, lv, quant="mixed")
+    # the decoders read exactly what the codec sends; the rates are the noisy stand-in's
+    assert torch.allclose(mixed["sse"], rounded["sse"], rtol=1e-5)
+    assert not torch.equal(mixed["rate_z"], rounded["rate_z"])
+    mixed["sse"].sum().backward()  # the distortion's straight-through gradient reaches both encoders
+    for enc in (m.enc_u, m.enc_z):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.parameters())
+    with pytest.raises(ValueError, match="quant must be"):
+        m.rd_forward(x, lv, quant="hard")
 
 
 def test_train_only_leaves_every_other_tensor_as_loaded(rd_model, tmp_path):
@@ -196,7 +214,7 @@ def test_train_only_leaves_every_other_tensor_as_loaded(rd_model, tmp_path):
     run = tmp_path / "run"
     train(TrainArgs(data=[str(data)], run_dir=str(run), steps=3, batch=2, crop=32, lr=1e-2, warmup=1, compile=False,
                     progress=False, threads=1, init=rd_model, overrides={"refine": 1}, bf16=False,
-                    train_only=("refine_net",), hard_quant=True))
+                    train_only=("refine_net",), quant="round"))
     before, after = load_tensors(rd_model), load_tensors(run / "ckpt.safetensors", "model.")
     assert set(after) - set(before) and all(k.startswith("refine_net.") for k in set(after) - set(before))
     assert all(torch.equal(after[k], before[k].float()) for k in before)
