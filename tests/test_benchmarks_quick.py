@@ -189,3 +189,16 @@ def test_anchors_parser():
     assert c["jpeg"]["bpp"] == [0.2, 0.3] and c["jpeg"]["psnr"] == [24.0, 26.0]
     assert c["mbt2018-msssim"]["kind"] == "ms-ssim"
     assert anchors.lossless_tables(text)["by_method"]["PNG"]["CIFAR-10"] == 5.87
+
+
+def test_proxy_rd_codes_crops_with_the_real_codec(tmp_path, tiny_model):
+    from benchmarks import proxy_rd
+
+    data = _write_images(tmp_path / "imgs")
+    out = tmp_path / "proxy.json"
+    proxy_rd.main([tiny_model, "--data", str(data), "--n", "2", "--crop", "32", "--levels", "1,5", "--out", str(out)])
+    res = json.loads(out.read_text())
+    assert res["meta"]["images"] == 2 and res["meta"]["files"] == ["img00.png", "img01.png"]
+    low, high = res["results"][0]["levels"]
+    assert 0 < low["bpp"] < high["bpp"]  # finer steps cost more bits (an untrained model's pixels need not improve)
+    assert all(5 < r["psnr"] < 99 for r in (low, high))
