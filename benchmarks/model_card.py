@@ -36,14 +36,16 @@ def last_terms(log: Path, n: int = 10) -> dict:
     return out
 
 
-def terms_table(terms: dict, cfg: dict, hard_quant: bool = False) -> list:
+def terms_table(terms: dict, cfg: dict, quant: str = "noise") -> list:
     """The final terms as markdown: the ELBO's terms, or a rate-distortion run's rate and PSNR per level."""
     if not cfg.get("rd_lambdas"):
         keys = ("nelbo", "re_x", "re_y", "kl_u", "kl_z", "u_code")
         return ["Final loss terms (mean of the last logged rows, bits per dimension of x, on training crops):", "",
                 "| -ELBO | RE_x | RE_y | KL_u | KL_z | û under the coding prior |", "|---|---|---|---|---|---|",
                 "| " + " | ".join(f"{terms.get(k, float('nan')):.4f}" for k in keys) + " |"]
-    how = "latents rounded as the codec does" if hard_quant else "the training noise in place of rounding"
+    how = {"round": "latents rounded as the codec does",
+           "mixed": "rates of the noisy latents, x̂ from latents rounded as the codec does",
+           "noise": "the training noise in place of rounding"}[quant]
     lines = [f"Final terms (mean of the last logged rows, on 128x128 training crops with {how}; bits per dimension "
              "= bits per pixel / 3):", "",
              "| level | lambda | û bpd | ẑ bpd | û + ẑ bits per pixel | PSNR of x̂ dB |", "|---|---|---|---|---|---|"]
@@ -71,7 +73,7 @@ def kodak_rows(data: dict, name: str) -> list:
 
 
 def write_card(weights: Path, run: Path, data_desc: str, command: str, kodak: Path | None, notes: str,
-               hard_quant: bool = False) -> Path:
+               quant: str = "noise") -> Path:
     meta = read_metadata(weights)
     info = json.loads(meta.get("info", "{}"))
     model = load_model(weights)
@@ -105,7 +107,7 @@ def write_card(weights: Path, run: Path, data_desc: str, command: str, kodak: Pa
         f"| hardware | {cpu_model()}, {os.cpu_count()} cores, CPU only |",
         f"| command | `{command}` |",
         "",
-        *terms_table(terms, cfg, hard_quant),
+        *terms_table(terms, cfg, quant),
         "",
         f"![training curve]({curve.name})",
         "",
@@ -140,9 +142,9 @@ def main():
     ap.add_argument("--command", required=True)
     ap.add_argument("--kodak", type=Path, default=None)
     ap.add_argument("--notes", default="")
-    ap.add_argument("--hard-quant", action="store_true", help="the run trained with train --hard-quant")
+    ap.add_argument("--quant", choices=["noise", "round", "mixed"], default="noise", help="the run's train --quant")
     a = ap.parse_args()
-    print(write_card(a.weights, a.run, a.data, a.command, a.kodak, a.notes, a.hard_quant))
+    print(write_card(a.weights, a.run, a.data, a.command, a.kodak, a.notes, a.quant))
 
 
 if __name__ == "__main__":
