@@ -12,19 +12,11 @@ import time
 
 import numpy as np
 
-from benchmarks.common import DEFAULT_OUT, center_crop
+from benchmarks.common import DEFAULT_OUT, load_images
+from selfcodec import zoo
 from selfcodec.coding import modes as M
-from selfcodec.data import image_files, load_folder, data_root
+from selfcodec.data import data_root, image_files
 from selfcodec.metrics import psnr
-
-
-def load_net(spec: str):
-    from pathlib import Path
-
-    from selfcodec import zoo
-    from selfcodec.train import ema_model
-
-    return ema_model(Path(spec)).eval() if Path(spec).is_dir() else zoo.load(spec)[0]
 
 
 def proxy(net, crops: list, levels: list) -> list:
@@ -49,17 +41,18 @@ def main(argv=None):
     ap.add_argument("--levels", default="1,3,5")
     ap.add_argument("--out", default=str(DEFAULT_OUT / "proxy_rd.json"))
     a = ap.parse_args(argv)
-    crops = [center_crop(img, a.crop) for img in load_folder(a.data, limit=a.n)]
+    named = load_images(image_files(a.data)[:a.n], a.crop)
+    crops = [img for _, img in named]
     levels = [int(v) for v in a.levels.split(",")]
     results = []
     for spec in a.models:
-        net = load_net(spec)
+        net = zoo.load_any(spec)
         rows = proxy(net, crops, levels)
         results.append({"model": spec, "levels": rows})
         for r in rows:
             print(f"{spec} level {r['level']}: {r['bpp']:.4f} bpp {r['psnr']:.2f} dB ({r['enc_s_per_crop']:.2f} s/crop)",
                   flush=True)
-    meta = {"data": a.data, "images": len(crops), "crop": a.crop, "files": [p.name for p in image_files(a.data)[:a.n]]}
+    meta = {"data": a.data, "images": len(crops), "crop": a.crop, "files": [name for name, _ in named]}
     with open(a.out, "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
 

@@ -67,17 +67,6 @@ def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, 
     click.echo(json.dumps(res))
 
 
-def _load_any(path: str):
-    """A run folder (its EMA weights), a model file, or a shipped model's name."""
-    from selfcodec import zoo
-    from selfcodec.train import ema_model
-
-    p = Path(path)
-    if p.is_dir():
-        return ema_model(p)
-    return zoo.load(path)[0]
-
-
 @click.command("eval-bpd")
 @click.option("--model", "model_path", required=True, help="Run folder, .safetensors file or shipped model name.")
 @click.option("--data", required=True, help="A folder of images, or cifar10-test.")
@@ -86,11 +75,11 @@ def _load_any(path: str):
 @click.option("--batch", default=64, show_default=True)
 def eval_bpd_cmd(model_path, data, iw, limit, batch):
     """Negative ELBO and importance-weighted NLL in bits per dimension."""
-    from selfcodec import data as datamod
+    from selfcodec import data as datamod, zoo
     from selfcodec.evaluate import eval_bpd
 
     images = datamod.as_list(datamod.resolve(data))[:limit]
-    res = eval_bpd(_load_any(model_path), images, iw=iw, batch=batch, progress=True)
+    res = eval_bpd(zoo.load_any(model_path), images, iw=iw, batch=batch, progress=True)
     click.echo(f"-ELBO {res['nelbo']:.4f} bpd  (re_x {res['re_x']:.4f}, re_y {res['re_y']:.4f}, "
                f"kl_u {res['kl_u']:.4f}, kl_z {res['kl_z']:.4f})")
     click.echo(f"IW NLL ({iw} samples) {res['iw_nll']:.4f} bpd over {res['images']} images")

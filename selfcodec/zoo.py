@@ -56,3 +56,13 @@ def load(model: str | Path | None = None):
     net, digest = _load(str(path.resolve()), path.stat().st_mtime)
     name = net.cfg.name if path.parent == MODELS_DIR else path.stem
     return net, digest, name[:64]
+
+
+def load_any(spec: str | Path):
+    """A training run's folder (its EMA weights), a model file or a shipped model's name ->
+    the model in eval mode (for evaluating checkpoints, not for coding: no hash, no name)."""
+    if Path(spec).is_dir():
+        from .train import ema_model
+
+        return ema_model(Path(spec))
+    return load(spec)[0]
