@@ -1,5 +1,6 @@
 """The model family: shapes, finite ELBO terms, gradients, training, flow, DMoL, checkpoints, DDP."""
 
+import json
 import math
 import os
 import socket
@@ -189,8 +190,11 @@ def test_eval_bpd_iw_bound_is_tighter_than_elbo_and_cli_tools_work(tmp_path):
     assert load_model(tmp_path / "m.safetensors").cfg.ch == TINY["ch"]
     r = CliRunner().invoke(main, ["plot-log", str(run / "log.csv"), "-o", str(tmp_path / "c.png")])
     assert r.exit_code == 0 and Image.open(tmp_path / "c.png").size[0] > 100
-    r = CliRunner().invoke(main, ["eval-bpd", "--model", str(run), "--data", str(tmp_path), "--iw", "2"])
+    out = tmp_path / "bpd.json"
+    r = CliRunner().invoke(main, ["eval-bpd", "--model", str(run), "--data", str(tmp_path), "--iw", "2", "--json", str(out)])
     assert r.exit_code == 0 and "IW NLL (2 samples)" in r.output, r.output
+    rec = json.loads(out.read_text())
+    assert rec["iw_samples"] == 2 and f"{rec['nelbo']:.4f} bpd" in r.output and f"over {rec['images']} images" in r.output
 
 
 def test_warm_start_copies_fitting_tensors_and_fills_a_missing_level(tmp_path):
