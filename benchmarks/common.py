@@ -3,16 +3,15 @@ interpolation and the optional selfcodec hook."""
 
 from __future__ import annotations
 
-import datetime as _dt
 import importlib
-import os
-import platform
 import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from selfcodec import provenance
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
@@ -73,53 +72,11 @@ def usable_codecs(codecs, note):
     return [c for c in codecs if c.available], skipped
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def stamp(argv: list[str] | None = None, extra_versions: dict | None = None) -> dict:
     """Provenance: date, machine, CPU, versions and the exact command line."""
     argv = sys.argv if argv is None else argv
-    u = platform.uname()
-    versions = {"python": sys.version.split()[0]}
-    for mod in ("numpy", "PIL", "imagecodecs", "matplotlib", "torch", "selfcodec"):
-        try:
-            m = sys.modules.get(mod) or importlib.import_module(mod)
-            versions["pillow" if mod == "PIL" else mod] = getattr(m, "__version__", "?")
-        except Exception:
-            versions["pillow" if mod == "PIL" else mod] = None
-    if extra_versions:
-        versions.update({k: v for k, v in extra_versions.items() if k not in versions})
-    try:
-        ncpu = len(os.sched_getaffinity(0))
-    except Exception:
-        ncpu = os.cpu_count()
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    return {
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": " ".join(shlex.quote(a) for a in ([Path(sys.executable).name, "-m", _module_name()] + list(argv[1:]))),
-        "argv": list(argv),
-        "cwd": os.getcwd(),
-        "platform": {
-            "system": u.system, "release": u.release, "machine": u.machine,
-            "node": u.node, "platform": platform.platform(),
-            "python_implementation": platform.python_implementation(),
-        },
-        "cpu_model": cpu_model(),
-        "cpus_available": ncpu,
-        "loadavg_at_start": load,
-        "versions": versions,
-    }
+    command = " ".join(shlex.quote(a) for a in ([Path(sys.executable).name, "-m", _module_name()] + list(argv[1:])))
+    return provenance.stamp(command, argv, extra_versions)
 
 
 def _module_name() -> str:

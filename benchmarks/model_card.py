@@ -14,9 +14,8 @@ from pathlib import Path
 from safetensors import safe_open
 
 from selfcodec.checkpoint import load_model, read_metadata
+from selfcodec.provenance import cpu_model
 from selfcodec.train import plot_log
-
-from .common import cpu_model
 
 
 def stored_dtypes(weights: Path) -> list:

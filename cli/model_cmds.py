@@ -76,10 +76,10 @@ def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, 
 @click.option("--json", "json_path", default=None, help="Also write the result, with model, data and command, here.")
 def eval_bpd_cmd(model_path, data, iw, limit, batch, json_path):
     """Negative ELBO and importance-weighted NLL in bits per dimension."""
+    import shlex
     import sys
-    import time
 
-    from selfcodec import data as datamod, zoo
+    from selfcodec import data as datamod, provenance, zoo
     from selfcodec.evaluate import eval_bpd
     from selfcodec.fileio import atomic_write
 
@@ -87,7 +87,7 @@ def eval_bpd_cmd(model_path, data, iw, limit, batch, json_path):
     res = eval_bpd(zoo.load_any(model_path), images, iw=iw, batch=batch, progress=True)
     if json_path:
         record = {"model": model_path, "data": data, "limit": limit, **res,
-                  "command": "selfcodec " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+                  **provenance.stamp("selfcodec " + shlex.join(sys.argv[1:]))}
         atomic_write(json_path, (json.dumps(record, indent=1) + "\n").encode())
     click.echo(f"-ELBO {res['nelbo']:.4f} bpd  (re_x {res['re_x']:.4f}, re_y {res['re_y']:.4f}, "
                f"kl_u {res['kl_u']:.4f}, kl_z {res['kl_z']:.4f})")

@@ -195,6 +195,7 @@ def test_eval_bpd_iw_bound_is_tighter_than_elbo_and_cli_tools_work(tmp_path):
     assert r.exit_code == 0 and "IW NLL (2 samples)" in r.output, r.output
     rec = json.loads(out.read_text())
     assert rec["iw_samples"] == 2 and f"{rec['nelbo']:.4f} bpd" in r.output and f"over {rec['images']} images" in r.output
+    assert rec["command"].startswith("selfcodec ") and rec["versions"]["torch"]  # provenance.stamp, as the benchmarks record it
 
 
 def test_warm_start_copies_fitting_tensors_and_fills_a_missing_level(tmp_path):
