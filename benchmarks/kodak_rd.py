@@ -3,6 +3,7 @@
     python -m benchmarks.kodak_rd [--quick] [--data DIR] [--out benchmarks/results] [--model PATH]
                                   [--workers N] [--anchors PATH | --no-anchors] [--no-selfcodec]
                                   [--codecs jpeg420,webp,...] [--images N] [--crop N]
+                                  [--search STEPS [--search-levels 1,3,5]]
 
 Per image and sweep point: bpp from whole-file bytes, PSNR-RGB, MS-SSIM-RGB,
 encode/decode seconds.  Per sweep point the metrics are averaged over the
@@ -17,7 +18,9 @@ decoder checks it).  The real decoder is run, timed and compared with ``recon``
 at ``api.DEFAULT_LEVEL`` for every mode and image: that gives the decode
 seconds.  Also: per-stream model estimate vs real bytes (summed over the
 images) per mode and level, and a best-of-modes curve (Pareto front over the
-per-(mode, level) averages).
+per-(mode, level) averages).  ``--search STEPS`` adds ``rec2-searchSTEPS``: rec2 with the
+encoder-side latent search (``encode --search``), a slower encoder whose files the same
+decoder reads; best of modes then includes it.
 
 The work runs in ``--workers`` processes (default: one per available CPU, torch
 with one thread each); seconds are measured inside the workers, for WebP and
@@ -80,14 +83,26 @@ def selfcodec_plan(api, quick: bool = False) -> tuple[list, list, int]:
     return modes, levels, default
 
 
+SEARCH_PREFIX = "rec2-search"
+
+
+def split_mode(mode: str) -> tuple[str, int]:
+    """'rec2-search10' -> ('rec2', 10): the api mode and its latent-search steps."""
+    if mode.startswith(SEARCH_PREFIX):
+        return "rec2", int(mode[len(SEARCH_PREFIX):])
+    return mode, 0
+
+
 def selfcodec_job(api, name: str, img: np.ndarray, mode: str, levels: list, dec_level, model=None) -> list[dict]:
     """Code ``img`` with one mode at every level; one record per level.  At ``dec_level`` the real
     decoder runs too (timed, and checked to equal the encoder's prediction)."""
     h, w = img.shape[:2]
     rows = []
+    api_mode, search = split_mode(mode)
     for lv in levels:
         t0 = time.perf_counter()
-        rep = api.encode_report(img, mode=mode, level=int(lv), model=model)
+        extra = {"search": search} if search else {}
+        rep = api.encode_report(img, mode=api_mode, level=int(lv), model=model, **extra)
         te = time.perf_counter() - t0
         data, rec = rep["data"], np.asarray(rep["recon"])
         row = {"image": name, "param": lv, "bytes": len(data), "h": h, "w": w,
@@ -209,12 +224,13 @@ def _job_points(job) -> int:
     return len(job[3])
 
 
-def run_jobs(images, codecs: list[B.Codec], sc_modes: list, sc_levels: list, dec_level, model, quick: bool,
+def run_jobs(images, codecs: list[B.Codec], sc_modes: list, sc_levels: dict, dec_level, model, quick: bool,
              workers: int, threads: int, progress: bool = True) -> dict:
-    """Run every job; returns {codec name: {"per_image": [...], "errors": [...]}} in a fixed order."""
+    """Run every job (sc_levels: the levels of each selfcodec mode); returns
+    {codec name: {"per_image": [...], "errors": [...]}} in a fixed order."""
     jobs = []
     for m in sc_modes:  # the long jobs first, so that the workers finish together
-        jobs += [("sc", i, m, list(sc_levels), dec_level) for i in range(len(images))]
+        jobs += [("sc", i, m, list(sc_levels[m]), dec_level) for i in range(len(images))]
     for c in codecs:
         jobs += [("base", i, c.name, list(c.quick_sweep if quick else c.sweep)) for i in range(len(images))]
     names = [c.name for c in codecs] + [f"selfcodec-{m}" for m in sc_modes]
@@ -311,8 +327,10 @@ def aggregate(label: str, param: str, settings: str, sweep: list, rec: dict, n_i
 
 
 def aggregate_selfcodec(mode: str, rec: dict, levels: list, dec_level, n_images: int, model_desc: str) -> dict:
-    c = aggregate(f"selfcodec {mode}", "level", f"selfcodec.api.encode_report(mode={mode!r}, level=q, "
-                  f"model={model_desc}); RD point from the encoder's predicted recon", levels, rec, n_images)
+    api_mode, search = split_mode(mode)
+    call = f"mode={api_mode!r}, level=q, model={model_desc}" + (f", search={search}" if search else "")
+    c = aggregate(f"selfcodec {mode}", "level", f"selfcodec.api.encode_report({call}); RD point from the "
+                  "encoder's predicted recon", levels, rec, n_images)
     rows = rec["per_image"]
     d = [r for r in rows if r["decoded"]]
     e_all = [r["enc_s"] for r in rows]
@@ -571,6 +589,9 @@ def parse_args(argv=None):
                    help="worker processes (default: one per available CPU; --quick: 1)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads per worker (default 1)")
+    p.add_argument("--search", type=int, default=0, metavar="STEPS",
+                   help="also run rec2 with the encoder-side latent search of STEPS steps (rec2-searchSTEPS)")
+    p.add_argument("--search-levels", default="", help="levels of the search run (default: every level)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -593,14 +614,19 @@ def main(argv=None) -> dict:
     codecs, skipped = usable_codecs(codecs, note)
 
     api, msg = load_selfcodec_api(args.no_selfcodec)
-    sc_modes, sc_levels, dec_level = [], [], None
+    sc_modes, levels, sc_levels, dec_level = [], [], {}, None
     if api is not None and not hasattr(api, "encode_report"):
         api, msg = None, "selfcodec skipped: selfcodec.api has no encode_report"
     note(msg)
     if api is not None:
-        sc_modes, sc_levels, dec_level = selfcodec_plan(api, args.quick)
+        sc_modes, levels, dec_level = selfcodec_plan(api, args.quick)
         if want is not None:
             sc_modes = [m for m in sc_modes if f"selfcodec-{m}" in want]
+        sc_levels = {m: levels for m in sc_modes}
+        if args.search:
+            m = f"{SEARCH_PREFIX}{args.search}"
+            sc_modes.insert(0, m)  # the longest jobs first
+            sc_levels[m] = [int(v) for v in args.search_levels.split(",")] if args.search_levels else levels
         try:  # fail here, once, with a clear message, rather than in every job
             from selfcodec import zoo
             zoo.load(args.model)
@@ -629,7 +655,7 @@ def main(argv=None) -> dict:
                              recs[c.name], len(images)) for c in codecs}
     model_desc = repr(args.model) if args.model else "default"
     for m in sc_modes:
-        agg[f"selfcodec-{m}"] = aggregate_selfcodec(m, recs[f"selfcodec-{m}"], sc_levels, dec_level, len(images),
+        agg[f"selfcodec-{m}"] = aggregate_selfcodec(m, recs[f"selfcodec-{m}"], sc_levels[m], dec_level, len(images),
                                                     model_desc)
     best = best_of_modes(agg)
     if best:
@@ -672,7 +698,9 @@ def main(argv=None) -> dict:
         "wall_s": wall, "cpu_s_jobs": sum(c["timing"].get("job_cpu_s") or 0.0 for c in agg.values()),
         "workers": workers, "threads_per_worker": threads,
         "reference_codec": REFERENCE, "target_bpps": list(TARGET_BPPS),
-        "selfcodec": {"model": args.model or "default", "modes": sc_modes, "levels": sc_levels,
+        "selfcodec": {"model": args.model or "default", "modes": sc_modes, "levels": levels,
+                      "search": {"mode": f"{SEARCH_PREFIX}{args.search}", "steps": args.search,
+                                 "levels": sc_levels.get(f"{SEARCH_PREFIX}{args.search}")} if args.search else None,
                       "decode_level": dec_level} if sc_modes else None,
         "metrics": "psnr: RGB MSE over all subpixels, capped at 100 dB; ms_ssim: 5-scale RGB per-channel mean "
                    "(fewer scales on small images); bpp: whole-file bytes",

@@ -19,12 +19,12 @@ from selfcodec.data import data_root, image_files
 from selfcodec.metrics import psnr
 
 
-def proxy(net, crops: list, levels: list) -> list:
+def proxy(net, crops: list, levels: list, search: int = 0) -> list:
     rows = []
     for level in levels:
         bpp, q, t0 = [], [], time.perf_counter()
         for img in crops:
-            streams, _, rec = M.encode_tile(net, img, M.plan_for("rec2", net.cfg.levels), level)
+            streams, _, rec = M.encode_tile(net, img, M.plan_for("rec2", net.cfg.levels), level, search=search)
             bpp.append(8 * sum(len(s) for s in streams) / (img.shape[0] * img.shape[1]))
             q.append(psnr(img, rec))
         rows.append({"level": level, "bpp": float(np.mean(bpp)), "psnr": float(np.mean(q)),
@@ -39,6 +39,7 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=24, help="images (the first N, sorted by name)")
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--levels", default="1,3,5")
+    ap.add_argument("--search", type=int, default=0, help="steps of the encoder-side latent search")
     ap.add_argument("--out", default=str(DEFAULT_OUT / "proxy_rd.json"))
     a = ap.parse_args(argv)
     named = load_images(image_files(a.data)[:a.n], a.crop)
@@ -47,12 +48,12 @@ def main(argv=None):
     results = []
     for spec in a.models:
         net = zoo.load_any(spec)
-        rows = proxy(net, crops, levels)
+        rows = proxy(net, crops, levels, a.search)
         results.append({"model": spec, "levels": rows})
         for r in rows:
             print(f"{spec} level {r['level']}: {r['bpp']:.4f} bpp {r['psnr']:.2f} dB ({r['enc_s_per_crop']:.2f} s/crop)",
                   flush=True)
-    meta = {"data": a.data, "images": len(crops), "crop": a.crop, "files": [name for name, _ in named]}
+    meta = {"data": a.data, "search": a.search, "images": len(crops), "crop": a.crop, "files": [name for name, _ in named]}
     with open(a.out, "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
 

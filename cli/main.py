@@ -359,14 +359,19 @@ _model_opt = click.option("--model", metavar="NAME|PATH", default=None, help="Mo
 @_model_opt
 @click.option("-o", "--output", metavar="OUT", default=None, help="Output .svae file ('-': stdout), or directory for a batch. Default: IN with suffix .svae.")
 @click.option("--verify", is_flag=True, help="Decode after encoding and check the result.")
+@click.option("--search", type=click.IntRange(min=0), default=0, show_default=True, metavar="STEPS",
+              help="rec2 only: spend STEPS gradient steps per tile looking for latents that cost fewer bits "
+                   "at the same quality (10 is a good choice; each step costs about three decodes). "
+                   "Any decoder reads the result.")
 @_force_opt
-def encode(input: str, mode: str, level: int, model: str | None, output: str | None, verify: bool, force: bool) -> None:
+def encode(input: str, mode: str, level: int, model: str | None, output: str | None, verify: bool, search: int,
+           force: bool) -> None:
     """Encode the image IN (or every image in the directory IN) to .svae."""
     api = _api()
     _check_mode_level(api, mode, level)
 
     def run(src: Any) -> bytes:
-        return api.encode(src, mode=mode, level=level, model=model, verify=verify)
+        return api.encode(src, mode=mode, level=level, model=model, verify=verify, search=search)
 
     if input != "-" and Path(input).is_dir():
         if output == "-":

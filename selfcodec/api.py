@@ -37,16 +37,23 @@ def _crc(rgb: np.ndarray) -> int:
 
 
 def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=None, tile: int = TILE,
-                  allow_lossy_convert: bool = False) -> dict:
+                  allow_lossy_convert: bool = False, search: int = 0) -> dict:
     """Encode and return everything the encoder knows: the file bytes, the reconstruction it
-    predicts, the model's estimate of every stream's bits and the real stream sizes."""
+    predicts, the model's estimate of every stream's bits and the real stream sizes.
+    search: steps of the encoder-side latent search per tile (rec2 with a rate-distortion
+    model; see coding/search.py): slower encoding, fewer bits for the same quality, and files
+    any decoder of the model reads."""
     if level not in M.LEVELS:
         raise CodecError(f"level {level} does not exist; choose one of {LEVELS}")
+    if search < 0:
+        raise CodecError(f"search steps must be 0 or more, not {search}")
     if tile > MAX_TILE:
         raise CodecError(f"tile side {tile} is larger than the limit of {MAX_TILE} pixels")
     rgb, meta = load_image(image, allow_lossy_convert=allow_lossy_convert)
     net, digest, name = zoo.load(model if model is not None else zoo.default_for(mode))
     plan = M.plan_for(mode, net.cfg.levels)
+    if search:
+        M.check_search(net, plan)
     h, w = rgb.shape[:2]
     tile_side = max(net.multiple, tile - tile % net.multiple)
     grid = C.tile_grid(h, w, tile_side, tile_side)
@@ -54,7 +61,8 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
     recon = np.empty_like(rgb)
     tiles, est = [], np.zeros(len(M.stream_names(plan, net.cfg.levels)))
     for top, left, th, tw in grid:
-        streams, bits, rec = M.encode_tile(net, _pad(rgb[top:top + th, left:left + tw], net.multiple), plan, level)
+        streams, bits, rec = M.encode_tile(net, _pad(rgb[top:top + th, left:left + tw], net.multiple), plan, level,
+                                           search=search)
         tiles.append(streams)
         est += bits
         recon[top:top + th, left:left + tw] = rec[:th, :tw]
@@ -73,10 +81,11 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
 
 
 def encode(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=None, verify: bool = False,
-           tile: int = TILE, allow_lossy_convert: bool = False) -> bytes:
+           tile: int = TILE, allow_lossy_convert: bool = False, search: int = 0) -> bytes:
     """Compress an image (path, bytes, PIL image or uint8/uint16 array) into .svae bytes.
-    With verify, decode the result and check it reproduces the predicted pixels."""
-    rep = encode_report(image, mode, level, model, tile, allow_lossy_convert)
+    With verify, decode the result and check it reproduces the predicted pixels; with search,
+    spend `search` gradient steps per tile finding cheaper latents (rec2, see encode_report)."""
+    rep = encode_report(image, mode, level, model, tile, allow_lossy_convert, search)
     if verify:
         decode(rep["data"], model=model, as_array=True)  # raises ChecksumError on any mismatch
     return rep["data"]

@@ -202,3 +202,22 @@ def test_proxy_rd_codes_crops_with_the_real_codec(tmp_path, tiny_model):
     low, high = res["results"][0]["levels"]
     assert 0 < low["bpp"] < high["bpp"]  # finer steps cost more bits (an untrained model's pixels need not improve)
     assert all(5 < r["psnr"] < 99 for r in (low, high))
+
+
+def test_kodak_rd_search_runs_rec2_with_the_latent_search(tmp_path):
+    from benchmarks import kodak_rd
+
+    from conftest import build_tiny
+
+    model = str(build_tiny(tmp_path / "rd.safetensors", seed=3, rd_lambdas=(0.002, 0.004, 0.008, 0.016, 0.032)))
+    out = tmp_path / "out"
+    kodak_rd.main(["--quick", "--data", str(_write_images(tmp_path / "imgs")), "--out", str(out), "--model", model,
+                   "--codecs", "jpeg420,selfcodec-rec2", "--search", "2", "--search-levels", "1,3",
+                   "--no-anchors", "--no-progress"])
+    j = json.loads((out / "kodak.json").read_text())
+    c = j["codecs"]["selfcodec-rec2-search2"]
+    assert c["n_errors"] == 0 and "search=2" in c["settings"]
+    assert sorted(p["param"] for p in c["points"]) == [1, 3]
+    assert c["decode_check"]["n_decoded"] == 2 and c["decode_check"]["n_equal_to_recon"] == 2
+    assert j["meta"]["selfcodec"]["search"] == {"mode": "rec2-search2", "steps": 2, "levels": [1, 3]}
+    assert {p["mode"] for p in j["codecs"]["selfcodec-best"]["points"]} <= {"rec2", "rec2-search2"}

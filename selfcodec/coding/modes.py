@@ -18,6 +18,7 @@ import torch
 from .. import distributions as D
 from ..errors import CodecError
 from . import streams as S
+from .search import search_latents
 
 
 @dataclass(frozen=True)
@@ -102,14 +103,16 @@ class _Encoder:
     """Walks the chain with the true image: quantizes and codes what the plan sends.
     streams[0] is the latents' stream, written by finish() once every latent is known."""
 
-    def __init__(self, imgs):
+    def __init__(self, imgs, searched=None):
         self.imgs, self.streams, self.bits = imgs, [b""], [0.0]
         self.latents = []  # (symbols, table indices) in decode order
         self.shape0 = tuple(imgs[0].shape[-2:])  # height and width of images[0]
+        self.searched = list(searched or [])  # latents found by search.search_latents, in walk order
 
     def latent(self, posterior_mean, mean, log_scale, step):
         m, idx = _latent_tables(mean, log_scale, step)
-        sym = np.rint((_np(posterior_mean()) - m) / step).astype(np.int64)
+        value = self.searched.pop(0) if self.searched else posterior_mean()
+        sym = np.rint((_np(value) - m) / step).astype(np.int64)
         self.latents.append((sym, idx))
         self.bits[0] += S.gaussian_bits(sym, idx)
         return torch.from_numpy(m + step * sym).float()
@@ -228,11 +231,24 @@ def coding_threads():
         torch.set_num_threads(before)
 
 
-def encode_tile(model, tile: np.ndarray, plan: Plan, level: int, how: str = "mean"):
-    """tile: uint8 (h, w, 3) with h, w multiples of model.multiple.
+def check_search(model, plan: Plan) -> None:
+    """The latent search optimizes rec2's objective, which only a rate-distortion model has."""
+    if not (plan.send_z and plan.sent < 0):
+        raise CodecError("the latent search (--search) works in mode rec2 only")
+    if not model.cfg.rd_lambdas:
+        raise CodecError(f"the latent search (--search) needs a rate-distortion model; {model.cfg.name!r} is not one")
+
+
+def encode_tile(model, tile: np.ndarray, plan: Plan, level: int, how: str = "mean", search: int = 0):
+    """tile: uint8 (h, w, 3) with h, w multiples of model.multiple. search: steps of the
+    encoder-side latent search (rec2 with a rate-distortion model; 0: the encoder's guess).
     Returns (streams, estimated bits per stream, predicted reconstruction uint8 (h, w, 3))."""
     x = torch.from_numpy(np.array(tile, dtype=np.float32)).permute(2, 0, 1)[None]
-    enc = _Encoder(model.images(x))
+    searched = None
+    if search:
+        check_search(model, plan)
+        searched, _ = search_latents(model, x, level, search)
+    enc = _Encoder(model.images(x), searched)
     with coding_threads():
         xhat = walk(model, plan, level, enc, how)
     enc.finish()

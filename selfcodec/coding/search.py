@@ -1,0 +1,93 @@
+"""Encoder-side latent search: a slower, better encoder for rate-distortion models.
+
+The encoder network guesses the latents in one pass (amortized inference); for a given image,
+gradient descent on the codec's own objective (bits + lambda * MSE of the rec2 reconstruction)
+finds latents that cost fewer bits for the same quality (Campos et al. 2019, Yang et al. 2020).
+Only the encoder changes: the decoder, the bitstream format and the weights stay as they are,
+so files written with a search decode with any selfcodec that reads the model.
+
+The search returns continuous latents; the codec then quantizes and codes them exactly as it
+codes the encoder's guess (modes.walk), so exact decoding does not depend on anything here.
+"""
+
+import math
+
+import torch
+
+from .. import distributions as D
+
+
+def _round_ste(t, mean, step):
+    """t rounded to the codec's grid around `mean`, with the identity's gradient."""
+    rounded = mean + step * torch.round((t - mean) / step)
+    return t + (rounded - t).detach()
+
+
+def _objective(model, imgs, lats, steps, lam):
+    """(surrogate loss to descend, true loss of the rounded latents as a float), both in bits
+    per pixel + lam * MSE (0..255) of the rec2 reconstruction."""
+    cfg = model.cfg
+    pixels = imgs[-1].shape[-1] * imgs[-1].shape[-2]
+    cm, cls = model.u_code_prior()
+    # The decoders read the rounded latents (straight-through gradient). The surrogate rate is
+    # the bin probability at the continuous latent, smooth in it; the true rate is the rounded
+    # latent's, what the entropy coder pays.
+    u = _round_ste(lats[0], cm, steps[0])
+    soft = -D.gaussian_bin_log_prob(lats[0], cm, cls, steps[0])
+    hard = -D.gaussian_bin_log_prob(u.detach(), cm, cls, steps[0])
+    params, prev, h = model.p_img0(u), u, None
+    for k in range(1, cfg.levels + 1):
+        mean = model.dmol_mean(params, model.img_ch[k - 1], cfg.mixtures)
+        img_prev = mean + (torch.round(mean) - mean).detach()  # the codec rounds ŷ too
+        pm, pls = model.p_z(k, img_prev, prev)
+        z = _round_ste(lats[k], pm, steps[k])
+        soft = soft - D.gaussian_bin_log_prob(lats[k], pm, pls, steps[k])
+        hard = hard - D.gaussian_bin_log_prob(z.detach(), pm.detach(), pls.detach(), steps[k])
+        params, h = model.p_img(k, z, img_prev, features=True)
+        prev = z
+    xhat = model.refine(model.dmol_mean(params, model.img_ch[-1], cfg.mixtures), h)
+    mse = ((xhat.clamp(0, 255) - imgs[-1]) ** 2).mean()
+    scale = 1.0 / (pixels * math.log(2))
+    return soft.sum() * scale + lam * mse, float(hard.detach().sum()) * scale + lam * float(mse.detach())
+
+
+def search_latents(model, x: torch.Tensor, level: int, iters: int, lr: float = 0.02) -> tuple[list, list]:
+    """Latents [u, z_1, ..., z_K] (continuous, each (1, C, h, w)) for coding x (1, 3, H, W,
+    0..255 floats) with `model` at `level` in mode rec2: the encoder's guess refined by `iters`
+    Adam steps (lr in units of each channel's quantization step, cosine-decayed to 0), keeping
+    the iterate whose rounded latents score best on the true objective, so the result is never
+    worse on it than the guess. Also returns the true objective at every iterate (the guess's
+    first). Measured on BSDS500 crops: the objective falls for about 5-10 steps at this lr and
+    rises after (the rounding makes the surrogate's gradient stale), hence the decay."""
+    lam = model.cfg.rd_lambdas[level - 1]
+    steps = [torch.from_numpy(s).float() for s in model.coding_steps(level)]
+    imgs = model.images(x)
+    grads = [p.requires_grad for p in model.parameters()]
+    try:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        with torch.no_grad():
+            start = [model.q_u(imgs[0])] + [model.q_z(k, imgs[k]) for k in range(1, model.cfg.levels + 1)]
+        if model.cfg.posterior == "gaussian":
+            start = [t.chunk(2, 1)[0] for t in start]
+        # In units of the step, so that one learning rate suits every channel and level.
+        scaled = [(t / s).requires_grad_(True) for t, s in zip(start, steps)]
+        opt = torch.optim.Adam(scaled, lr=lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(iters, 1))
+        best, history = start, []
+        for i in range(iters + 1):
+            lats = [t * s for t, s in zip(scaled, steps)]
+            loss, true_loss = _objective(model, imgs, lats, steps, lam)
+            if not history or true_loss < min(history):
+                best = [t.detach().clone() for t in lats]
+            history.append(true_loss)
+            if i == iters:
+                break
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    finally:
+        for p, g in zip(model.parameters(), grads):
+            p.requires_grad_(g)
+    return best, history

@@ -1,0 +1,73 @@
+"""The encoder-side latent search (encode --search): it lowers the codec's objective, its files
+decode exactly with the plain decoder, and it refuses what it cannot do."""
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from selfcodec import api
+from selfcodec.checkpoint import load_model
+from selfcodec.cli.main import main
+from selfcodec.coding import search as S
+from selfcodec.errors import CodecError
+
+from conftest import build_tiny
+
+LAMBDAS = (0.002, 0.004, 0.008, 0.016, 0.032)
+
+
+@pytest.fixture(scope="module")
+def rd_model(tmp_path_factory):
+    return str(build_tiny(tmp_path_factory.mktemp("search") / "tiny-rd.safetensors", seed=11, rd_lambdas=LAMBDAS))
+
+
+def _x(img):
+    return torch.from_numpy(np.array(img, dtype=np.float32)).permute(2, 0, 1)[None]
+
+
+def test_search_lowers_the_true_objective_and_returns_its_best_iterate(rd_model, natural):
+    m = load_model(rd_model)
+    x = _x(natural)
+    # (a large lr: this tiny model has few latents, and the default lr's steps flip none of them)
+    best, history = S.search_latents(m, x, 3, iters=6, lr=0.3)
+    assert len(history) == 7
+    assert min(history[1:]) < history[0], history  # the search found cheaper latents than the encoder's guess
+    steps = [torch.from_numpy(s).float() for s in m.coding_steps(3)]
+    with torch.no_grad():
+        _, again = S._objective(m, m.images(x), best, steps, LAMBDAS[2])
+    assert again == pytest.approx(min(history), rel=1e-5)
+    assert all(p.requires_grad for p in m.parameters())  # the model is left as it was
+
+
+def test_searched_files_decode_exactly_with_the_plain_decoder(rd_model, natural):
+    img = natural[:40, :56]  # padded to the model's multiple, as real images are
+    for level in (1, 5):
+        plain = api.encode_report(img, "rec2", level, model=rd_model)
+        rep = api.encode_report(img, "rec2", level, model=rd_model, search=4)
+        assert rep["data"] != plain["data"], level
+        assert np.array_equal(api.decode(rep["data"], model=rd_model, as_array=True), rep["recon"]), level
+
+
+def test_search_refuses_other_modes_and_elbo_models(rd_model, tiny_model, natural):
+    with pytest.raises(CodecError, match="rec2"):
+        api.encode(natural, "rec1", 3, model=rd_model, search=2)
+    with pytest.raises(CodecError, match="rate-distortion"):
+        api.encode(natural, "rec2", 3, model=tiny_model, search=2)
+    with pytest.raises(CodecError, match="0 or more"):
+        api.encode(natural, "rec2", 3, model=rd_model, search=-1)
+
+
+def test_cli_search_writes_a_file_that_decodes(rd_model, natural, tmp_path):
+    src = tmp_path / "in.png"
+    Image.fromarray(np.ascontiguousarray(natural[:32, :32])).save(src)
+    out = tmp_path / "out.svae"
+    res = CliRunner().invoke(main, ["encode", str(src), "-m", "rec2", "--model", rd_model, "--search", "3",
+                                    "--verify", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.stat().st_size > 0
+    res = CliRunner().invoke(main, ["encode", str(src), "-m", "cgen", "--model", rd_model, "--search", "3",
+                                    "-o", str(tmp_path / "no.svae")])
+    assert res.exit_code != 0 and "rec2" in res.output
+    assert not (tmp_path / "no.svae").exists()
