@@ -10,7 +10,7 @@
 Everything in between is generated from the JSON files in --results: ``kodak.json``
 (headline table: BD-rate vs JPEG 4:2:0, PSNR at 0.25/0.5/1.0 bpp, seconds per image;
 speed vs WebP; streams vs the model's estimate), ``lossless.json``, ``memory.json``,
-``modes_figure.json``, with links to ``kodak_rd.png``, ``modes_figure.png`` and every
+``modes_figure.json`` and ``kodak-search/kodak.json`` (a Kodak run with ``--search``), with links to ``kodak_rd.png``, ``modes_figure.png`` and every
 ``models/*_curve.png``.  Each block is stamped with the date, the machine (CPU model,
 cores) and the exact command from its JSON ``meta``.  A missing file is said, not hidden.
 Only the text between the markers changes; the README is re-read right before writing.
@@ -30,6 +30,7 @@ from .common import DEFAULT_OUT, REPO_ROOT, fmt
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
 SECTION = "## Results"
+SEARCH_DIR = "kodak-search"  # python -m benchmarks.kodak_rd --search N --out benchmarks/results/kodak-search
 
 
 def _load(path: Path) -> dict | None:
@@ -53,18 +54,20 @@ def stamp_line(meta: dict) -> str:
             + f" · `{meta.get('command', '?')}`_")
 
 
-def kodak_block(j: dict, readme: Path, results: Path) -> list[str]:
+def kodak_block(j: dict, readme: Path, results: Path, title: str = "### Kodak rate–quality") -> list[str]:
     from .kodak_rd import headline_rows, speed_rows
 
     meta = j["meta"]
-    L = ["### Kodak rate–quality", "", stamp_line(meta), ""]
+    L = [title, "", stamp_line(meta), ""]
     sc = meta.get("selfcodec") or {}
     L.append(f"{meta['n_images']} images{' (quick)' if meta.get('quick') else ''}"
              + (f", centre-cropped to {meta['crop']}" if meta.get("crop") else "")
              + "; bpp over the whole file, PSNR over RGB; BD-rate against JPEG 4:2:0 of the same run"
              + (f"; selfcodec model `{sc.get('model')}` ({sc.get('model_hash', '?')[:16]}), levels "
                 f"{sc.get('levels')}, decoded at level {sc.get('decode_level')}" if sc else "; selfcodec not run")
-             + ". selfcodec best of modes = Pareto front over every (mode, level).")
+             + ". selfcodec best of modes = Pareto front over every (mode, level)."
+             + (f" rec2-search{sc['search']['steps']}: rec2 with `encode --search {sc['search']['steps']}`, levels "
+                f"{sc['search']['levels']}." if sc.get("search") else ""))
     L += [""] + headline_rows(j)
     if j.get("speed"):
         L += ["", "Speed per image (same run; selfcodec at its default level, WebP over its sweep):", ""]
@@ -173,6 +176,9 @@ def build(results: Path, models: Path, readme: Path) -> str:
     k = _load(results / "kodak.json")
     blocks.append(kodak_block(k, readme, results) if k else ["### Kodak rate–quality", "",
                                                              "_kodak.json missing: run `python -m benchmarks.kodak_rd`_"])
+    ks = _load(results / SEARCH_DIR / "kodak.json")
+    if ks:
+        blocks.append(kodak_block(ks, readme, results / SEARCH_DIR, "### Kodak with the encoder-side latent search"))
     ll = _load(results / "lossless.json")
     blocks.append(lossless_block(ll) if ll else ["### Lossless", "",
                                                  "_lossless.json missing: run `python -m benchmarks.lossless`_"])

@@ -361,7 +361,7 @@ _model_opt = click.option("--model", metavar="NAME|PATH", default=None, help="Mo
 @click.option("--verify", is_flag=True, help="Decode after encoding and check the result.")
 @click.option("--search", type=click.IntRange(min=0), default=0, show_default=True, metavar="STEPS",
               help="rec2 only: spend STEPS gradient steps per tile looking for latents that cost fewer bits "
-                   "at the same quality (10 is a good choice; each step costs about three decodes). "
+                   "at the same quality (e.g. 6; each step costs about two to three decodes). "
                    "Any decoder reads the result.")
 @_force_opt
 def encode(input: str, mode: str, level: int, model: str | None, output: str | None, verify: bool, search: int,
