@@ -99,9 +99,9 @@ def selfcodec_job(api, name: str, img: np.ndarray, mode: str, levels: list, dec_
     h, w = img.shape[:2]
     rows = []
     api_mode, search = split_mode(mode)
+    extra = {"search": search} if search else {}  # (an api without the search need not take the argument)
     for lv in levels:
         t0 = time.perf_counter()
-        extra = {"search": search} if search else {}
         rep = api.encode_report(img, mode=api_mode, level=int(lv), model=model, **extra)
         te = time.perf_counter() - t0
         data, rec = rep["data"], np.asarray(rep["recon"])
@@ -615,6 +615,7 @@ def main(argv=None) -> dict:
 
     api, msg = load_selfcodec_api(args.no_selfcodec)
     sc_modes, levels, sc_levels, dec_level = [], [], {}, None
+    search_mode = f"{SEARCH_PREFIX}{args.search}" if args.search else None
     if api is not None and not hasattr(api, "encode_report"):
         api, msg = None, "selfcodec skipped: selfcodec.api has no encode_report"
     note(msg)
@@ -623,10 +624,9 @@ def main(argv=None) -> dict:
         if want is not None:
             sc_modes = [m for m in sc_modes if f"selfcodec-{m}" in want]
         sc_levels = {m: levels for m in sc_modes}
-        if args.search:
-            m = f"{SEARCH_PREFIX}{args.search}"
-            sc_modes.insert(0, m)  # the longest jobs first
-            sc_levels[m] = [int(v) for v in args.search_levels.split(",")] if args.search_levels else levels
+        if search_mode:
+            sc_modes.insert(0, search_mode)  # the longest jobs first
+            sc_levels[search_mode] = [int(v) for v in args.search_levels.split(",")] if args.search_levels else levels
         try:  # fail here, once, with a clear message, rather than in every job
             from selfcodec import zoo
             zoo.load(args.model)
@@ -699,8 +699,8 @@ def main(argv=None) -> dict:
         "workers": workers, "threads_per_worker": threads,
         "reference_codec": REFERENCE, "target_bpps": list(TARGET_BPPS),
         "selfcodec": {"model": args.model or "default", "modes": sc_modes, "levels": levels,
-                      "search": {"mode": f"{SEARCH_PREFIX}{args.search}", "steps": args.search,
-                                 "levels": sc_levels.get(f"{SEARCH_PREFIX}{args.search}")} if args.search else None,
+                      "search": {"mode": search_mode, "steps": args.search,
+                                 "levels": sc_levels.get(search_mode)} if search_mode else None,
                       "decode_level": dec_level} if sc_modes else None,
         "metrics": "psnr: RGB MSE over all subpixels, capped at 100 dB; ms_ssim: 5-scale RGB per-channel mean "
                    "(fewer scales on small images); bpp: whole-file bytes",

@@ -370,10 +370,8 @@ def encode(input: str, mode: str, level: int, model: str | None, output: str | N
     api = _api()
     _check_mode_level(api, mode, level)
 
-    extra = {"search": search} if search else {}  # (only when asked: the plain call stays as it was)
-
     def run(src: Any) -> bytes:
-        return api.encode(src, mode=mode, level=level, model=model, verify=verify, **extra)
+        return api.encode(src, mode=mode, level=level, model=model, verify=verify, search=search)
 
     if input != "-" and Path(input).is_dir():
         if output == "-":

@@ -52,8 +52,6 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
     rgb, meta = load_image(image, allow_lossy_convert=allow_lossy_convert)
     net, digest, name = zoo.load(model if model is not None else zoo.default_for(mode))
     plan = M.plan_for(mode, net.cfg.levels)
-    if search:
-        M.check_search(net, plan)
     h, w = rgb.shape[:2]
     tile_side = max(net.multiple, tile - tile % net.multiple)
     grid = C.tile_grid(h, w, tile_side, tile_side)

@@ -292,12 +292,12 @@ class SelfVAE(nn.Module):
 
         def quantize(t, s, mean):  # -> (latent the rate is taken of, latent the decoders read)
             noisy = t + (torch.rand_like(t) - 0.5) * s
-            rounded = mean + s * torch.round((t - mean) / s)
+            rounded = round_around(t, mean, s)
             if quant == "noise":
                 return noisy, noisy
             if quant == "round":
                 return rounded, rounded
-            return noisy, t + (rounded - t).detach()
+            return noisy, straight_through(t, rounded)
 
         u_rate, u = quantize(self.q_u(imgs[0]), steps[0], cm)
         out = {"rate_u": -D.gaussian_bin_log_prob(u_rate, cm, cls, steps[0]), "flow_u": -self.flow.log_prob(u.detach())}
@@ -305,7 +305,7 @@ class SelfVAE(nn.Module):
         re, rate_z, prev, h = [-self.dmol_log_prob(imgs[0], params, cfg.mixtures)], 0.0, u, None
         for k in range(1, cfg.levels + 1):
             mean = self.dmol_mean(params, self.img_ch[k - 1], cfg.mixtures)
-            img_prev = mean + (torch.round(mean) - mean).detach()  # the codec rounds it; gradients pass
+            img_prev = straight_through(mean, torch.round(mean))  # the codec rounds it; gradients pass
             pm, pls = self.p_z(k, img_prev, prev)
             z_rate, z = quantize(self.q_z(k, imgs[k]), steps[k], pm)
             rate_z = rate_z - D.gaussian_bin_log_prob(z_rate, pm, pls, steps[k])
@@ -315,6 +315,16 @@ class SelfVAE(nn.Module):
         xhat = self.refine(self.dmol_mean(params, self.img_ch[-1], cfg.mixtures), h)
         out.update(rate_z=rate_z, sse=((xhat - x.float()) ** 2).flatten(1).sum(1), re_x=re[-1], re_y=sum(re[:-1]))
         return out
+
+
+def round_around(t, mean, step):
+    """t rounded to the codec's grid of `step` around `mean`, as the codec quantizes latents."""
+    return mean + step * torch.round((t - mean) / step)
+
+
+def straight_through(t, value):
+    """`value` in the forward pass, the identity's gradient in the backward pass."""
+    return t + (value - t).detach()
 
 
 def rd_loss(terms: dict, lambdas: torch.Tensor, pixels: int, nll_weight: float) -> torch.Tensor:

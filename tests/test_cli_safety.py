@@ -37,7 +37,7 @@ def _fake_api() -> types.ModuleType:
     api.LEVELS = [1, 2, 3, 4, 5]
     api.calls = []
 
-    def encode(image, mode="rec2", level=3, model=None, verify=False):
+    def encode(image, mode="rec2", level=3, model=None, verify=False, search=0):
         api.calls.append(("encode", mode, level, model, verify))
         rgb, meta = load_image(image)
         h, w, _ = rgb.shape

@@ -15,12 +15,12 @@ import math
 import torch
 
 from .. import distributions as D
+from ..family import round_around, straight_through
 
 
 def _round_ste(t, mean, step):
     """t rounded to the codec's grid around `mean`, with the identity's gradient."""
-    rounded = mean + step * torch.round((t - mean) / step)
-    return t + (rounded - t).detach()
+    return straight_through(t, round_around(t, mean, step))
 
 
 def _objective(model, imgs, lats, steps, lam):
@@ -38,7 +38,7 @@ def _objective(model, imgs, lats, steps, lam):
     params, prev, h = model.p_img0(u), u, None
     for k in range(1, cfg.levels + 1):
         mean = model.dmol_mean(params, model.img_ch[k - 1], cfg.mixtures)
-        img_prev = mean + (torch.round(mean) - mean).detach()  # the codec rounds ŷ too
+        img_prev = straight_through(mean, torch.round(mean))  # the codec rounds ŷ too
         pm, pls = model.p_z(k, img_prev, prev)
         z = _round_ste(lats[k], pm, steps[k])
         soft = soft - D.gaussian_bin_log_prob(lats[k], pm, pls, steps[k])
@@ -74,7 +74,7 @@ def search_latents(model, x: torch.Tensor, level: int, iters: int, lr: float = 0
         scaled = [(t / s).requires_grad_(True) for t, s in zip(start, steps)]
         opt = torch.optim.Adam(scaled, lr=lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(iters, 1))
-        best, history = start, []
+        best, history = None, []
         for i in range(iters + 1):
             lats = [t * s for t, s in zip(scaled, steps)]
             loss, true_loss = _objective(model, imgs, lats, steps, lam)
