@@ -51,10 +51,7 @@ def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, 
     """Train a model; `torchrun --nproc-per-node N -m selfcodec train ...` for DDP."""
     from selfcodec.train import TrainArgs, train as run
 
-    ov = {}
-    for item in overrides:
-        k, _, v = item.partition("=")
-        ov[k] = v if not v.lstrip("-").replace(".", "", 1).isdigit() else (float(v) if "." in v else int(v))
+    ov = parse_overrides(overrides)
     if rd_lambdas:
         ov["rd_lambdas"] = tuple(float(v) for v in rd_lambdas.split(","))
     res = run(TrainArgs(model=model_name, data=list(data), run_dir=run_dir, steps=steps, batch=batch, crop=crop,
@@ -65,6 +62,20 @@ def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, 
                         train_only=tuple(m for m in train_only.split(",") if m), quant="round" if hard_quant else quant,
                         overrides=ov, seed=seed))
     click.echo(json.dumps(res))
+
+
+def parse_overrides(items) -> dict:
+    """--set KEY=VALUE items -> config overrides: true/false, numbers, else strings."""
+    ov = {}
+    for item in items:
+        k, _, v = item.partition("=")
+        if v.lower() in ("true", "false"):
+            ov[k] = v.lower() == "true"
+        elif v.lstrip("-").replace(".", "", 1).isdigit():
+            ov[k] = float(v) if "." in v else int(v)
+        else:
+            ov[k] = v
+    return ov
 
 
 @click.command("eval-bpd")

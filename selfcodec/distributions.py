@@ -10,6 +10,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .transforms import downscale
+
 LOG_SCALE_MIN = -7.0
 HALF_BIN = 1.0 / 255.0
 
@@ -54,6 +56,13 @@ def dmol_log_prob_pixels(v: torch.Tensor, params: torch.Tensor, k: int) -> torch
     logits, means, log_scales, coeffs = dmol_split(params, c, k)
     x = (v.float() / 127.5 - 1.0).unsqueeze(2)  # (B,C,1,H,W)
     m = coupled_means(means, coeffs, x[:, :, 0])
+    lp = _bin_log_prob(x, m, log_scales).sum(1) + torch.log_softmax(logits, 1)  # (B,K,H,W)
+    return torch.logsumexp(lp, 1)
+
+
+def _bin_log_prob(x, m, log_scales):
+    """log P(bin of x) under each logistic component (x in [-1, 1], broadcast against m);
+    the end bins reach to -inf and +inf."""
     centred = x - m
     inv_s = torch.exp(-log_scales)
     plus = inv_s * (centred + HALF_BIN)
@@ -69,9 +78,41 @@ def dmol_log_prob_pixels(v: torch.Tensor, params: torch.Tensor, k: int) -> torch
         torch.log(torch.clamp(cdf_delta, min=1e-12)),
         log_pdf_mid - math.log(127.5),
     )
-    lp = torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_minus, inner))
-    lp = lp.sum(1) + torch.log_softmax(logits, 1)  # (B,K,H,W)
-    return torch.logsumexp(lp, 1)
+    return torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_minus, inner))
+
+
+def block_mean_range(v: torch.Tensor, y: torch.Tensor):
+    """For the last pixel (bottom right) of each 2x2 block of v (B, C, H, W; even H, W; only the
+    other three pixels are read): the range [lo, hi] of values (at most 4) that give the block
+    the rounded mean y = downscale(v) (B, C, H/2, W/2). Returns lo, hi of y's shape."""
+    v, y = v.float(), y.float()
+    others = v[:, :, 0::2, 0::2] + v[:, :, 0::2, 1::2] + v[:, :, 1::2, 0::2]
+    # downscale rounds (sum + 2) / 4 down, so the block sum lies in [4y - 2, 4y + 1]
+    return (4 * y - 2 - others).clamp(0, 255), (4 * y + 1 - others).clamp(0, 255)
+
+
+def dmol_log_prob_given_y(v: torch.Tensor, params: torch.Tensor, k: int) -> torch.Tensor:
+    """log P(v | y) per image in nats, for v whose 2x2 rounded means y = downscale(v) are
+    known: three pixels of each block under the DMoL, and each channel of the last pixel
+    under its own channel's mixture (the RGB coupling applied, the mixture weights as
+    they are before any channel is seen: what the entropy coder codes channel by channel),
+    renormalized over the at most 4 values consistent with y. A proper distribution over
+    the images that downscale to y, so a sharper -log p(x | y, z) than the DMoL's, which
+    spends probability on images with other means."""
+    lp = dmol_log_prob_pixels(v, params, k)
+    c = v.shape[1]
+    lo, hi = block_mean_range(v, downscale(v))
+    logits, means, log_scales, coeffs = dmol_split(params[:, :, 1::2, 1::2], c, k)
+    log_w = torch.log_softmax(logits, 1).unsqueeze(1)  # (B,1,K,h,w)
+    x = v[:, :, 1::2, 1::2].float() / 127.5 - 1.0  # (B,C,h,w)
+    m = coupled_means(means, coeffs, x)  # (B,C,K,h,w)
+    own = torch.logsumexp(_bin_log_prob(x.unsqueeze(2), m, log_scales) + log_w, 2)
+    cand = lo.unsqueeze(2) + torch.arange(4, device=v.device, dtype=lo.dtype).view(1, 1, 4, 1, 1)
+    xc = (cand.clamp(max=255) / 127.5 - 1.0).unsqueeze(3)  # (B,C,4,1,h,w)
+    mix = torch.logsumexp(_bin_log_prob(xc, m.unsqueeze(2), log_scales.unsqueeze(2)) + log_w.unsqueeze(2), 3)
+    norm = torch.logsumexp(mix.masked_fill(cand > hi.unsqueeze(2), float("-inf")), 2)  # (B,C,h,w)
+    last = (own - norm).sum(1)
+    return lp.sum(dim=(1, 2)) - lp[:, 1::2, 1::2].sum(dim=(1, 2)) + last.sum(dim=(1, 2))
 
 
 def dmol_point(params: torch.Tensor, c: int, k: int, how: str = "mean") -> torch.Tensor:

@@ -48,6 +48,9 @@ class Config:
     # Dense blocks of a decoder-only residual filter on the final x̂ at full resolution (0: none).
     # The x̂ network has one 3x3 layer at full resolution; this gives it more where the detail is.
     refine: int = 0
+    # x given y: renormalize the last pixel of each 2x2 block over the values that keep y = d(x)
+    # (downscale only; see distributions.dmol_log_prob_given_y). Off in weights from before it.
+    y_consistent: bool = False
 
     def __post_init__(self):
         self.rd_lambdas = tuple(float(v) for v in self.rd_lambdas)  # JSON gives a list
@@ -94,6 +97,8 @@ class SelfVAE(nn.Module):
                 raise ValueError("a sketch cannot be applied twice: selfvae-sketch has levels=1")
             if K < 1:
                 raise ValueError("a selfVAE needs levels >= 1")
+        if cfg.y_consistent and cfg.transform != "downscale":
+            raise ValueError("y_consistent needs the downscale transform (y = 2x2 rounded means)")
         self.img_ch = [y_ch] * K + [cfg.image_ch]
         r_steps = int(math.log2(self.ratio))
         if r_steps > L:
@@ -262,7 +267,7 @@ class SelfVAE(nn.Module):
             else:
                 kl_z.append(D.gaussian_kl(mu_z, ls_z, pm, pls))
                 log_w = log_w + D.gaussian_log_density(z, pm, pls) - D.gaussian_log_density(z, mu_z, ls_z)
-            re.append(-self.dmol_log_prob(imgs[k], self.p_img(k, z, imgs[k - 1]), cfg.mixtures))
+            re.append(-self.img_log_prob(k, imgs[k], self.p_img(k, z, imgs[k - 1])))
             log_w = log_w - re[-1]
             prev = z
         out["re_x"] = re[-1]
@@ -273,6 +278,13 @@ class SelfVAE(nn.Module):
         for k, (r, kz) in enumerate(zip(re[1:], kl_z), start=1):
             out[f"re_{k}"], out[f"kl_z{k}"] = r, kz
         return out
+
+    def img_log_prob(self, k: int, img, params):
+        """log p(images[k] | its decoder's params), nats per image; for k >= 1 given
+        images[k - 1] = d(images[k]) too when the model is y-consistent."""
+        if k >= 1 and self.cfg.y_consistent:
+            return D.dmol_log_prob_given_y(img, params, self.cfg.mixtures)
+        return self.dmol_log_prob(img, params, self.cfg.mixtures)
 
     def rd_forward(self, x: torch.Tensor, level_idx: torch.Tensor, quant: str = "noise") -> dict:
         """Terms of the rate-distortion objective for the rec2 chain, per image: rates of û and
@@ -310,7 +322,7 @@ class SelfVAE(nn.Module):
             z_rate, z = quantize(self.q_z(k, imgs[k]), steps[k], pm)
             rate_z = rate_z - D.gaussian_bin_log_prob(z_rate, pm, pls, steps[k])
             params, h = self.p_img(k, z, img_prev, features=True)
-            re.append(-self.dmol_log_prob(imgs[k], params, cfg.mixtures))
+            re.append(-self.img_log_prob(k, imgs[k], params))
             prev = z
         xhat = self.refine(self.dmol_mean(params, self.img_ch[-1], cfg.mixtures), h)
         out.update(rate_z=rate_z, sse=((xhat - x.float()) ** 2).flatten(1).sum(1), re_x=re[-1], re_y=sum(re[:-1]))

@@ -63,6 +63,15 @@ def tiny_model_3l(model_dir) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_models_y_consistent(model_dir) -> dict:
+    """tiny_model's and tiny_model_3l's weights with y_consistent (x coded given y = d(x))."""
+    return {"downscale": str(build_tiny(model_dir / "tiny-ds-yc.safetensors", "selfvae-downscale", seed=0,
+                                        y_consistent=True)),
+            "downscale-3l": str(build_tiny(model_dir / "tiny-ds3l-yc.safetensors", "selfvae-downscale-3l",
+                                           seed=2, y_consistent=True))}
+
+
+@pytest.fixture(scope="session")
 def tiny_vae(model_dir) -> str:
     """Plain VAE (K=0)."""
     return str(build_tiny(model_dir / "tiny-vae.safetensors", "vae", seed=3))

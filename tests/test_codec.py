@@ -107,6 +107,22 @@ def test_odd_sizes(tiny_model, rng, h, w):
         assert (inf["width"], inf["height"]) == (w, h)
 
 
+@pytest.mark.parametrize("kind", ["downscale", "downscale-3l"])
+def test_lossless_given_y_roundtrips_and_is_smaller(tiny_model, tiny_model_3l, tiny_models_y_consistent,
+                                                     natural, rng, kind):
+    """The same weights with y_consistent code each 2x2 block's last pixel given the block's
+    rounded mean: exact at odd sizes too, every mode still decodes, and lossless is smaller."""
+    yc, plain = tiny_models_y_consistent[kind], {"downscale": tiny_model, "downscale-3l": tiny_model_3l}[kind]
+    for img in (natural, _random(rng, 17, 33)):
+        rep, out = _roundtrip(img, "lossless", 3, yc)
+        assert np.array_equal(out, img) and np.array_equal(out, rep["recon"])
+    sizes = {m: len(api.encode(natural, "lossless", model=m)) for m in (yc, plain)}
+    assert sizes[yc] < 0.95 * sizes[plain]
+    for mode in ("rec2", "crec"):
+        rep, out = _roundtrip(natural, mode, 5, yc)
+        assert np.array_equal(out, rep["recon"])
+
+
 def test_grayscale(tiny_model, natural):
     gray = np.asarray(Image.fromarray(natural[:16, :24]).convert("L"))
     img = api.decode(api.encode(Image.fromarray(gray), "lossless", model=tiny_model), model=tiny_model)

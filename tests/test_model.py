@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 from selfcodec import distributions as D
+from selfcodec import transforms
 from selfcodec.checkpoint import load_model, save_model
 from selfcodec.family import PRESETS, SelfVAE, bpd, loss_from_terms, make_config
 from selfcodec.flows import RealNVP
@@ -121,6 +122,47 @@ def test_dmol_sums_to_one_over_all_values(c):
         v = torch.cat([torch.full((1, 1, 256, 256), float(r)), gb[None]], 1)
         total += float(D.dmol_log_prob_pixels(v, p, k).double().exp().sum())
     assert abs(total - 1) < 1e-4
+
+
+def test_last_pixel_given_y_is_a_distribution_and_sharper():
+    """Over the (at most 4^3) last pixels that keep a 2x2 block's rounded mean, P(x | y) of
+    the three known pixels times the last one's renormalized mixture sums to P(three pixels)."""
+    torch.manual_seed(2)
+    k = 3
+    params = torch.randn(1, D.dmol_channels(3, k), 2, 2) * 1.5
+    first = torch.tensor([[[10.0, 200.0], [37.0, 0.0]], [[128.0, 129.0], [131.0, 0.0]],
+                          [[255.0, 254.0], [255.0, 0.0]]])[None]  # last pixel (1, 1) varies
+    y = torch.tensor([[[[70.0]], [[129.0]], [[254.0]]]])  # 4 values each: 31-34, 126-129, 250-253
+    lo, hi = (t.flatten().long().tolist() for t in D.block_mean_range(first, y))
+    grids = torch.meshgrid(*[torch.arange(a, b + 1).float() for a, b in zip(lo, hi)], indexing="ij")
+    total = 0.0
+    for last in torch.stack([g.flatten() for g in grids], 1):
+        v = first.clone()
+        v[0, :, 1, 1] = last
+        assert torch.equal(transforms.downscale(v), y)
+        lp_y = D.dmol_log_prob_given_y(v, params, k)
+        assert float(lp_y) > float(D.dmol_log_prob(v, params, k))  # sharper than the plain DMoL
+        total += float(lp_y.double().exp())
+    three = D.dmol_log_prob_pixels(first, params, k)[0].flatten()[:3].sum()
+    assert abs(total / float(three.double().exp()) - 1) < 1e-4
+
+
+def test_train_set_parses_booleans_numbers_and_names():
+    from selfcodec.__main__ import load_cli
+
+    load_cli()
+    from selfcodec.cli.model_cmds import parse_overrides
+
+    assert parse_overrides(["y_consistent=false", "refine=2", "posterior=gaussian", "x=-0.5", "b=True"]) == \
+        {"y_consistent": False, "refine": 2, "posterior": "gaussian", "x": -0.5, "b": True}
+
+
+def test_y_consistent_needs_the_downscale_transform():
+    with pytest.raises(ValueError, match="downscale"):
+        SelfVAE(make_config("selfvae-sketch", y_consistent=True, **TINY))
+    m = tiny("selfvae-downscale", y_consistent=True)
+    terms = m(torch.randint(0, 256, (2, 3, 16, 16)).float())
+    assert torch.isfinite(terms["nelbo"]).all()
 
 
 def test_checkpoint_saves_and_loads_exactly(tmp_path):

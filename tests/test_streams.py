@@ -148,7 +148,7 @@ def test_latent_sections_share_one_stream_and_an_idle_latent_costs_no_word():
     sym_u[:3] = [10 ** 7, -(10 ** 9), 5]  # escapes inside a section that is not the last
     idx_z = np.zeros(2000, dtype=np.int64)  # the narrowest table: z carries (almost) nothing
     sym_z = np.zeros(2000, dtype=np.int64)
-    coder = S.latent_coder()
+    coder = S.section_coder()
     S.gaussian_encode(sym_z, idx_z, coder)  # decoded second, so pushed first
     S.gaussian_encode(sym_u, idx_u, coder)
     data = S.finish(coder)
@@ -156,11 +156,11 @@ def test_latent_sections_share_one_stream_and_an_idle_latent_costs_no_word():
     assert len(data) == len(alone)  # 2000 near-certain symbols add 0.016 bits, not a 4-byte word
     est = S.gaussian_bits(sym_u, idx_u) + S.gaussian_bits(sym_z, idx_z)
     assert abs(8 * len(data) - est) <= 0.01 * est + 64
-    dec = S.latent_coder(data)
+    dec = S.section_coder(data)
     np.testing.assert_array_equal(S.gaussian_decode(dec, idx_u), sym_u)
     np.testing.assert_array_equal(S.gaussian_decode(dec, idx_z), sym_z)
     S.check_done(dec)
-    dec = S.latent_coder(data)
+    dec = S.section_coder(data)
     S.gaussian_decode(dec, idx_u)
     with pytest.raises(FormatError):  # a section left unread is data left over
         S.check_done(dec)
@@ -307,6 +307,61 @@ def test_dmol_corrupt_streams_raise_or_return():
         assert out.shape == (n, c) and out.dtype == np.uint8
     with pytest.raises(FormatError):
         S.dmol_decode(b"abc", *params)
+
+
+def _ranges(rng, values):
+    """Ranges of 1 to 4 values around each value, clipped to 0..255."""
+    lo = np.clip(values.astype(np.int64) - rng.integers(0, 4, values.shape), 0, 255)
+    hi = np.minimum(lo + rng.integers(0, 4, values.shape), 255)
+    hi = np.maximum(hi, values)
+    return np.maximum(lo, hi - 3), hi
+
+
+def test_dmol_ranged_section_after_a_full_one_roundtrips():
+    rng = np.random.default_rng(5)
+    n, c, k = 3000, 3, 5  # > one chunk
+    params = _dmol_params(rng, n, c, k, extreme=True)
+    values = _values_near_means(rng, params[1], params[2])
+    values[::13] = rng.integers(0, 256, size=values[::13].shape)
+    values[0], values[1] = 0, 255
+    lo, hi = _ranges(rng, values)
+    first = _values_near_means(rng, params[1], params[2])
+    coder = S.section_coder()
+    S.dmol_push_ranged(coder, values, lo, hi, *params)  # decoded second: pushed first
+    S.dmol_push(coder, first, *params)
+    data = S.finish(coder)
+    dec = S.section_coder(data)
+    np.testing.assert_array_equal(S.dmol_pop(dec, *params), first)
+    np.testing.assert_array_equal(S.dmol_pop_ranged(dec, lo, hi, *params), values)
+    S.check_done(dec)
+    est = S.dmol_bits(first, *params) + S.dmol_bits_ranged(values, lo, hi, *params)
+    assert abs(8 * len(data) - est) < 0.01 * est + 64
+    # a range of one value costs nothing; four values at most two bits each
+    assert S.dmol_bits_ranged(values, values, values, *params) < 1e-3
+    assert S.dmol_bits_ranged(values, lo, hi, *params) < 2 * n * c
+
+
+def test_dmol_ranged_rejects_bad_ranges_and_corrupt_data():
+    rng = np.random.default_rng(6)
+    n, c, k = 50, 3, 4
+    params = _dmol_params(rng, n, c, k)
+    values = _values_near_means(rng, params[1], params[2])
+    lo, hi = _ranges(rng, values)
+    for bad_lo, bad_hi in ((lo, lo + 4), (hi + 1, hi), (lo - 256, hi)):
+        with pytest.raises(ValueError):
+            S.dmol_pop_ranged(S.section_coder(b"\x01\x00\x00\x00"), bad_lo, bad_hi, *params)
+    with pytest.raises(ValueError):
+        S.dmol_push_ranged(S.section_coder(), values, np.minimum(values.astype(np.int64) + 1, 255),
+                           np.minimum(values.astype(np.int64) + 1, 255), *params)
+    coder = S.section_coder()
+    S.dmol_push_ranged(coder, values, lo, hi, *params)
+    data = bytearray(S.finish(coder))
+    data[0] ^= 0xFF
+    try:
+        out = S.dmol_pop_ranged(S.section_coder(bytes(data)), lo, hi, *params)
+    except FormatError:
+        return
+    assert np.all(out >= lo) and np.all(out <= hi)  # garbage, but never outside the range
 
 
 def test_dmol_trivial_single_bin():

@@ -118,23 +118,33 @@ class _Encoder:
         return torch.from_numpy(m + step * sym).float()
 
     def finish(self):
-        coder = S.latent_coder()
+        coder = S.section_coder()
         for sym, idx in reversed(self.latents):  # a stack: the first decoded goes on last
             S.gaussian_encode(sym, idx, coder)
         self.streams[0] = S.finish(coder)
 
-    def image(self, k, params, c, mixtures, step):
-        v = self.imgs[k][0].permute(1, 2, 0).reshape(-1, c).numpy().astype(np.uint8)
+    def image(self, k, params, c, mixtures, step, y=None):
+        v = _pixels(self.imgs[k])
         arrays = _dmol_arrays(params, c, mixtures)
-        self.streams.append(S.dmol_encode(v, *arrays, step=step))
-        self.bits.append(S.dmol_bits(v, *arrays, step=step))
-        return _to_image(S.bin_values(v, step) if step > 1 else v, self.imgs[k].shape)
+        if y is None:
+            self.streams.append(S.dmol_encode(v, *arrays, step=step))
+            self.bits.append(S.dmol_bits(v, *arrays, step=step))
+            return _to_image(S.bin_values(v, step) if step > 1 else v, self.imgs[k].shape)
+        first, last = _block_order(*self.imgs[k].shape[-2:])
+        lo, hi = _last_range(self.imgs[k], y)
+        coder = S.section_coder()  # three pixels of each 2x2 block, then the last one given y
+        S.dmol_push_ranged(coder, v[last], lo, hi, *_take(arrays, last))
+        S.dmol_push(coder, v[first], *_take(arrays, first))
+        self.streams.append(S.finish(coder))
+        self.bits.append(S.dmol_bits(v[first], *_take(arrays, first))
+                         + S.dmol_bits_ranged(v[last], lo, hi, *_take(arrays, last)))
+        return _to_image(v, self.imgs[k].shape)
 
 
 class _Decoder:
     def __init__(self, streams, shape0):
         self.streams, self.shape0 = list(streams), shape0
-        self.latents = S.latent_coder(self._next())
+        self.latents = S.section_coder(self._next())
 
     def _next(self):
         if not self.streams:
@@ -151,10 +161,42 @@ class _Decoder:
         if self.streams:
             raise CodecError("the file has more streams than its mode needs")
 
-    def image(self, k, params, c, mixtures, step):
+    def image(self, k, params, c, mixtures, step, y=None):
         arrays = _dmol_arrays(params, c, mixtures)
-        v = S.dmol_decode(self._next(), *arrays, step=step)
-        return _to_image(v, (1, c, params.shape[2], params.shape[3]))
+        shape = (1, c, params.shape[2], params.shape[3])
+        if y is None:
+            return _to_image(S.dmol_decode(self._next(), *arrays, step=step), shape)
+        first, last = _block_order(*shape[-2:])
+        coder = S.section_coder(self._next())
+        v = np.zeros((shape[2] * shape[3], c), dtype=np.uint8)
+        v[first] = S.dmol_pop(coder, *_take(arrays, first))
+        v[last] = S.dmol_pop_ranged(coder, *_last_range(_to_image(v, shape), y), *_take(arrays, last))
+        S.check_done(coder)
+        return _to_image(v, shape)
+
+
+def _pixels(img: torch.Tensor) -> np.ndarray:
+    """(1, C, H, W) -> uint8 (H*W, C), pixels row-major (the order streams.dmol_* code them)."""
+    return img[0].permute(1, 2, 0).reshape(-1, img.shape[1]).numpy().astype(np.uint8)
+
+
+def _block_order(h: int, w: int):
+    """Row-major pixel indices of an image with even h, w: all but the bottom-right pixel of
+    each 2x2 block, then those last pixels (coded given the others and the block's mean)."""
+    idx = np.arange(h * w).reshape(h, w)
+    last = idx[1::2, 1::2].ravel()
+    keep = np.ones(h * w, dtype=bool)
+    keep[last] = False
+    return np.flatnonzero(keep), last
+
+
+def _last_range(img: torch.Tensor, y: torch.Tensor):
+    """(lo, hi) int64 (H/2*W/2, C) of each block's last pixel given the other three and y."""
+    return tuple(_pixels(t).astype(np.int64) for t in D.block_mean_range(img, y))
+
+
+def _take(arrays, idx):
+    return tuple(a[idx] for a in arrays)
 
 
 def _to_image(v: np.ndarray, shape) -> torch.Tensor:
@@ -209,7 +251,9 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
         c = model.img_ch[k]
         if k <= plan.sent:
             step = y_step if (k == plan.sent and k < K) else 1
-            out.append(side.image(k, params, c, cfg.mixtures, step))
+            # images[k - 1] = d(images[k]) was sent exactly (only the last image sent may be binned)
+            y = out[k - 1] if (k >= 1 and step == 1 and cfg.y_consistent) else None
+            out.append(side.image(k, params, c, cfg.mixtures, step, y))
         else:
             out.append(D.dmol_point(params, c, cfg.mixtures, how))
     if plan.send_z and plan.sent < K and how == "mean":  # the filter learnt on x̂ from a coded z_K (rec2)

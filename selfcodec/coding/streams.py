@@ -38,12 +38,15 @@ Gaussian:  symbols grouped by table index (0..63, flat C order within a group), 
            Then, for all escapes in that order: bit length n of (|v| - R) - as uniform
            over 64, sign (uniform over 2); then the n low bits of every escape's excess, in
            uniform chunks of <= 16 bits. Several such sections can share one stream
-           (``latent_coder``): the one decoded first is pushed last.
+           (``section_coder``): the one decoded first is pushed last.
 DMoL:      pixels in chunks of ``_CHUNK``; within a chunk channel by channel; a channel
            with nb = ceil(256/step) bins is coded in two stages when nb > 32 (group of
            g = ceil(sqrt(nb)) bins, then the bin within the group; e.g. 16 x 16 for
            step 1), so only ~2*sqrt(nb) CDF values per component and pixel are needed.
            Both stages use the same integer CDF, so P(group) * P(bin | group) == P(bin).
+DMoL in a range (``dmol_push_ranged``): each value known to lie in [lo, hi] (at most 4
+           values) is coded as value - lo, one stage, from the same integer CDF at the edges
+           lo .. hi + 1 (values above hi get no mass).
 """
 
 from __future__ import annotations
@@ -59,8 +62,9 @@ from selfcodec.coding.fixedpoint import SCALES
 
 __all__ = [
     "SCALES", "NUM_SCALES", "scale_index", "quantize_mean",
-    "gaussian_encode", "gaussian_decode", "gaussian_bits", "latent_coder", "finish", "check_done",
-    "bin_values", "num_bins", "dmol_encode", "dmol_decode", "dmol_bits", "dmol_pmf",
+    "gaussian_encode", "gaussian_decode", "gaussian_bits", "finish", "check_done",
+    "section_coder", "bin_values", "num_bins", "dmol_encode", "dmol_decode", "dmol_bits", "dmol_pmf",
+    "dmol_push", "dmol_pop", "dmol_push_ranged", "dmol_pop_ranged", "dmol_bits_ranged",
 ]
 
 NUM_SCALES = len(SCALES)
@@ -187,7 +191,7 @@ def gaussian_encode(symbols, scale_idx, coder=None):
     stream) by the excess magnitude's bit length (uniform over 0..63), sign and mantissa
     bits, so any int64 except -2**63 round-trips losslessly.
 
-    Returns the bitstream, or with ``coder`` (a :func:`latent_coder`) pushes the section
+    Returns the bitstream, or with ``coder`` (a :func:`section_coder`) pushes the section
     onto it and returns None: sections pushed last are decoded first.
     """
     sym = _as_int64(symbols, "symbols")
@@ -225,11 +229,12 @@ def gaussian_encode(symbols, scale_idx, coder=None):
     return _to_bytes(coder) if own else None
 
 
-def latent_coder(data: bytes | None = None):
-    """A coder that holds several Gaussian sections in one bitstream (empty to encode, or
-    read from ``data``); finish encoding with :func:`finish` and decoding with :func:`check_done`.
-    One stream for all latents of a tile saves each latent its own final coder word, which is
-    most of the size of a latent that carries (almost) nothing."""
+def section_coder(data: bytes | None = None):
+    """A coder that holds several sections (Gaussian or DMoL) in one bitstream (empty to
+    encode, or read from ``data``); finish encoding with :func:`finish` and decoding with
+    :func:`check_done`. The section decoded first is pushed last. One stream for all latents
+    of a tile saves each latent its own final coder word, which is most of the size of a
+    latent that carries (almost) nothing."""
     return _AnsCoder() if data is None else _from_bytes(data)
 
 
@@ -243,7 +248,7 @@ def check_done(coder) -> None:
 
 def gaussian_decode(data, scale_idx) -> np.ndarray:
     """Inverse of :func:`gaussian_encode`; returns int64 of ``scale_idx``'s shape. ``data``
-    is a bitstream, or a :func:`latent_coder` to take the next section from (then the caller
+    is a bitstream, or a :func:`section_coder` to take the next section from (then the caller
     checks that the coder is used up)."""
     idx = _check_idx(scale_idx)
     shape = idx.shape
@@ -529,6 +534,21 @@ def dmol_encode(values, logits, means, log_scales, coeffs, step: int = 1) -> byt
     With ``step`` > 1 the bins ``[b*step, b*step+step-1]`` are coded (lossy); the decoder
     returns ``bin_values(values, step)`` and the RGB coupling uses those representatives.
     """
+    coder = _AnsCoder()
+    dmol_push(coder, values, logits, means, log_scales, coeffs, step)
+    return _to_bytes(coder)
+
+
+def dmol_decode(data, logits, means, log_scales, coeffs, step: int = 1) -> np.ndarray:
+    """Inverse of :func:`dmol_encode`; returns uint8 (N, C) (representatives if step > 1)."""
+    coder = _from_bytes(data)
+    out = dmol_pop(coder, logits, means, log_scales, coeffs, step)
+    _check_consumed(coder)
+    return out
+
+
+def dmol_push(coder, values, logits, means, log_scales, coeffs, step: int = 1) -> None:
+    """Push the section :func:`dmol_encode` writes onto a :func:`section_coder`."""
     step = _check_step(step)
     logits, means, log_scales, coeffs, values, n, c = _check_dmol(
         logits, means, log_scales, coeffs, values)
@@ -537,7 +557,6 @@ def dmol_encode(values, logits, means, log_scales, coeffs, step: int = 1) -> byt
     bins = values.astype(np.int64) // step
     xs_all = _VAL_X[_reps(step)[bins]]
     fam = _family()
-    coder = _AnsCoder()
     starts = list(range(0, n, _CHUNK))
     for lo in reversed(starts):
         hi = min(n, lo + _CHUNK)
@@ -558,11 +577,10 @@ def dmol_encode(values, logits, means, log_scales, coeffs, step: int = 1) -> byt
         for s, pr in reversed(segs):
             if nb > 1:  # a single bin carries no information
                 coder.encode_reverse(s, fam, pr)
-    return _to_bytes(coder)
 
 
-def dmol_decode(data, logits, means, log_scales, coeffs, step: int = 1) -> np.ndarray:
-    """Inverse of :func:`dmol_encode`; returns uint8 (N, C) (representatives if step > 1)."""
+def dmol_pop(coder, logits, means, log_scales, coeffs, step: int = 1) -> np.ndarray:
+    """Take the next :func:`dmol_push` section from a :func:`section_coder`."""
     step = _check_step(step)
     logits, means, log_scales, coeffs, _, n, c = _check_dmol(logits, means, log_scales, coeffs)
     nb = (256 + step - 1) // step
@@ -570,7 +588,6 @@ def dmol_decode(data, logits, means, log_scales, coeffs, step: int = 1) -> np.nd
     reps = _reps(step)
     out = np.zeros((n, c), dtype=np.uint8)
     fam = _family()
-    coder = _from_bytes(data)
     try:
         for lo in range(0, n, _CHUNK):
             hi = min(n, lo + _CHUNK)
@@ -598,8 +615,85 @@ def dmol_decode(data, logits, means, log_scales, coeffs, step: int = 1) -> np.nd
         raise
     except Exception as exc:
         raise FormatError(f"corrupt entropy-coded section: {exc}") from None
-    _check_consumed(coder)
     return out
+
+
+# Values in a known range [lo, hi] of at most _RANGE values (the last pixel of a 2x2 block
+# whose rounded mean the decoder knows): each channel's mixture, coupled with the pixel's
+# earlier channels, restricted to the range and coded as value - lo in one stage.
+_RANGE = 4
+
+
+def _check_range(lo, hi, n, c, values=None):
+    lo, hi = np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64)
+    if lo.shape != (n, c) or hi.shape != (n, c):
+        raise ValueError(f"lo and hi must have shape {(n, c)}")
+    if np.any(lo < 0) or np.any(hi > 255) or np.any(hi < lo) or np.any(hi - lo >= _RANGE):
+        raise ValueError(f"ranges must lie in 0..255 and hold 1 to {_RANGE} values")
+    if values is not None and (np.any(values < lo) or np.any(values > hi)):
+        raise ValueError("a value lies outside its range")
+    return lo, hi
+
+
+def _range_probs(p: _Params, mu, beta, lo, hi) -> np.ndarray:
+    """Integer-valued probabilities (n, _RANGE) of the values lo .. lo + 3; none above hi."""
+    j = np.minimum(lo[:, None] + np.arange(_RANGE + 1), hi[:, None] + 1)
+    return np.ascontiguousarray(np.diff(_cdf_at(j, mu, beta, p, 1, 256), axis=1))
+
+
+def _range_iter(values, lo, hi, arrays, known):
+    """(chunk start, chunk end, channel, probabilities, lo, hi of the chunk's channel) in decode
+    order; ``known(start, end, ch)`` gives the scaled values of the channels before ch (the
+    coupling)."""
+    logits, means, log_scales, coeffs, values, n, c = _check_dmol(*arrays, values)
+    lo, hi = _check_range(lo, hi, n, c, values)
+    for a in range(0, n, _CHUNK):
+        b = min(n, a + _CHUNK)
+        p = _Params(logits, means, log_scales, coeffs, a, b)
+        for ch in range(c):
+            mu = p.channel_mean(ch, known(a, b, ch))
+            yield a, b, ch, _range_probs(p, mu, p.beta[:, ch, :], lo[a:b, ch], hi[a:b, ch]), lo[a:b, ch], hi[a:b, ch]
+
+
+def dmol_push_ranged(coder, values, lo, hi, logits, means, log_scales, coeffs) -> None:
+    """Push uint8 ``values`` (N, C), each known to lie in [lo, hi] (int arrays (N, C), at most
+    4 values), onto a :func:`section_coder`."""
+    xs = _VAL_X[np.asarray(values, dtype=np.int64)]
+    segs = [(np.asarray(values[a:b, ch], dtype=np.int64) - lo_, pr) for a, b, ch, pr, lo_, _ in
+            _range_iter(values, lo, hi, (logits, means, log_scales, coeffs),
+                        lambda a, b, ch: [xs[a:b, j] for j in range(ch)])]
+    fam = _family()
+    for s, pr in reversed(segs):
+        coder.encode_reverse(s.astype(np.int32), fam, pr)
+
+
+def dmol_pop_ranged(coder, lo, hi, logits, means, log_scales, coeffs) -> np.ndarray:
+    """Take the next :func:`dmol_push_ranged` section; returns uint8 (N, C)."""
+    n, c = np.asarray(means).shape[:2]
+    lo, hi = _check_range(lo, hi, n, c)  # the caller's error, not the file's: before the try
+    out = np.zeros((n, c), dtype=np.int64)
+    fam = _family()
+    try:
+        for a, b, ch, pr, lo_, hi_ in _range_iter(None, lo, hi, (logits, means, log_scales, coeffs),
+                                                  lambda a, b, ch: [_VAL_X[out[a:b, j]] for j in range(ch)]):
+            s = np.asarray(coder.decode(fam, pr), dtype=np.int64)
+            out[a:b, ch] = np.minimum(lo_ + s, hi_)  # beyond hi (zero mass): only on corruption
+    except FormatError:
+        raise
+    except Exception as exc:
+        raise FormatError(f"corrupt entropy-coded section: {exc}") from None
+    return out.astype(np.uint8)
+
+
+def dmol_bits_ranged(values, lo, hi, logits, means, log_scales, coeffs) -> float:
+    """-log2 of the probabilities :func:`dmol_push_ranged` codes ``values`` with."""
+    xs = _VAL_X[np.asarray(values, dtype=np.int64)]
+    bits = 0.0
+    for a, b, ch, pr, lo_, _ in _range_iter(values, lo, hi, (logits, means, log_scales, coeffs),
+                                            lambda a, b, ch: [xs[a:b, j] for j in range(ch)]):
+        s = np.asarray(values[a:b, ch], dtype=np.int64) - lo_
+        bits += float(np.sum(np.log2(pr.sum(1)) - np.log2(pr[np.arange(b - a), s])))
+    return bits
 
 
 def _dmol_iter(values, logits, means, log_scales, coeffs, step, edges_fn):
