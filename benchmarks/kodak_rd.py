@@ -258,11 +258,18 @@ def run_jobs(images, codecs: list[B.Codec], sc_modes: list, sc_levels: dict, dec
             collect(*_run_job(job))
     else:
         import multiprocessing as mp
+        import signal
         ctx = mp.get_context("spawn")  # no fork after torch is imported
-        with ctx.Pool(workers, initializer=_init_worker,
-                      initargs=(images, {c.name for c in codecs}, bool(sc_modes), model, threads)) as pool:
-            for out in pool.imap_unordered(_run_job, jobs, chunksize=1):
-                collect(*out)
+        # SIGTERM's default kills this process at once and leaves the workers computing; as an
+        # exit, it lets the pool's `with` terminate them.
+        before = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        try:
+            with ctx.Pool(workers, initializer=_init_worker,
+                          initargs=(images, {c.name for c in codecs}, bool(sc_modes), model, threads)) as pool:
+                for out in pool.imap_unordered(_run_job, jobs, chunksize=1):
+                    collect(*out)
+        finally:
+            signal.signal(signal.SIGTERM, before)
     if bar:
         bar.close()
     for job in jobs:  # deterministic order whatever the workers did
