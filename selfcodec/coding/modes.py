@@ -132,12 +132,12 @@ class _Encoder:
             return _to_image(S.bin_values(v, step) if step > 1 else v, self.imgs[k].shape)
         first, last = _block_order(*self.imgs[k].shape[-2:])
         lo, hi = _last_range(self.imgs[k], y)
+        a_first, a_last = _take(arrays, first), _take(arrays, last)
         coder = S.section_coder()  # three pixels of each 2x2 block, then the last one given y
-        S.dmol_push_ranged(coder, v[last], lo, hi, *_take(arrays, last))
-        S.dmol_push(coder, v[first], *_take(arrays, first))
+        S.dmol_push_ranged(coder, v[last], lo, hi, *a_last)
+        S.dmol_push(coder, v[first], *a_first)
         self.streams.append(S.finish(coder))
-        self.bits.append(S.dmol_bits(v[first], *_take(arrays, first))
-                         + S.dmol_bits_ranged(v[last], lo, hi, *_take(arrays, last)))
+        self.bits.append(S.dmol_bits(v[first], *a_first) + S.dmol_bits_ranged(v[last], lo, hi, *a_last))
         return _to_image(v, self.imgs[k].shape)
 
 

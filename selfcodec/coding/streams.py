@@ -655,13 +655,19 @@ def _range_iter(values, lo, hi, arrays, known):
             yield a, b, ch, _range_probs(p, mu, p.beta[:, ch, :], lo[a:b, ch], hi[a:b, ch]), lo[a:b, ch], hi[a:b, ch]
 
 
+def _range_symbols(values, lo, hi, arrays):
+    """(symbols value - lo, probabilities) per chunk and channel in decode order, for known
+    values (the encoder's and the size estimate's view of _range_iter)."""
+    xs = _VAL_X[np.asarray(values, dtype=np.int64)]
+    for a, b, ch, pr, lo_, _ in _range_iter(values, lo, hi, arrays,
+                                            lambda a, b, ch: [xs[a:b, j] for j in range(ch)]):
+        yield np.asarray(values[a:b, ch], dtype=np.int64) - lo_, pr
+
+
 def dmol_push_ranged(coder, values, lo, hi, logits, means, log_scales, coeffs) -> None:
     """Push uint8 ``values`` (N, C), each known to lie in [lo, hi] (int arrays (N, C), at most
     4 values), onto a :func:`section_coder`."""
-    xs = _VAL_X[np.asarray(values, dtype=np.int64)]
-    segs = [(np.asarray(values[a:b, ch], dtype=np.int64) - lo_, pr) for a, b, ch, pr, lo_, _ in
-            _range_iter(values, lo, hi, (logits, means, log_scales, coeffs),
-                        lambda a, b, ch: [xs[a:b, j] for j in range(ch)])]
+    segs = list(_range_symbols(values, lo, hi, (logits, means, log_scales, coeffs)))
     fam = _family()
     for s, pr in reversed(segs):
         coder.encode_reverse(s.astype(np.int32), fam, pr)
@@ -687,13 +693,8 @@ def dmol_pop_ranged(coder, lo, hi, logits, means, log_scales, coeffs) -> np.ndar
 
 def dmol_bits_ranged(values, lo, hi, logits, means, log_scales, coeffs) -> float:
     """-log2 of the probabilities :func:`dmol_push_ranged` codes ``values`` with."""
-    xs = _VAL_X[np.asarray(values, dtype=np.int64)]
-    bits = 0.0
-    for a, b, ch, pr, lo_, _ in _range_iter(values, lo, hi, (logits, means, log_scales, coeffs),
-                                            lambda a, b, ch: [xs[a:b, j] for j in range(ch)]):
-        s = np.asarray(values[a:b, ch], dtype=np.int64) - lo_
-        bits += float(np.sum(np.log2(pr.sum(1)) - np.log2(pr[np.arange(b - a), s])))
-    return bits
+    return sum(float(np.sum(np.log2(pr.sum(1)) - np.log2(pr[np.arange(len(s)), s])))
+               for s, pr in _range_symbols(values, lo, hi, (logits, means, log_scales, coeffs)))
 
 
 def _dmol_iter(values, logits, means, log_scales, coeffs, step, edges_fn):
