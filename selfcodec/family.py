@@ -51,6 +51,10 @@ class Config:
     # x given y: renormalize the last pixel of each 2x2 block over the values that keep y = d(x)
     # (downscale only; see distributions.dmol_log_prob_given_y). Off in weights from before it.
     y_consistent: bool = False
+    # Dense blocks of the context networks that code each image k >= 1 in three stages per 2x2
+    # block (STAGE_OF_PHASE): a pixel's DMoL then also sees the pixels of earlier stages, the
+    # near neighbours a pixel-wise decoder cannot (0: one pass, each pixel given y and z only).
+    x_context: int = 0
 
     def __post_init__(self):
         self.rd_lambdas = tuple(float(v) for v in self.rd_lambdas)  # JSON gives a list
@@ -78,6 +82,24 @@ def make_config(preset: str, **overrides) -> Config:
     if preset not in PRESETS:
         raise ValueError(f"unknown model {preset!r}; choose one of {', '.join(PRESETS)}")
     return Config(**{**PRESETS[preset], **overrides})
+
+
+STAGE_OF_PHASE = (0, 1, 1, 2)
+"""Coding stage of each pixel of a 2x2 block (phases: top left, top right, bottom left, bottom
+right): the top-left pixels first, then the other two of the first row and column given them,
+then the bottom-right ones given all three (and given y, for a y-consistent model)."""
+
+
+def phase_planes(h: int, w: int, device=None) -> torch.Tensor:
+    """One-hot (1, 4, h, w) of each pixel's phase in its 2x2 block (h, w even)."""
+    idx = torch.arange(4, device=device).view(2, 2).repeat(h // 2, w // 2)
+    return F.one_hot(idx, 4).permute(2, 0, 1)[None].float()
+
+
+def stage_mask(stage: int, h: int, w: int, device=None, before: bool = False) -> torch.Tensor:
+    """(1, 1, h, w) bool: the pixels of `stage`, or with `before` those of every earlier stage."""
+    phases = [p for p, s in enumerate(STAGE_OF_PHASE) if (s < stage if before else s == stage)]
+    return phase_planes(h, w, device)[:, phases].sum(1, keepdim=True) > 0
 
 
 class SelfVAE(nn.Module):
@@ -145,6 +167,20 @@ class SelfVAE(nn.Module):
                 WNConv2d(ch, c, 3, init_scale=0.01))
             with torch.no_grad():  # starts as the identity: a model gaining it decodes as before
                 self.refine_net[-1].g.zero_()
+        if cfg.x_context:
+            if K < 1 or cfg.rd_lambdas:
+                raise ValueError("x_context needs a selfVAE (levels >= 1) trained on the ELBO")
+            self.context = nn.ModuleList()  # per image k >= 1: the nets of stages 1 and 2
+            for k in range(1, K + 1):
+                cin = ch + self.img_ch[k] + self.img_ch[k - 1] + 4  # features, known pixels, coarser image, phase
+                nets = nn.ModuleList()
+                for _ in range(2):
+                    nets.append(nn.Sequential(
+                        WNConv2d(cin, ch, 3), nn.ELU(), *[DenseBlock(ch, g, n) for _ in range(cfg.x_context)],
+                        WNConv2d(ch, D.dmol_channels(self.img_ch[k], cfg.mixtures), 1, init_scale=0.1)))
+                    with torch.no_grad():  # adds nothing at first: a model gaining it starts where it was
+                        nets[-1][-1].g.zero_()
+                self.context.append(nets)
 
     # ---- geometry -------------------------------------------------------------------------
     @property
@@ -193,6 +229,41 @@ class SelfVAE(nn.Module):
             up = F.interpolate(prev, scale_factor=2, mode="bilinear", align_corners=False).repeat_interleave(n, dim=1)
             params = torch.cat([params[:, :n], params[:, n : n + c * n] + up.to(params.dtype), params[:, n + c * n :]], 1)
         return (params, h) if features else params
+
+    def stage_params(self, k, stage, params, h, img, img_prev):
+        """DMoL parameters of the pixels of `stage` (0, 1, 2) of images[k], given p_img's params
+        and features h, images[k - 1], and the pixels of earlier stages in img (the others are
+        not read: the decoder passes an image it has only partly decoded)."""
+        if stage == 0 or not self.cfg.x_context:
+            return params
+        b, _, hh, ww = img.shape
+        known = stage_mask(stage, hh, ww, img.device, before=True)
+        x_in = torch.where(known, scale_image(img), torch.zeros((), device=img.device))
+        prev = F.interpolate(scale_image(img_prev), size=(hh, ww), mode="nearest")
+        phase = phase_planes(hh, ww, img.device).expand(b, -1, -1, -1)
+        inp = torch.cat([h, x_in.to(h.dtype), prev.to(h.dtype), phase.to(h.dtype)], 1)
+        return params + self.context[k - 1][stage - 1](inp).to(params.dtype)
+
+    def x_params(self, k, params, h, img, img_prev):
+        """Every pixel's DMoL parameters under the staged model, each from its own stage given
+        the true earlier pixels (what the likelihood of the whole image needs)."""
+        if not self.cfg.x_context:
+            return params
+        out = params
+        for stage in (1, 2):
+            sel = stage_mask(stage, *img.shape[-2:], img.device)
+            out = torch.where(sel, self.stage_params(k, stage, params, h, img, img_prev), out)
+        return out
+
+    def staged_image(self, k, params, h, img_prev, draw):
+        """An image drawn stage by stage: draw(params) -> image (a point estimate or a sample)
+        for each stage's pixels given the ones drawn before; draw(params) for one-pass models."""
+        img = draw(params)
+        if self.cfg.x_context:
+            for stage in (1, 2):
+                sel = stage_mask(stage, *img.shape[-2:], img.device)
+                img = torch.where(sel, draw(self.stage_params(k, stage, params, h, img, img_prev)), img)
+        return img
 
     def refine(self, xhat, h):
         """The final x̂ (0..255) after the residual filter, given p_img's features; x̂ itself
@@ -267,7 +338,8 @@ class SelfVAE(nn.Module):
             else:
                 kl_z.append(D.gaussian_kl(mu_z, ls_z, pm, pls))
                 log_w = log_w + D.gaussian_log_density(z, pm, pls) - D.gaussian_log_density(z, mu_z, ls_z)
-            re.append(-self.img_log_prob(k, imgs[k], self.p_img(k, z, imgs[k - 1])))
+            params, h = self.p_img(k, z, imgs[k - 1], features=True)
+            re.append(-self.img_log_prob(k, imgs[k], self.x_params(k, params, h, imgs[k], imgs[k - 1])))
             log_w = log_w - re[-1]
             prev = z
         out["re_x"] = re[-1]

@@ -69,12 +69,12 @@ def _chain(model, u: torch.Tensor, known: list | None = None, z: str = "mean", t
             out.append(known[k])
             continue
         if k == 0:
-            params = model.p_img0(u)
-        else:
-            pm, pls = model.p_z(k, out[k - 1], prev)
-            prev = pm if z == "mean" else pm + temperature * torch.exp(pls) * torch.randn_like(pm)
-            params = model.p_img(k, prev, out[k - 1])
-        out.append(_image_out(model, k, params, how, temperature))
+            out.append(_image_out(model, 0, model.p_img0(u), how, temperature))
+            continue
+        pm, pls = model.p_z(k, out[k - 1], prev)
+        prev = pm if z == "mean" else pm + temperature * torch.exp(pls) * torch.randn_like(pm)
+        params, h = model.p_img(k, prev, out[k - 1], features=True)
+        out.append(model.staged_image(k, params, h, out[k - 1], lambda p: _image_out(model, k, p, how, temperature)))
     return out
 
 

@@ -72,6 +72,16 @@ def tiny_models_y_consistent(model_dir) -> dict:
 
 
 @pytest.fixture(scope="session")
+def tiny_models_staged(model_dir) -> dict:
+    """Downscale models with x_context (x coded in three stages per 2x2 block), one of them
+    y-consistent too."""
+    return {"downscale": str(build_tiny(model_dir / "tiny-ds-ctx.safetensors", "selfvae-downscale", seed=5,
+                                        x_context=1)),
+            "downscale-3l": str(build_tiny(model_dir / "tiny-ds3l-ctx-yc.safetensors", "selfvae-downscale-3l",
+                                           seed=6, x_context=1, y_consistent=True))}
+
+
+@pytest.fixture(scope="session")
 def tiny_vae(model_dir) -> str:
     """Plain VAE (K=0)."""
     return str(build_tiny(model_dir / "tiny-vae.safetensors", "vae", seed=3))

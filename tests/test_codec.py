@@ -123,6 +123,19 @@ def test_lossless_given_y_roundtrips_and_is_smaller(tiny_model, tiny_model_3l, t
         assert np.array_equal(out, rep["recon"])
 
 
+@pytest.mark.parametrize("kind", ["downscale", "downscale-3l"])
+def test_staged_models_roundtrip_every_mode(tiny_models_staged, natural, rng, kind):
+    """x_context models decode x stage by stage, each stage's tables from the pixels decoded
+    before: exact at odd sizes, and every lossy mode decodes to the encoder's prediction."""
+    model = tiny_models_staged[kind]
+    for img in (natural, _random(rng, 17, 33)):
+        rep, out = _roundtrip(img, "lossless", 3, model)
+        assert np.array_equal(out, img) and np.array_equal(out, rep["recon"])
+    for mode in ("rec1", "rec2", "cgen", "crec"):
+        rep, out = _roundtrip(natural, mode, 5, model)
+        assert np.array_equal(out, rep["recon"])
+
+
 def test_grayscale(tiny_model, natural):
     gray = np.asarray(Image.fromarray(natural[:16, :24]).convert("L"))
     img = api.decode(api.encode(Image.fromarray(gray), "lossless", model=tiny_model), model=tiny_model)

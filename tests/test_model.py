@@ -165,6 +165,42 @@ def test_y_consistent_needs_the_downscale_transform():
     assert torch.isfinite(terms["nelbo"]).all()
 
 
+@pytest.mark.parametrize("name", ["selfvae-downscale", "selfvae-downscale-3l"])
+def test_staged_pixels_see_only_earlier_stages(name):
+    """x_context: a pixel's parameters depend on the pixels of earlier stages and on nothing of
+    its own stage or later ones (else the decoder could not rebuild them): a proper
+    autoregressive distribution, so the ELBO stays a bound."""
+    from selfcodec.family import stage_mask
+
+    m = tiny(name, x_context=1, y_consistent=True).eval()
+    x = torch.randint(0, 256, (1, 3, 16, 16)).float()
+    k = m.cfg.levels
+    imgs = m.images(x)
+    with torch.no_grad():
+        params, h = m.p_img(k, torch.zeros(1, m.cfg.z_ch, 4, 4), imgs[k - 1], features=True)
+        full = m.x_params(k, params, h, imgs[k], imgs[k - 1])
+        assert not torch.equal(full, params)  # the context nets change something
+        for stage in (0, 1, 2):
+            later = ~stage_mask(stage, 16, 16, before=True)  # this stage and the ones after it
+            other = torch.where(later, torch.randint(0, 256, x.shape).float(), imgs[k])
+            sel = stage_mask(stage, 16, 16)
+            again = m.x_params(k, params, h, other, imgs[k - 1])
+            assert torch.equal(torch.where(sel, again, 0), torch.where(sel, full, 0)), stage
+
+
+def test_context_nets_start_adding_nothing():
+    """A model gaining x_context (train --init ... --set x_context=1) starts at the same ELBO."""
+    plain = tiny("selfvae-downscale", y_consistent=True).eval()
+    staged = SelfVAE(make_config("selfvae-downscale", **TINY, y_consistent=True, x_context=1)).eval()
+    missing, unexpected = staged.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(n.startswith("context.") for n in missing)
+    x = torch.randint(0, 256, (2, 3, 16, 16)).float()
+    with torch.no_grad():
+        assert torch.allclose(plain(x, sample=False)["nelbo"], staged(x, sample=False)["nelbo"])
+    with pytest.raises(ValueError, match="x_context"):
+        SelfVAE(make_config("vae", **TINY, x_context=1))
+
+
 def test_checkpoint_saves_and_loads_exactly(tmp_path):
     m = tiny("selfvae-downscale")
     path = tmp_path / "m.safetensors"

@@ -17,6 +17,7 @@ import torch
 
 from .. import distributions as D
 from ..errors import CodecError
+from ..family import STAGE_OF_PHASE
 from . import streams as S
 from .search import search_latents
 
@@ -123,21 +124,28 @@ class _Encoder:
             S.gaussian_encode(sym, idx, coder)
         self.streams[0] = S.finish(coder)
 
-    def image(self, k, params, c, mixtures, step, y=None):
+    def image(self, k, params, c, mixtures, step, y=None, stage=None):
         v = _pixels(self.imgs[k])
         arrays = _dmol_arrays(params, c, mixtures)
-        if y is None:
+        if y is None and stage is None:
             self.streams.append(S.dmol_encode(v, *arrays, step=step))
             self.bits.append(S.dmol_bits(v, *arrays, step=step))
             return _to_image(S.bin_values(v, step) if step > 1 else v, self.imgs[k].shape)
-        first, last = _block_order(*self.imgs[k].shape[-2:])
-        lo, hi = _last_range(self.imgs[k], y)
-        a_first, a_last = _take(arrays, first), _take(arrays, last)
-        coder = S.section_coder()  # three pixels of each 2x2 block, then the last one given y
-        S.dmol_push_ranged(coder, v[last], lo, hi, *a_last)
-        S.dmol_push(coder, v[first], *a_first)
+        sections = _sections(*self.imgs[k].shape[-2:], staged=stage is not None)
+        tables = [_take(arrays if s == 0 or stage is None else _dmol_arrays(stage(s, self.imgs[k]), c, mixtures), idx)
+                  for s, idx in enumerate(sections)]
+        coder, bits = S.section_coder(), 0.0  # a stack: the last section goes on first
+        for s in reversed(range(len(sections))):
+            sv = v[sections[s]]
+            if y is not None and s == len(sections) - 1:  # the last pixel of each block, given y
+                lo, hi = _last_range(self.imgs[k], y)
+                S.dmol_push_ranged(coder, sv, lo, hi, *tables[s])
+                bits += S.dmol_bits_ranged(sv, lo, hi, *tables[s])
+            else:
+                S.dmol_push(coder, sv, *tables[s])
+                bits += S.dmol_bits(sv, *tables[s])
         self.streams.append(S.finish(coder))
-        self.bits.append(S.dmol_bits(v[first], *a_first) + S.dmol_bits_ranged(v[last], lo, hi, *a_last))
+        self.bits.append(bits)
         return _to_image(v, self.imgs[k].shape)
 
 
@@ -161,16 +169,20 @@ class _Decoder:
         if self.streams:
             raise CodecError("the file has more streams than its mode needs")
 
-    def image(self, k, params, c, mixtures, step, y=None):
+    def image(self, k, params, c, mixtures, step, y=None, stage=None):
         arrays = _dmol_arrays(params, c, mixtures)
         shape = (1, c, params.shape[2], params.shape[3])
-        if y is None:
+        if y is None and stage is None:
             return _to_image(S.dmol_decode(self._next(), *arrays, step=step), shape)
-        first, last = _block_order(*shape[-2:])
+        sections = _sections(*shape[-2:], staged=stage is not None)
         coder = S.section_coder(self._next())
         v = np.zeros((shape[2] * shape[3], c), dtype=np.uint8)
-        v[first] = S.dmol_pop(coder, *_take(arrays, first))
-        v[last] = S.dmol_pop_ranged(coder, *_last_range(_to_image(v, shape), y), *_take(arrays, last))
+        for s, idx in enumerate(sections):
+            table = _take(arrays if s == 0 or stage is None else _dmol_arrays(stage(s, _to_image(v, shape)), c, mixtures), idx)
+            if y is not None and s == len(sections) - 1:
+                v[idx] = S.dmol_pop_ranged(coder, *_last_range(_to_image(v, shape), y), *table)
+            else:
+                v[idx] = S.dmol_pop(coder, *table)
         S.check_done(coder)
         return _to_image(v, shape)
 
@@ -180,14 +192,14 @@ def _pixels(img: torch.Tensor) -> np.ndarray:
     return img[0].permute(1, 2, 0).reshape(-1, img.shape[1]).numpy().astype(np.uint8)
 
 
-def _block_order(h: int, w: int):
-    """Row-major pixel indices of an image with even h, w: all but the bottom-right pixel of
-    each 2x2 block, then those last pixels (coded given the others and the block's mean)."""
-    idx = np.arange(h * w).reshape(h, w)
-    last = idx[1::2, 1::2].ravel()
-    keep = np.ones(h * w, dtype=bool)
-    keep[last] = False
-    return np.flatnonzero(keep), last
+def _sections(h: int, w: int, staged: bool) -> list:
+    """Row-major pixel indices of an image with even h, w, in the order they are decoded: for a
+    staged model the pixels of each stage (family.STAGE_OF_PHASE); otherwise all but the
+    bottom-right pixel of each 2x2 block, then those last pixels (coded given the other three
+    and the block's mean)."""
+    phase = np.arange(4).reshape(2, 2)[np.arange(h)[:, None] % 2, np.arange(w)[None, :] % 2].ravel()
+    stage_of = np.array(STAGE_OF_PHASE if staged else (0, 0, 0, 1))[phase]
+    return [np.flatnonzero(stage_of == s) for s in range(stage_of.max() + 1)]
 
 
 def _last_range(img: torch.Tensor, y: torch.Tensor):
@@ -253,9 +265,15 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
             step = y_step if (k == plan.sent and k < K) else 1
             # images[k - 1] = d(images[k]) was sent exactly (only the last image sent may be binned)
             y = out[k - 1] if (k >= 1 and step == 1 and cfg.y_consistent) else None
-            out.append(side.image(k, params, c, cfg.mixtures, step, y))
-        else:
+            stage = None  # a staged model's later pixels: their parameters given the earlier ones
+            if k >= 1 and step == 1 and cfg.x_context:
+                def stage(s, img, k=k, params=params, h=h, prev=out[k - 1]):
+                    return model.stage_params(k, s, params, h, img, prev)
+            out.append(side.image(k, params, c, cfg.mixtures, step, y, stage))
+        elif k == 0:
             out.append(D.dmol_point(params, c, cfg.mixtures, how))
+        else:
+            out.append(model.staged_image(k, params, h, out[k - 1], lambda p: D.dmol_point(p, c, cfg.mixtures, how)))
     if plan.send_z and plan.sent < K and how == "mean":  # the filter learnt on x̂ from a coded z_K (rec2)
         return model.refine(out[K], h)
     return out[K]
