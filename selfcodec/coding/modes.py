@@ -17,7 +17,7 @@ import torch
 
 from .. import distributions as D
 from ..errors import CodecError
-from ..family import STAGE_OF_PHASE
+from ..family import STAGE_OF_PHASE, phase_planes
 from . import streams as S
 from .search import search_latents
 
@@ -132,7 +132,7 @@ class _Encoder:
             self.bits.append(S.dmol_bits(v, *arrays, step=step))
             return _to_image(S.bin_values(v, step) if step > 1 else v, self.imgs[k].shape)
         sections = _sections(*self.imgs[k].shape[-2:], staged=stage is not None)
-        tables = [_take(arrays if s == 0 or stage is None else _dmol_arrays(stage(s, self.imgs[k]), c, mixtures), idx)
+        tables = [_take(_section_arrays(arrays, stage, s, self.imgs[k], c, mixtures), idx)
                   for s, idx in enumerate(sections)]
         coder, bits = S.section_coder(), 0.0  # a stack: the last section goes on first
         for s in reversed(range(len(sections))):
@@ -178,7 +178,7 @@ class _Decoder:
         coder = S.section_coder(self._next())
         v = np.zeros((shape[2] * shape[3], c), dtype=np.uint8)
         for s, idx in enumerate(sections):
-            table = _take(arrays if s == 0 or stage is None else _dmol_arrays(stage(s, _to_image(v, shape)), c, mixtures), idx)
+            table = _take(_section_arrays(arrays, stage, s, _to_image(v, shape), c, mixtures), idx)
             if y is not None and s == len(sections) - 1:
                 v[idx] = S.dmol_pop_ranged(coder, *_last_range(_to_image(v, shape), y), *table)
             else:
@@ -197,9 +197,18 @@ def _sections(h: int, w: int, staged: bool) -> list:
     staged model the pixels of each stage (family.STAGE_OF_PHASE); otherwise all but the
     bottom-right pixel of each 2x2 block, then those last pixels (coded given the other three
     and the block's mean)."""
-    phase = np.arange(4).reshape(2, 2)[np.arange(h)[:, None] % 2, np.arange(w)[None, :] % 2].ravel()
+    phase = phase_planes(h, w)[0].argmax(0).flatten().numpy()
     stage_of = np.array(STAGE_OF_PHASE if staged else (0, 0, 0, 1))[phase]
     return [np.flatnonzero(stage_of == s) for s in range(stage_of.max() + 1)]
+
+
+def _section_arrays(arrays, stage, s, img, c, mixtures):
+    """The DMoL arrays section s is coded with: p(x | y, z)'s for the first section (and for
+    every section of a model without stages), else stage s's given the pixels in img of the
+    sections before it. Encoder and decoder both call this, so they build the same tables."""
+    if s == 0 or stage is None:
+        return arrays
+    return _dmol_arrays(stage(s, img), c, mixtures)
 
 
 def _last_range(img: torch.Tensor, y: torch.Tensor):
