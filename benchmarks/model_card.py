@@ -97,6 +97,8 @@ def write_card(weights: Path, run: Path, data_desc: str, command: str, kodak: Pa
            if cfg.get("y_consistent") else "")
         + (f", x decoded in three stages per 2x2 block, each later stage's mixture from a context network "
            f"({cfg['x_context']} dense block(s)) over the pixels decoded before (`x_context`)" if cfg.get("x_context") else "")
+        + (f", the coarsest image decoded in the same three stages ({cfg['y_context']} dense block(s) per "
+           f"context network, `y_context`)" if cfg.get("y_context") else "")
         + " |",
         "| objective | " + (f"rate-distortion: bits per pixel of û + ẑ + lambda x MSE of the rec2 reconstruction, lambda "
                              f"{', '.join(map(str, cfg['rd_lambdas']))} for levels 1-{len(cfg['rd_lambdas'])} (a learned "

@@ -55,6 +55,9 @@ class Config:
     # block (STAGE_OF_PHASE): a pixel's DMoL then also sees the pixels of earlier stages, the
     # near neighbours a pixel-wise decoder cannot (0: one pass, each pixel given y and z only).
     x_context: int = 0
+    # The same for images[0], the coarsest image (x itself for the VAE), which p(images[0] | u)
+    # otherwise codes pixel by pixel given u alone; its context nets read no coarser image.
+    y_context: int = 0
 
     def __post_init__(self):
         self.rd_lambdas = tuple(float(v) for v in self.rd_lambdas)  # JSON gives a list
@@ -167,20 +170,29 @@ class SelfVAE(nn.Module):
                 WNConv2d(ch, c, 3, init_scale=0.01))
             with torch.no_grad():  # starts as the identity: a model gaining it decodes as before
                 self.refine_net[-1].g.zero_()
-        if cfg.x_context:
-            if K < 1 or cfg.rd_lambdas:
-                raise ValueError("x_context needs a selfVAE (levels >= 1) trained on the ELBO")
-            self.context = nn.ModuleList()  # per image k >= 1: the nets of stages 1 and 2
-            for k in range(1, K + 1):
-                cin = ch + self.img_ch[k] + self.img_ch[k - 1] + 4  # features, known pixels, coarser image, phase
-                nets = nn.ModuleList()
-                for _ in range(2):
-                    nets.append(nn.Sequential(
-                        WNConv2d(cin, ch, 3), nn.ELU(), *[DenseBlock(ch, g, n) for _ in range(cfg.x_context)],
-                        WNConv2d(ch, D.dmol_channels(self.img_ch[k], cfg.mixtures), 1, init_scale=0.1)))
-                    with torch.no_grad():  # adds nothing at first: a model gaining it starts where it was
-                        nets[-1][-1].g.zero_()
-                self.context.append(nets)
+        if cfg.x_context and K < 1:
+            raise ValueError("x_context needs a selfVAE (levels >= 1) trained on the ELBO")
+        if (cfg.x_context or cfg.y_context) and cfg.rd_lambdas:
+            raise ValueError("x_context and y_context need a model trained on the ELBO")
+        if cfg.x_context:  # per image k >= 1: the nets of stages 1 and 2
+            self.context = nn.ModuleList(self._context_nets(k, cfg.x_context) for k in range(1, K + 1))
+        if cfg.y_context:
+            self.context0 = self._context_nets(0, cfg.y_context)
+
+    def _context_nets(self, k: int, blocks: int) -> nn.ModuleList:
+        """The context nets of stages 1 and 2 of images[k]: read the decoder's features, the
+        known pixels, the coarser image (k >= 1) and the phase; start adding nothing, so a model
+        gaining them starts where it was."""
+        ch, g, n = self.cfg.ch, self.cfg.growth, self.cfg.layers
+        cin = ch + self.img_ch[k] + (self.img_ch[k - 1] if k >= 1 else 0) + 4
+        nets = nn.ModuleList()
+        for _ in range(2):
+            nets.append(nn.Sequential(
+                WNConv2d(cin, ch, 3), nn.ELU(), *[DenseBlock(ch, g, n) for _ in range(blocks)],
+                WNConv2d(ch, D.dmol_channels(self.img_ch[k], self.cfg.mixtures), 1, init_scale=0.1)))
+            with torch.no_grad():
+                nets[-1][-1].g.zero_()
+        return nets
 
     # ---- geometry -------------------------------------------------------------------------
     @property
@@ -205,9 +217,12 @@ class SelfVAE(nn.Module):
     def q_z(self, k, img_k):
         return self.enc_z[k - 1](scale_image(img_k)).float()
 
-    def p_img0(self, u):
-        """DMoL parameters of images[0] given u."""
-        return self.dec_0(u)
+    def p_img0(self, u, features: bool = False):
+        """DMoL parameters of images[0] given u; with `features`, also the decoder's last hidden
+        features (what y_context's nets read)."""
+        h = self.dec_0[:-1](u)
+        params = self.dec_0[-1](h)
+        return (params, h) if features else params
 
     def p_z(self, k, img_prev, prev_latent):
         """Prior of z_k given images[k-1] and the latent below: (mean, log_scale), fp32."""
@@ -230,24 +245,29 @@ class SelfVAE(nn.Module):
             params = torch.cat([params[:, :n], params[:, n : n + c * n] + up.to(params.dtype), params[:, n + c * n :]], 1)
         return (params, h) if features else params
 
+    def staged(self, k: int) -> bool:
+        """Whether images[k] is coded in stages (x_context for k >= 1, y_context for k = 0)."""
+        return bool(self.cfg.x_context if k >= 1 else self.cfg.y_context)
+
     def stage_params(self, k, stage, params, h, img, img_prev):
-        """DMoL parameters of the pixels of `stage` (0, 1, 2) of images[k], given p_img's params
-        and features h, images[k - 1], and the pixels of earlier stages in img (the others are
-        not read: the decoder passes an image it has only partly decoded)."""
-        if stage == 0 or not self.cfg.x_context:
+        """DMoL parameters of the pixels of `stage` (0, 1, 2) of images[k], given the decoder's
+        params and features h, images[k - 1] (None for k = 0), and the pixels of earlier stages
+        in img (the others are not read: the decoder passes an image it has only partly decoded)."""
+        if stage == 0 or not self.staged(k):
             return params
         b, _, hh, ww = img.shape
         known = stage_mask(stage, hh, ww, img.device, before=True)
-        x_in = torch.where(known, scale_image(img), torch.zeros((), device=img.device))
-        prev = F.interpolate(scale_image(img_prev), size=(hh, ww), mode="nearest")
-        phase = phase_planes(hh, ww, img.device).expand(b, -1, -1, -1)
-        inp = torch.cat([h, x_in.to(h.dtype), prev.to(h.dtype), phase.to(h.dtype)], 1)
-        return params + self.context[k - 1][stage - 1](inp).to(params.dtype)
+        inp = [h, torch.where(known, scale_image(img), torch.zeros((), device=img.device))]
+        if k >= 1:
+            inp.append(F.interpolate(scale_image(img_prev), size=(hh, ww), mode="nearest"))
+        inp.append(phase_planes(hh, ww, img.device).expand(b, -1, -1, -1))
+        net = self.context[k - 1][stage - 1] if k >= 1 else self.context0[stage - 1]
+        return params + net(torch.cat([t.to(h.dtype) for t in inp], 1)).to(params.dtype)
 
     def x_params(self, k, params, h, img, img_prev):
         """Every pixel's DMoL parameters under the staged model, each from its own stage given
         the true earlier pixels (what the likelihood of the whole image needs)."""
-        if not self.cfg.x_context:
+        if not self.staged(k):
             return params
         out = params
         for stage in (1, 2):
@@ -259,7 +279,7 @@ class SelfVAE(nn.Module):
         """An image drawn stage by stage: draw(params) -> image (a point estimate or a sample)
         for each stage's pixels given the ones drawn before; draw(params) for one-pass models."""
         img = draw(params)
-        if self.cfg.x_context:
+        if self.staged(k):
             for stage in (1, 2):
                 sel = stage_mask(stage, *img.shape[-2:], img.device)
                 img = torch.where(sel, draw(self.stage_params(k, stage, params, h, img, img_prev)), img)
@@ -325,7 +345,8 @@ class SelfVAE(nn.Module):
             out["kl_u"] = log_q - log_pu
         code_mean, code_ls = self.u_code_prior()
         out["u_code"] = -D.gaussian_bin_log_prob(u.detach(), code_mean, code_ls)
-        re = [-self.dmol_log_prob(imgs[0], self.p_img0(u), cfg.mixtures)]
+        params, h = self.p_img0(u, features=True)
+        re = [-self.dmol_log_prob(imgs[0], self.x_params(0, params, h, imgs[0], None), cfg.mixtures)]
         kl_z, log_w = [], -re[0] + log_pu - log_q
         prev = u
         for k in range(1, cfg.levels + 1):

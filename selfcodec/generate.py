@@ -69,12 +69,13 @@ def _chain(model, u: torch.Tensor, known: list | None = None, z: str = "mean", t
             out.append(known[k])
             continue
         if k == 0:
-            out.append(_image_out(model, 0, model.p_img0(u), how, temperature))
-            continue
-        pm, pls = model.p_z(k, out[k - 1], prev)
-        prev = pm if z == "mean" else pm + temperature * torch.exp(pls) * torch.randn_like(pm)
-        params, h = model.p_img(k, prev, out[k - 1], features=True)
-        out.append(model.staged_image(k, params, h, out[k - 1], lambda p: _image_out(model, k, p, how, temperature)))
+            params, h = model.p_img0(u, features=True)
+        else:
+            pm, pls = model.p_z(k, out[k - 1], prev)
+            prev = pm if z == "mean" else pm + temperature * torch.exp(pls) * torch.randn_like(pm)
+            params, h = model.p_img(k, prev, out[k - 1], features=True)
+        prev_img = out[k - 1] if k else None
+        out.append(model.staged_image(k, params, h, prev_img, lambda p, k=k: _image_out(model, k, p, how, temperature)))
     return out
 
 

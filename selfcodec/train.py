@@ -184,7 +184,7 @@ def train(a: TrainArgs) -> dict:
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in load_tensors(Path(a.init)).items()},
                                                     strict=False)
         # (and a model gaining a refine filter or context nets starts them fresh: they begin adding nothing)
-        if unexpected or {m for m in missing if not m.startswith(("refine_net.", "context."))} - {"rd_log2_step"}:
+        if unexpected or {m for m in missing if not m.startswith(("refine_net.", "context.", "context0."))} - {"rd_log2_step"}:
             raise ValueError(f"{a.init} does not fit this model: missing {missing}, unexpected {unexpected}")
     else:
         data_dependent_init(model, batch())

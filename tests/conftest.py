@@ -73,12 +73,14 @@ def tiny_models_y_consistent(model_dir) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_models_staged(model_dir) -> dict:
-    """Downscale models with x_context (x coded in three stages per 2x2 block), one of them
-    y-consistent too."""
+    """Models coded in three stages per 2x2 block: downscale models with x_context, one of them
+    y-consistent too, one with y_context (its coarsest image staged as well), and a VAE with
+    y_context (x itself staged)."""
     return {"downscale": str(build_tiny(model_dir / "tiny-ds-ctx.safetensors", "selfvae-downscale", seed=5,
-                                        x_context=1)),
+                                        x_context=1, y_context=1)),
             "downscale-3l": str(build_tiny(model_dir / "tiny-ds3l-ctx-yc.safetensors", "selfvae-downscale-3l",
-                                           seed=6, x_context=1, y_consistent=True))}
+                                           seed=6, x_context=1, y_consistent=True)),
+            "vae": str(build_tiny(model_dir / "tiny-vae-ctx.safetensors", "vae", seed=7, y_context=1))}
 
 
 @pytest.fixture(scope="session")

@@ -260,7 +260,7 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
     out, h = [], None
     for k in range(K + 1):
         if k == 0:
-            params = model.p_img0(prev)
+            params, h = model.p_img0(prev, features=True)
         else:
             pm, pls = model.p_z(k, out[k - 1], prev)
             if k <= plan.sent or plan.send_z:
@@ -275,14 +275,13 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
             # images[k - 1] = d(images[k]) was sent exactly (only the last image sent may be binned)
             y = out[k - 1] if (k >= 1 and step == 1 and cfg.y_consistent) else None
             stage = None  # a staged model's later pixels: their parameters given the earlier ones
-            if k >= 1 and step == 1 and cfg.x_context:
-                def stage(s, img, k=k, params=params, h=h, prev=out[k - 1]):
+            if step == 1 and model.staged(k):
+                def stage(s, img, k=k, params=params, h=h, prev=out[k - 1] if k else None):
                     return model.stage_params(k, s, params, h, img, prev)
             out.append(side.image(k, params, c, cfg.mixtures, step, y, stage))
-        elif k == 0:
-            out.append(D.dmol_point(params, c, cfg.mixtures, how))
         else:
-            out.append(model.staged_image(k, params, h, out[k - 1], lambda p: D.dmol_point(p, c, cfg.mixtures, how)))
+            prev_img = out[k - 1] if k else None
+            out.append(model.staged_image(k, params, h, prev_img, lambda p: D.dmol_point(p, c, cfg.mixtures, how)))
     if plan.send_z and plan.sent < K and how == "mean":  # the filter learnt on x̂ from a coded z_K (rec2)
         return model.refine(out[K], h)
     return out[K]
