@@ -170,29 +170,34 @@ def test_staged_pixels_see_only_earlier_stages(name):
     """x_context: a pixel's parameters depend on the pixels of earlier stages and on nothing of
     its own stage or later ones (else the decoder could not rebuild them): a proper
     autoregressive distribution, so the ELBO stays a bound."""
-    from selfcodec.family import stage_mask
-
     m = tiny(name, x_context=1, y_consistent=True).eval()
     x = torch.randint(0, 256, (1, 3, 16, 16)).float()
     k = m.cfg.levels
     imgs = m.images(x)
     with torch.no_grad():
         params, h = m.p_img(k, torch.zeros(1, m.cfg.z_ch, 4, 4), imgs[k - 1], features=True)
-        full = m.x_params(k, params, h, imgs[k], imgs[k - 1])
-        assert not torch.equal(full, params)  # the context nets change something
-        for stage in (0, 1, 2):
-            later = ~stage_mask(stage, 16, 16, before=True)  # this stage and the ones after it
-            other = torch.where(later, torch.randint(0, 256, x.shape).float(), imgs[k])
-            sel = stage_mask(stage, 16, 16)
-            again = m.x_params(k, params, h, other, imgs[k - 1])
-            assert torch.equal(torch.where(sel, again, 0), torch.where(sel, full, 0)), stage
+        _assert_stages_see_only_earlier(m, k, params, h, imgs[k], imgs[k - 1])
+
+
+def _assert_stages_see_only_earlier(m, k, params, h, img, img_prev):
+    """images[k]'s staged parameters change (the context nets do something), and each stage's
+    stay the same when the pixels of that stage and later ones are replaced by noise."""
+    from selfcodec.family import stage_mask
+
+    hh, ww = img.shape[-2:]
+    full = m.x_params(k, params, h, img, img_prev)
+    assert not torch.equal(full, params)
+    for stage in (0, 1, 2):
+        later = ~stage_mask(stage, hh, ww, before=True)  # this stage and the ones after it
+        other = torch.where(later, torch.randint(0, 256, img.shape).float(), img)
+        sel = stage_mask(stage, hh, ww)
+        again = m.x_params(k, params, h, other, img_prev)
+        assert torch.equal(torch.where(sel, again, 0), torch.where(sel, full, 0)), stage
 
 
 @pytest.mark.parametrize("name", ["selfvae-downscale", "vae"])
 def test_staged_coarsest_image_sees_only_earlier_stages(name):
     """y_context: the same for images[0] (y, or x itself for the VAE), given u."""
-    from selfcodec.family import stage_mask
-
     m = tiny(name, y_context=1).eval()
     img0 = m.images(torch.randint(0, 256, (1, 3, 16, 16)).float())[0]
     s = img0.shape[-1]
@@ -200,14 +205,7 @@ def test_staged_coarsest_image_sees_only_earlier_stages(name):
         params, h = m.p_img0(torch.randn(1, m.cfg.u_ch, s // 4, s // 4), features=True)
         for p in m.context0.parameters():  # as if trained: the fresh nets add nothing
             p.add_(0.1 * torch.randn_like(p))
-        full = m.x_params(0, params, h, img0, None)
-        assert not torch.equal(full, params)
-        for stage in (0, 1, 2):
-            later = ~stage_mask(stage, s, s, before=True)
-            other = torch.where(later, torch.randint(0, 256, img0.shape).float(), img0)
-            sel = stage_mask(stage, s, s)
-            again = m.x_params(0, params, h, other, None)
-            assert torch.equal(torch.where(sel, again, 0), torch.where(sel, full, 0)), stage
+        _assert_stages_see_only_earlier(m, 0, params, h, img0, None)
 
 
 def test_context_nets_start_adding_nothing():

@@ -269,18 +269,17 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
             else:
                 prev = pm
             params, h = model.p_img(k, prev, out[k - 1], features=True)
-        c = model.img_ch[k]
+        c, prev_img = model.img_ch[k], (out[k - 1] if k else None)
         if k <= plan.sent:
             step = y_step if (k == plan.sent and k < K) else 1
             # images[k - 1] = d(images[k]) was sent exactly (only the last image sent may be binned)
-            y = out[k - 1] if (k >= 1 and step == 1 and cfg.y_consistent) else None
+            y = prev_img if (k >= 1 and step == 1 and cfg.y_consistent) else None
             stage = None  # a staged model's later pixels: their parameters given the earlier ones
             if step == 1 and model.staged(k):
-                def stage(s, img, k=k, params=params, h=h, prev=out[k - 1] if k else None):
+                def stage(s, img, k=k, params=params, h=h, prev=prev_img):
                     return model.stage_params(k, s, params, h, img, prev)
             out.append(side.image(k, params, c, cfg.mixtures, step, y, stage))
         else:
-            prev_img = out[k - 1] if k else None
             out.append(model.staged_image(k, params, h, prev_img, lambda p: D.dmol_point(p, c, cfg.mixtures, how)))
     if plan.send_z and plan.sent < K and how == "mean":  # the filter learnt on x̂ from a coded z_K (rec2)
         return model.refine(out[K], h)
