@@ -94,19 +94,21 @@ def block_mean_range(v: torch.Tensor, y: torch.Tensor):
 def dmol_log_prob_given_y(v: torch.Tensor, params: torch.Tensor, k: int) -> torch.Tensor:
     """log P(v | y) per image in nats, for v whose 2x2 rounded means y = downscale(v) are
     known: three pixels of each block under the DMoL, and each channel of the last pixel
-    under its own channel's mixture (the RGB coupling applied, the mixture weights as
-    they are before any channel is seen: what the entropy coder codes channel by channel),
-    renormalized over the at most 4 values consistent with y. A proper distribution over
-    the images that downscale to y, so a sharper -log p(x | y, z) than the DMoL's, which
-    spends probability on images with other means."""
+    under the joint mixture's p(x_c | x_<c) (the RGB coupling applied, each component
+    weighted by its probability of the earlier channels' values: what the entropy coder
+    codes channel by channel), renormalized over the at most 4 values consistent with y.
+    A proper distribution over the images that downscale to y, so a sharper
+    -log p(x | y, z) than the DMoL's, which spends probability on images with other means."""
     lp = dmol_log_prob_pixels(v, params, k)
     c = v.shape[1]
     lo, hi = block_mean_range(v, downscale(v))
     logits, means, log_scales, coeffs = dmol_split(params[:, :, 1::2, 1::2], c, k)
-    log_w = torch.log_softmax(logits, 1).unsqueeze(1)  # (B,1,K,h,w)
     x = v[:, :, 1::2, 1::2].float() / 127.5 - 1.0  # (B,C,h,w)
     m = coupled_means(means, coeffs, x)  # (B,C,K,h,w)
-    own = torch.logsumexp(_bin_log_prob(x.unsqueeze(2), m, log_scales) + log_w, 2)
+    comp = _bin_log_prob(x.unsqueeze(2), m, log_scales)  # each component's log P(x_c | x_<c)
+    seen = torch.cat([torch.zeros_like(comp[:, :1]), comp[:, :-1].cumsum(1)], 1)  # log P_k(x_<c)
+    log_w = torch.log_softmax(logits.unsqueeze(1) + seen, 2)  # (B,C,K,h,w)
+    own = torch.logsumexp(comp + log_w, 2)
     cand = lo.unsqueeze(2) + torch.arange(4, device=v.device, dtype=lo.dtype).view(1, 1, 4, 1, 1)
     xc = (cand.clamp(max=255) / 127.5 - 1.0).unsqueeze(3)  # (B,C,4,1,h,w)
     mix = torch.logsumexp(_bin_log_prob(xc, m.unsqueeze(2), log_scales.unsqueeze(2)) + log_w.unsqueeze(2), 3)

@@ -260,6 +260,36 @@ def test_dmol_pmf_matches_logistic_mixture():
     assert kl.max() < 1e-3
 
 
+def test_dmol_later_channels_follow_the_joint_mixture():
+    """Channel 1 is coded under the joint mixture's p(x_1 | x_0): each component's weight times
+    its probability of the coded x_0, renormalized (the model's likelihood), not under the
+    prior weights."""
+    rng = np.random.default_rng(17)
+    n, k = 40, 3
+    logits, means, log_scales, coeffs = _dmol_params(rng, n, 3, k)
+    logits, log_scales = np.rint(logits * 64) / 64, np.rint(np.clip(log_scales, -4, 0) * 64) / 64
+    means, coeffs = np.rint(means * 1024) / 1024, np.rint(coeffs * 1024) / 1024
+    values = _values_near_means(rng, means, log_scales)
+    pmf = S.dmol_pmf(values, logits, means, log_scales, coeffs)[:, 1]
+    edges = (2.0 * np.arange(257) - 256) / 255
+
+    def bins(mu, ls):  # (n, k, 256) bin probabilities of each component
+        cdf = 1 / (1 + np.exp(-(edges[None, None, :] - mu[:, :, None]) / np.exp(ls[:, :, None])))
+        cdf[..., 0], cdf[..., -1] = 0, 1
+        return np.diff(cdf, axis=-1)
+
+    w = np.exp(logits - logits.max(1, keepdims=True))
+    w /= w.sum(1, keepdims=True)
+    x0 = values[:, 0].astype(np.int64)
+    p0 = bins(means[:, 0], log_scales[:, 0])[np.arange(n), :, x0]  # (n, k)
+    mu1 = means[:, 1] + coeffs[:, 0] * ((2.0 * x0 - 255) / 255)[:, None]
+    post = w * p0 / (w * p0).sum(1, keepdims=True)
+    ref = np.einsum("nk,nke->ne", post, bins(mu1, log_scales[:, 1]))
+    prior = np.einsum("nk,nke->ne", w, bins(mu1, log_scales[:, 1]))
+    assert np.abs(pmf - ref).max() < 5e-4  # fixed-point sigmoids and the 2**-22 floor
+    assert np.abs(prior - ref).max() > 0.05  # the two differ, so this test tells them apart
+
+
 def test_dmol_size_matches_estimate():
     rng = np.random.default_rng(13)
     n, c, k = 7000, 3, 10
@@ -399,7 +429,10 @@ def test_golden_dmol_bitstream():
     values, *params = _golden_inputs()
     d1 = _digest(S.dmol_encode(values, *params, step=1))
     d3 = _digest(S.dmol_encode(values, *params, step=3))
-    assert (d1, d3) == GOLDEN_DMOL
+    lo = np.maximum(values.astype(np.int64) - np.arange(len(values))[:, None] % 4, 0)
+    coder = S.section_coder()
+    S.dmol_push_ranged(coder, values, lo, np.minimum(lo + 3, 255), *params)
+    assert (d1, d3, _digest(S.finish(coder))) == GOLDEN_DMOL
 
 
 def test_golden_gaussian_bitstream():
@@ -409,5 +442,5 @@ def test_golden_gaussian_bitstream():
     assert _digest(S.gaussian_encode(sym, idx)) == GOLDEN_GAUSS
 
 
-GOLDEN_DMOL = ("643f380212633186de1f48911cc386b0", "f0b6740797b2881ada97b1c8ad2d1725")
+GOLDEN_DMOL = ("f3cdd015156ea362e4b5cca8d7c513f2", "d69ea84d6dc41971d0996fa0dfc6acd0", "132bd7633f945e1a7957400b131295bd")
 GOLDEN_GAUSS = "f46afb6b177f4fcef3f6afabbefa6c16"

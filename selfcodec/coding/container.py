@@ -53,7 +53,7 @@ MAGIC = b"SVAE"
 #: Container layout version this build writes and reads.
 FORMAT_VERSION = 1
 #: Entropy-coder bitstream version (constriction 0.5.x ANS / range coder streams).
-CODER_VERSION = 2
+CODER_VERSION = 3
 
 COLOUR_L = 0
 COLOUR_RGB = 1

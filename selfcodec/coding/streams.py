@@ -39,7 +39,9 @@ Gaussian:  symbols grouped by table index (0..63, flat C order within a group), 
            over 64, sign (uniform over 2); then the n low bits of every escape's excess, in
            uniform chunks of <= 16 bits. Several such sections can share one stream
            (``section_coder``): the one decoded first is pushed last.
-DMoL:      pixels in chunks of ``_CHUNK``; within a chunk channel by channel; a channel
+DMoL:      pixels in chunks of ``_CHUNK``; within a chunk channel by channel, each channel
+           after the first under the mixture weights conditioned on the earlier channels'
+           coded bins (``_Params.observe``: w_k * P_k(bin), renormalized in integers); a channel
            with nb = ceil(256/step) bins is coded in two stages when nb > 32 (group of
            g = ceil(sqrt(nb)) bins, then the bin within the group; e.g. 16 x 16 for
            step 1), so only ~2*sqrt(nb) CDF values per component and pixel are needed.
@@ -425,6 +427,25 @@ class _Params:
             mu = mu + self.coef[:, base + j, :] * xs[j][:, None]
         return mu
 
+    def observe(self, mu, beta, bins, step: int, nb: int) -> None:
+        """Condition the mixture weights on one channel's coded bins: w_k <- w_k * P_k(bin),
+        renormalized to 2**22, all in integers. The next channel is then coded under the
+        joint mixture's p(x_c | x_<c) (the model's likelihood) instead of under the prior
+        weights, which spend bits on components the earlier channels already ruled out."""
+        j = np.stack([bins, bins + 1], axis=1)
+        g = _sigmoids(_EDGE_X[np.minimum(j * step, 256)], mu, beta)  # (n, K, 2)
+        lo = np.where(bins[:, None] == 0, 0, g[:, :, 0])
+        hi = np.where(bins[:, None] + 1 >= nb, _ONE_S, g[:, :, 1])
+        wp = self.w.astype(np.int64) * np.maximum(hi - lo, 0)  # < 2**48
+        # keep the largest product within 30 bits so that (t << 22) cannot overflow int64
+        shift = np.maximum(np.frexp(wp.max(axis=1, keepdims=True).astype(np.float64))[1] - 30, 0)
+        t = wp >> shift
+        total = t.sum(axis=1, keepdims=True)
+        # a bin no component reaches (coded through the floor) leaves the weights as they were
+        w = np.where(total > 0, (t << _W_BITS) // np.maximum(total, 1), self.w.astype(np.int64))
+        self.w = w.astype(np.float64)
+        self.top = w.sum(axis=1).astype(np.float64) * float(_ONE_S)
+
 
 def _quant(x, grid: float, clamp: float) -> np.ndarray:
     q = np.rint(np.asarray(x, dtype=np.float64) * grid)
@@ -432,8 +453,8 @@ def _quant(x, grid: float, clamp: float) -> np.ndarray:
     return np.clip(q, -clamp, clamp)
 
 
-def _mix_cdf(e, mu, beta, w) -> np.ndarray:
-    """Integer mixture CDF (as exact float64) at edges e (n|1, E) for mu, beta, w (n, K)."""
+def _sigmoids(e, mu, beta) -> np.ndarray:
+    """Integer sigmoid (int64, <= 2**26) of each component (n, K, E) at edges e (n|1, E)."""
     u = e[:, None, :] - mu[:, :, None]
     u *= beta[:, :, None]
     u += _U_OFF
@@ -445,9 +466,14 @@ def _mix_cdf(e, mu, beta, w) -> np.ndarray:
     ui >>= fp.SIGMOID_FRAC_BITS
     g >>= _DIFF_BITS
     g += ui                                 # sigmoid, integer-interpolated, <= 2**26
+    return g
+
+
+def _mix_cdf(e, mu, beta, w) -> np.ndarray:
+    """Integer mixture CDF (as exact float64) at edges e (n|1, E) for mu, beta, w (n, K)."""
     # Exact: integer products < 2**48 and their sums < 2**48 are exactly representable,
     # so any BLAS summation order / FMA use gives the same result.
-    return np.matmul(w[:, None, :], g.astype(np.float64))[:, 0, :]
+    return np.matmul(w[:, None, :], _sigmoids(e, mu, beta).astype(np.float64))[:, 0, :]
 
 
 def _cdf_at(j, mu, beta, p: _Params, step: int, nb: int) -> np.ndarray:
@@ -574,6 +600,8 @@ def dmol_push(coder, values, logits, means, log_scales, coeffs, step: int = 1) -
                              _fine_tables(p, mu, beta, step, nb, grp, cdf_c)))
             elif nb > 1:
                 segs.append((b.astype(np.int32), _fine_tables(p, mu, beta, step, nb, None, None)))
+            if ch + 1 < c:
+                p.observe(mu, beta, b, step, nb)
         for s, pr in reversed(segs):
             if nb > 1:  # a single bin carries no information
                 coder.encode_reverse(s, fam, pr)
@@ -611,6 +639,8 @@ def dmol_pop(coder, logits, means, log_scales, coeffs, step: int = 1) -> np.ndar
                 r = reps[b]
                 out[lo:hi, ch] = r
                 xs.append(_VAL_X[r])
+                if ch + 1 < c:
+                    p.observe(mu, beta, b, step, nb)
     except FormatError:
         raise
     except Exception as exc:
@@ -641,27 +671,31 @@ def _range_probs(p: _Params, mu, beta, lo, hi) -> np.ndarray:
     return np.ascontiguousarray(np.diff(_cdf_at(j, mu, beta, p, 1, 256), axis=1))
 
 
-def _range_iter(values, lo, hi, arrays, known):
+def _range_iter(values, lo, hi, arrays, value):
     """(chunk start, chunk end, channel, probabilities, lo, hi of the chunk's channel) in decode
-    order; ``known(start, end, ch)`` gives the scaled values of the channels before ch (the
-    coupling)."""
+    order; ``value(start, end, j)`` gives the values (ints) of an earlier channel j (the coupling
+    and the mixture weights read them), asked for once channel j is coded."""
     logits, means, log_scales, coeffs, values, n, c = _check_dmol(*arrays, values)
     lo, hi = _check_range(lo, hi, n, c, values)
     for a in range(0, n, _CHUNK):
         b = min(n, a + _CHUNK)
         p = _Params(logits, means, log_scales, coeffs, a, b)
+        xs = []
         for ch in range(c):
-            mu = p.channel_mean(ch, known(a, b, ch))
+            if ch:
+                v = value(a, b, ch - 1)
+                p.observe(mu, p.beta[:, ch - 1, :], v, 1, 256)  # mu: channel ch - 1's, from the last pass
+                xs.append(_VAL_X[v])
+            mu = p.channel_mean(ch, xs)
             yield a, b, ch, _range_probs(p, mu, p.beta[:, ch, :], lo[a:b, ch], hi[a:b, ch]), lo[a:b, ch], hi[a:b, ch]
 
 
 def _range_symbols(values, lo, hi, arrays):
     """(symbols value - lo, probabilities) per chunk and channel in decode order, for known
     values (the encoder's and the size estimate's view of _range_iter)."""
-    xs = _VAL_X[np.asarray(values, dtype=np.int64)]
-    for a, b, ch, pr, lo_, _ in _range_iter(values, lo, hi, arrays,
-                                            lambda a, b, ch: [xs[a:b, j] for j in range(ch)]):
-        yield np.asarray(values[a:b, ch], dtype=np.int64) - lo_, pr
+    v = np.asarray(values, dtype=np.int64)
+    for a, b, ch, pr, lo_, _ in _range_iter(values, lo, hi, arrays, lambda a, b, j: v[a:b, j]):
+        yield v[a:b, ch] - lo_, pr
 
 
 def dmol_push_ranged(coder, values, lo, hi, logits, means, log_scales, coeffs) -> None:
@@ -681,7 +715,7 @@ def dmol_pop_ranged(coder, lo, hi, logits, means, log_scales, coeffs) -> np.ndar
     fam = _family()
     try:
         for a, b, ch, pr, lo_, hi_ in _range_iter(None, lo, hi, (logits, means, log_scales, coeffs),
-                                                  lambda a, b, ch: [_VAL_X[out[a:b, j]] for j in range(ch)]):
+                                                  lambda a, b, j: out[a:b, j]):
             s = np.asarray(coder.decode(fam, pr), dtype=np.int64)
             out[a:b, ch] = np.minimum(lo_ + s, hi_)  # beyond hi (zero mass): only on corruption
     except FormatError:
@@ -714,6 +748,8 @@ def _dmol_iter(values, logits, means, log_scales, coeffs, step, edges_fn):
             cdf = _cdf_at(j, mu, beta, p, step, nb)
             total = p.top + nb * _EPS
             yield lo, hi, ch, cdf, total
+            if ch + 1 < c:
+                p.observe(mu, beta, bins[lo:hi, ch], step, nb)
 
 
 def dmol_bits(values, logits, means, log_scales, coeffs, step: int = 1) -> float:
