@@ -104,20 +104,11 @@ def _shipped(name: str) -> bool:
     return name in zoo.available()
 
 
-# Coder version 3 changed only how pixels are coded (later channels under the joint mixture):
-# files of the modes that send latents alone decode the same under version 2.
-_LATENT_ONLY_MODES = ("rec1", "rec2")
-
-
 def decode_rgb(data: bytes, model=None):
     """(uint8 H x W x 3 reconstruction, ImageMeta) from .svae bytes."""
     header, tiles, alpha = C.unpack(bytes(data), check_coder_version=False)
     if header.mode not in M.MODE_NAMES:
         raise FormatError(f"unknown mode code {header.mode} in the header")
-    if header.coder_version != C.CODER_VERSION and not (
-            header.coder_version == 2 and M.MODE_NAMES[header.mode] in _LATENT_ONLY_MODES):
-        raise FormatError(f"unsupported entropy-coder version {header.coder_version}; this build reads version "
-                          f"{C.CODER_VERSION} (and 2 for {'/'.join(_LATENT_ONLY_MODES)} files): re-encode the image")
     if header.level not in M.LEVELS:
         raise FormatError(f"unknown level {header.level} in the header")
     th, tw = min(header.tile_h or header.height, header.height), min(header.tile_w or header.width, header.width)
@@ -125,6 +116,7 @@ def decode_rgb(data: bytes, model=None):
         raise FormatError(f"corrupt header: tiles of {th}x{tw} pixels exceed the limit of {MAX_TILE} per side")
     net = _resolve_for(header, model)
     plan = M.plan_for(M.MODE_NAMES[header.mode], net.cfg.levels)
+    C.require_coder_version(header, pixel_streams=plan.sent >= 0)
     if header.n_streams != len(M.stream_names(plan, net.cfg.levels)):
         raise FormatError(f"the file holds {header.n_streams} streams per tile; mode {M.MODE_NAMES[header.mode]} needs "
                           f"{len(M.stream_names(plan, net.cfg.levels))}")

@@ -426,14 +426,22 @@ def header_size(data: bytes) -> int:
     return _parse_header(data)[4]
 
 
+def require_coder_version(header: Header, pixel_streams: bool = True) -> None:
+    """FormatError unless this build decodes the file's streams. Coder version 3 changed only how
+    pixels are coded (later channels under the joint mixture), so a file without pixel streams
+    (latents only: rec1, rec2) reads the same under version 2."""
+    v = header.coder_version
+    if v != CODER_VERSION and (pixel_streams or v != 2):
+        raise FormatError(f"unsupported entropy-coder version {v}; this build reads version {CODER_VERSION} "
+                          "(and 2 for files without pixel streams: rec1, rec2): re-encode the image")
+
+
 def unpack(data: bytes, *, check_coder_version: bool = True) -> tuple[Header, list[list[bytes]], bytes | None]:
     """Parse a container; return (header, tiles, alpha). Raises only FormatError on bad data."""
     header, payload_crc, lengths, alpha_len, pos = _parse_header(data)
     data = bytes(data)
-    if check_coder_version and header.coder_version != CODER_VERSION:
-        raise FormatError(
-            f"unsupported entropy-coder version {header.coder_version}; this build reads version {CODER_VERSION}"
-        )
+    if check_coder_version:
+        require_coder_version(header)
     total = sum(lengths) + (alpha_len or 0)
     remaining = len(data) - pos
     if total > remaining:

@@ -436,13 +436,14 @@ class _Params:
         g = _sigmoids(_EDGE_X[np.minimum(j * step, 256)], mu, beta)  # (n, K, 2)
         lo = np.where(bins[:, None] == 0, 0, g[:, :, 0])
         hi = np.where(bins[:, None] + 1 >= nb, _ONE_S, g[:, :, 1])
-        wp = self.w.astype(np.int64) * np.maximum(hi - lo, 0)  # < 2**48
+        w0 = self.w.astype(np.int64)
+        wp = w0 * np.maximum(hi - lo, 0)  # < 2**48
         # keep the largest product within 30 bits so that (t << 22) cannot overflow int64
         shift = np.maximum(np.frexp(wp.max(axis=1, keepdims=True).astype(np.float64))[1] - 30, 0)
         t = wp >> shift
         total = t.sum(axis=1, keepdims=True)
         # a bin no component reaches (coded through the floor) leaves the weights as they were
-        w = np.where(total > 0, (t << _W_BITS) // np.maximum(total, 1), self.w.astype(np.int64))
+        w = np.where(total > 0, (t << _W_BITS) // np.maximum(total, 1), w0)
         self.w = w.astype(np.float64)
         self.top = w.sum(axis=1).astype(np.float64) * float(_ONE_S)
 
@@ -673,8 +674,8 @@ def _range_probs(p: _Params, mu, beta, lo, hi) -> np.ndarray:
 
 def _range_iter(values, lo, hi, arrays, value):
     """(chunk start, chunk end, channel, probabilities, lo, hi of the chunk's channel) in decode
-    order; ``value(start, end, j)`` gives the values (ints) of an earlier channel j (the coupling
-    and the mixture weights read them), asked for once channel j is coded."""
+    order; ``value(start, end, ch)`` gives the values (ints) of channel ch once it is coded (the
+    later channels' coupling and mixture weights read them)."""
     logits, means, log_scales, coeffs, values, n, c = _check_dmol(*arrays, values)
     lo, hi = _check_range(lo, hi, n, c, values)
     for a in range(0, n, _CHUNK):
@@ -682,12 +683,12 @@ def _range_iter(values, lo, hi, arrays, value):
         p = _Params(logits, means, log_scales, coeffs, a, b)
         xs = []
         for ch in range(c):
-            if ch:
-                v = value(a, b, ch - 1)
-                p.observe(mu, p.beta[:, ch - 1, :], v, 1, 256)  # mu: channel ch - 1's, from the last pass
-                xs.append(_VAL_X[v])
             mu = p.channel_mean(ch, xs)
             yield a, b, ch, _range_probs(p, mu, p.beta[:, ch, :], lo[a:b, ch], hi[a:b, ch]), lo[a:b, ch], hi[a:b, ch]
+            if ch + 1 < c:
+                v = value(a, b, ch)
+                p.observe(mu, p.beta[:, ch, :], v, 1, 256)
+                xs.append(_VAL_X[v])
 
 
 def _range_symbols(values, lo, hi, arrays):
