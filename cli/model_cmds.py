@@ -42,12 +42,18 @@ import click
               help="Rate-distortion runs: how latents stand in for rounding. round: as the codec does (for decoder-only "
                    "training); mixed: rates of noisy latents, decoders read rounded ones (every part learns).")
 @click.option("--hard-quant", is_flag=True, hidden=True, help="Same as --quant round (earlier runs' commands).")
+@click.option("--freeze", default="", metavar="MOD1,MOD2", help="These top-level modules stay as loaded (e.g. flow).")
+@click.option("--y-weight", default=0.0, show_default=True,
+              help="Rate-distortion runs: weight of the MSE of ŷ (rec1's preview) beside x̂'s.")
+@click.option("--cgen-weight", default=0.0, show_default=True,
+              help="Rate-distortion runs: weight of the MSE of cgen's x̂ (on a quarter of each batch).")
+@click.option("--by-area", is_flag=True, help="Pick training images in proportion to their pixels.")
 @click.option("--compile/--no-compile", default=True, show_default=True, help="torch.compile the likelihood.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Model config field, e.g. --set ch=64 --set posterior=gaussian.")
 @click.option("--seed", default=0)
 def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, device, bf16, threads,
-          ckpt_minutes, resume, init, warm_start, warm_start_only, free_bits, z_gain, rd_lambdas, nll_weight, train_only, quant, hard_quant, compile, overrides, seed):
+          ckpt_minutes, resume, init, warm_start, warm_start_only, free_bits, z_gain, rd_lambdas, nll_weight, train_only, quant, hard_quant, freeze, y_weight, cgen_weight, by_area, compile, overrides, seed):
     """Train a model; `torchrun --nproc-per-node N -m selfcodec train ...` for DDP."""
     from selfcodec.train import TrainArgs, train as run
 
@@ -60,7 +66,8 @@ def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, 
                         warm_start_only=tuple(m for m in warm_start_only.split(",") if m),
                         free_bits=free_bits, z_gain=z_gain, nll_weight=nll_weight, compile=compile,
                         train_only=tuple(m for m in train_only.split(",") if m), quant="round" if hard_quant else quant,
-                        overrides=ov, seed=seed))
+                        freeze=tuple(m for m in freeze.split(",") if m), y_weight=y_weight, cgen_weight=cgen_weight,
+                        by_area=by_area, overrides=ov, seed=seed))
     click.echo(json.dumps(res))
 
 

@@ -12,7 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
-from .family import ARCH_VERSION, Config, SelfVAE
+from .family import ARCH_VERSION, Config, SelfVAE, build_model
 from .fileio import atomic_write
 
 
@@ -54,7 +54,7 @@ def read_config(path: Path) -> Config:
 
 def load_model(path: Path, prefix: str = "") -> SelfVAE:
     """Build the model described in the file's metadata and load its weights in fp32."""
-    model = SelfVAE(read_config(path))
+    model = build_model(read_config(path))
     sd = {k: v.float() if v.is_floating_point() else v for k, v in load_tensors(path, prefix).items()}
     model.load_state_dict(sd)
     return model.eval()

@@ -55,7 +55,12 @@ def load_folder(folder: Path, limit: int | None = None) -> list:
 
 def resolve(spec: str) -> list:
     """'cifar10', 'cifar10-test', a named set under the data root ('bsds500', or 'bsds500/test'),
-    or a path -> a list of uint8 HxWx3 arrays (CIFAR as one N x 32 x 32 x 3 array in a list)."""
+    or a path -> a list of uint8 HxWx3 arrays (CIFAR as one N x 32 x 32 x 3 array in a list).
+    'SET@0.6' downscales each image of SET by 0.6 (area averaging): for photos that were JPEG
+    compressed at their size, so a codec does not learn to reproduce the block artefacts."""
+    if "@" in spec:
+        name, scale = spec.rsplit("@", 1)
+        return [downscale_image(a, float(scale)) for a in resolve(name)]
     if spec in ("cifar10", "cifar10-train"):
         return [cifar10("train")]
     if spec == "cifar10-test":
@@ -76,17 +81,39 @@ def as_list(images: list) -> list:
     return out
 
 
-class RandomCrops:
-    """Batches of random crops with random horizontal flips, as uint8 (B, 3, s, s) arrays."""
+def downscale_image(a: np.ndarray, scale: float) -> np.ndarray:
+    """An image resized by `scale` < 1 with area averaging."""
+    import cv2
 
-    def __init__(self, images: list, crop: int, seed: int = 0):
+    if not 0 < scale <= 1:
+        raise ValueError(f"a training set can only be downscaled (0 < scale <= 1), not by {scale}")
+    if a.ndim == 4:
+        return np.stack([downscale_image(t, scale) for t in a])
+    h, w = a.shape[:2]
+    return cv2.resize(a, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+class RandomCrops:
+    """Batches of random crops with random horizontal flips, as uint8 (B, 3, s, s) arrays.
+    With `by_area`, a single image is picked in proportion to its pixels (a large photo then
+    gives as many crops as several small ones), else uniformly."""
+
+    def __init__(self, images: list, crop: int, seed: int = 0, by_area: bool = False):
         self.stacked = [a for a in images if a.ndim == 4]
         self.single = [a for a in images if a.ndim == 3]
         self.n_stacked = sum(len(a) for a in self.stacked)
         self.crop, self.rng = crop, np.random.default_rng(seed)
+        self.cum_area = None
+        if by_area and self.single:
+            if self.stacked:
+                raise ValueError("area weighting is for single images, not stacked sets such as CIFAR-10")
+            self.cum_area = np.cumsum([a.shape[0] * a.shape[1] for a in self.single])
 
     def _one(self):
-        r = self.rng.integers(self.n_stacked + len(self.single))
+        if self.cum_area is not None:
+            r = int(np.searchsorted(self.cum_area, self.rng.integers(self.cum_area[-1]), side="right"))
+        else:
+            r = self.rng.integers(self.n_stacked + len(self.single))
         if r < self.n_stacked:
             for a in self.stacked:
                 if r < len(a):

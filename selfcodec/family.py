@@ -58,6 +58,11 @@ class Config:
     # The same for images[0], the coarsest image (x itself for the VAE), which p(images[0] | u)
     # otherwise codes pixel by pixel given u alone; its context nets read no coarser image.
     y_context: int = 0
+    # The network family: "densenet" (the paper's, family.SelfVAE) or "fast" (fast.FastSelfVAE:
+    # strided convolutions with GDN, the bulk of the compute at 1/4 resolution and below).
+    network: str = "densenet"
+    mid_ch: int = 64  # fast networks: width of the layers at 1/4 resolution (cfg.ch: at 1/8 and below)
+    head_ch: int = 32  # fast networks: width of the layers at 1/2 resolution
 
     def __post_init__(self):
         self.rd_lambdas = tuple(float(v) for v in self.rd_lambdas)  # JSON gives a list
@@ -80,11 +85,28 @@ PRESETS = {
 """Model names of the paper. The 3-level model has K = 2 self-supervised images plus x."""
 
 
+FAST = dict(network="fast", ch=128, mid_ch=64, head_ch=32, latent_down=4, u_ch=96, z_ch=128, mixtures=3)
+"""The fast family's defaults, applied over a preset by make_config(preset, network="fast")."""
+
+
 def make_config(preset: str, **overrides) -> Config:
-    """A preset's configuration with some fields changed (`name` too, for a variant)."""
+    """A preset's configuration with some fields changed (`name` too, for a variant); with
+    network="fast", the fast family's widths unless overridden too."""
     if preset not in PRESETS:
         raise ValueError(f"unknown model {preset!r}; choose one of {', '.join(PRESETS)}")
-    return Config(**{**PRESETS[preset], **overrides})
+    family = FAST if overrides.get("network") == "fast" else {}
+    return Config(**{**PRESETS[preset], **family, **overrides})
+
+
+def build_model(cfg: Config) -> "SelfVAE":
+    """The model of a configuration, in the network family it names."""
+    if cfg.network == "fast":
+        from .fast import FastSelfVAE
+
+        return FastSelfVAE(cfg)
+    if cfg.network != "densenet":
+        raise ValueError(f"unknown network family {cfg.network!r}; choose densenet or fast")
+    return SelfVAE(cfg)
 
 
 STAGE_OF_PHASE = (0, 1, 1, 2)
@@ -128,6 +150,22 @@ class SelfVAE(nn.Module):
         r_steps = int(math.log2(self.ratio))
         if r_steps > L:
             raise ValueError("latent_down must be at least log2 of the transform's ratio")
+        # A factorized prior for û that the entropy coder can use symbol by symbol.
+        self.u_code_mean = nn.Parameter(torch.zeros(1, cfg.u_ch, 1, 1))
+        self.u_code_log_scale = nn.Parameter(torch.zeros(1, cfg.u_ch, 1, 1))
+        if cfg.rd_lambdas:  # log2 of each level's step per channel: u's channels, then each z_k's
+            # starts at steps 2 .. 1/2 from level 1 to the last, the ELBO models' LEVELS table
+            start = torch.linspace(1.0, -1.0, len(cfg.rd_lambdas)) if len(cfg.rd_lambdas) > 1 else torch.zeros(1)
+            self.rd_log2_step = nn.Parameter(start[:, None].repeat(1, cfg.u_ch + K * cfg.z_ch))
+        self._build_networks()
+        if not hasattr(self, "flow"):
+            self.flow = RealNVP(cfg.u_ch, cfg.flow_hidden, cfg.flow_blocks)
+
+    def _build_networks(self):
+        """The paper's DenseNet networks (the fast family builds its own: fast.py)."""
+        cfg = self.cfg
+        K, L, ch, g, n = cfg.levels, cfg.latent_down, cfg.ch, cfg.growth, cfg.layers
+        r_steps = int(math.log2(self.ratio))
         q = 2 if cfg.posterior == "gaussian" else 1
 
         # u: the latent of the coarsest image, RealNVP prior, DMoL decoder.
@@ -136,14 +174,7 @@ class SelfVAE(nn.Module):
             WNConv2d(cfg.u_ch, ch, 3), nn.ELU(), Up(ch, L, g, n), DenseBlock(ch, g, n),
             WNConv2d(ch, D.dmol_channels(self.img_ch[0], cfg.mixtures), 1, init_scale=0.1),
         )
-        self.flow = RealNVP(cfg.u_ch, cfg.flow_hidden, cfg.flow_blocks)
-        # A factorized prior for û that the entropy coder can use symbol by symbol.
-        self.u_code_mean = nn.Parameter(torch.zeros(1, cfg.u_ch, 1, 1))
-        self.u_code_log_scale = nn.Parameter(torch.zeros(1, cfg.u_ch, 1, 1))
-        if cfg.rd_lambdas:  # log2 of each level's step per channel: u's channels, then each z_k's
-            # starts at steps 2 .. 1/2 from level 1 to the last, the ELBO models' LEVELS table
-            start = torch.linspace(1.0, -1.0, len(cfg.rd_lambdas)) if len(cfg.rd_lambdas) > 1 else torch.zeros(1)
-            self.rd_log2_step = nn.Parameter(start[:, None].repeat(1, cfg.u_ch + K * cfg.z_ch))
+        self.flow = RealNVP(cfg.u_ch, cfg.flow_hidden, cfg.flow_blocks)  # built here: the seeded init order stays
 
         # z_k, k = 1..K: the detail of images[k] given images[k-1] and the latent below.
         self.enc_z, self.prior_img, self.prior_lat, self.prior_head = (nn.ModuleList() for _ in range(4))
@@ -200,6 +231,11 @@ class SelfVAE(nn.Module):
         """Height and width of x must be multiples of this."""
         return self.ratio ** self.cfg.levels * 2 ** self.cfg.latent_down
 
+    @property
+    def u_down(self) -> int:
+        """2x steps from images[0] down to u."""
+        return self.cfg.latent_down
+
     def images(self, x: torch.Tensor) -> list:
         """[y_1, ..., y_K, x] from x (integers 0..255, float tensor)."""
         out = [x]
@@ -238,12 +274,19 @@ class SelfVAE(nn.Module):
         h = body[:-1](torch.cat([self.dec_lat[k - 1](z), self.dec_img[k - 1](prev)], 1))
         params = body[-1](h)
         if self.cfg.transform == "downscale":
-            # The means are an offset from the bilinear upscale of the coarser image: the network
-            # only has to learn the detail (and starts from a good reconstruction).
-            n, c = self.cfg.mixtures, self.img_ch[k]
-            up = F.interpolate(prev, scale_factor=2, mode="bilinear", align_corners=False).repeat_interleave(n, dim=1)
-            params = torch.cat([params[:, :n], params[:, n : n + c * n] + up.to(params.dtype), params[:, n + c * n :]], 1)
+            params = self.offset_means(params, prev, k)
         return (params, h) if features else params
+
+    def offset_means(self, params, prev, k):
+        """The DMoL means of images[k] as offsets from the bilinear upscale of the coarser image
+        (scaled to [-1, 1]): the network only has to learn the detail, and starts from a good
+        reconstruction."""
+        n, c = self.cfg.mixtures, self.img_ch[k]
+        up = F.interpolate(prev, scale_factor=2, mode="bilinear", align_corners=False).repeat_interleave(n, dim=1)
+        b, _, h, w = up.shape
+        zeros = up.new_zeros(())  # one added tensor, not slices of params: their backward is cheap
+        offset = torch.cat([zeros.expand(b, n, h, w), up, zeros.expand(b, params.shape[1] - n - c * n, h, w)], 1)
+        return params + offset.to(params.dtype)
 
     def staged(self, k: int) -> bool:
         """Whether images[k] is coded in stages (x_context for k >= 1, y_context for k = 0)."""
@@ -328,11 +371,11 @@ class SelfVAE(nn.Module):
         return z, params, None
 
     def forward(self, x: torch.Tensor, sample: bool = True, level_idx: torch.Tensor | None = None,
-                quant: str = "noise") -> dict:
+                quant: str = "noise", cgen: int = 0) -> dict:
         """Loss terms per image in nats, plus `log_w` (one importance weight sample); with
         level_idx, the rate-distortion terms of rd_forward instead."""
         if level_idx is not None:
-            return self.rd_forward(x, level_idx, quant)
+            return self.rd_forward(x, level_idx, quant, cgen)
         cfg, imgs = self.cfg, self.images(x)
         out = {}
         u, mu_u, ls_u = self._latent(self.q_u(imgs[0]), sample)
@@ -379,7 +422,7 @@ class SelfVAE(nn.Module):
             return D.dmol_log_prob_given_y(img, params, self.cfg.mixtures)
         return self.dmol_log_prob(img, params, self.cfg.mixtures)
 
-    def rd_forward(self, x: torch.Tensor, level_idx: torch.Tensor, quant: str = "noise") -> dict:
+    def rd_forward(self, x: torch.Tensor, level_idx: torch.Tensor, quant: str = "noise", cgen: int = 0) -> dict:
         """Terms of the rate-distortion objective for the rec2 chain, per image: rates of û and
         ẑ_k under the codec's own priors (nats), the squared error of x̂ (sum over pixels, 0..255),
         and the likelihoods that keep the other modes working: -log p(images[k] | ...) along the
@@ -388,7 +431,11 @@ class SelfVAE(nn.Module):
         "round" rounds around the prior means as the codec does (no gradient reaches the
         encoders: for training decoder-side parts); "mixed" takes the rates of the noisy latents
         and feeds the decoders the rounded ones with a straight-through gradient (Minnen &
-        Singh 2020), so every part learns while the decoders see what the codec sends."""
+        Singh 2020), so every part learns while the decoders see what the codec sends.
+        Also `mse_y`, the squared error of the last coarser image's point estimate (what rec1
+        and rec2 decode it to), and with `cgen` = n > 0, `mse_cgen` of the first n images'
+        x̂ as cgen decodes it (the coarser image exact, z_K the prior's mean); the flow's fit
+        is skipped (zeros) while the flow is frozen."""
         if quant not in ("noise", "round", "mixed"):
             raise ValueError(f"quant must be noise, round or mixed, not {quant!r}")
         cfg, imgs = self.cfg, self.images(x)
@@ -405,20 +452,29 @@ class SelfVAE(nn.Module):
             return noisy, straight_through(t, rounded)
 
         u_rate, u = quantize(self.q_u(imgs[0]), steps[0], cm)
-        out = {"rate_u": -D.gaussian_bin_log_prob(u_rate, cm, cls, steps[0]), "flow_u": -self.flow.log_prob(u.detach())}
+        flow_trains = any(p.requires_grad for p in self.flow.parameters())
+        out = {"rate_u": -D.gaussian_bin_log_prob(u_rate, cm, cls, steps[0]),
+               "flow_u": -self.flow.log_prob(u.detach()) if flow_trains else torch.zeros(len(x), device=x.device)}
         params = self.p_img0(u)
         re, rate_z, prev, h = [-self.dmol_log_prob(imgs[0], params, cfg.mixtures)], 0.0, u, None
+        mse_y = torch.zeros(len(x), device=x.device)
         for k in range(1, cfg.levels + 1):
             mean = self.dmol_mean(params, self.img_ch[k - 1], cfg.mixtures)
+            mse_y = ((mean - imgs[k - 1].float()) ** 2).flatten(1).mean(1)
             img_prev = straight_through(mean, torch.round(mean))  # the codec rounds it; gradients pass
             pm, pls = self.p_z(k, img_prev, prev)
+            if k == cfg.levels and cgen:
+                c_pm, _ = self.p_z(k, imgs[k - 1][:cgen], prev[:cgen])
+                c_x = self.dmol_mean(self.p_img(k, c_pm, imgs[k - 1][:cgen]), self.img_ch[k], cfg.mixtures)
+                out["mse_cgen"] = ((c_x - x[:cgen].float()) ** 2).flatten(1).mean(1)
             z_rate, z = quantize(self.q_z(k, imgs[k]), steps[k], pm)
             rate_z = rate_z - D.gaussian_bin_log_prob(z_rate, pm, pls, steps[k])
             params, h = self.p_img(k, z, img_prev, features=True)
             re.append(-self.img_log_prob(k, imgs[k], params))
             prev = z
         xhat = self.refine(self.dmol_mean(params, self.img_ch[-1], cfg.mixtures), h)
-        out.update(rate_z=rate_z, sse=((xhat - x.float()) ** 2).flatten(1).sum(1), re_x=re[-1], re_y=sum(re[:-1]))
+        out.update(rate_z=rate_z, sse=((xhat - x.float()) ** 2).flatten(1).sum(1), re_x=re[-1], re_y=sum(re[:-1]),
+                   mse_y=mse_y)
         return out
 
 
@@ -432,14 +488,21 @@ def straight_through(t, value):
     return t + (value - t).detach()
 
 
-def rd_loss(terms: dict, lambdas: torch.Tensor, pixels: int, nll_weight: float) -> torch.Tensor:
+def rd_loss(terms: dict, lambdas: torch.Tensor, pixels: int, nll_weight: float, y_weight: float = 0.0,
+            cgen_weight: float = 0.0) -> torch.Tensor:
     """bits per pixel + lambda * MSE, per image at its level, plus nll_weight * the images'
-    code lengths in bits per pixel (keeps cgen, crec and lossless usable), plus the flow's fit."""
+    code lengths in bits per pixel (keeps cgen, crec and lossless usable), plus the flow's fit;
+    plus lambda * y_weight * the MSE of ŷ (rec1's preview) and lambda * cgen_weight * the MSE
+    of cgen's x̂ (on the images rd_forward decoded that way)."""
     ln2 = math.log(2)
     bpp = (terms["rate_u"] + terms["rate_z"]) / (pixels * ln2)
     mse = terms["sse"] / (3 * pixels)
     nll = (terms["re_x"] + terms["re_y"]) / (pixels * ln2)
-    return (bpp + lambdas * mse + nll_weight * nll + terms["flow_u"] / (pixels * ln2)).mean()
+    loss = (bpp + lambdas * (mse + y_weight * terms["mse_y"]) + nll_weight * nll + terms["flow_u"] / (pixels * ln2)).mean()
+    if cgen_weight and "mse_cgen" in terms:
+        n = len(terms["mse_cgen"])
+        loss = loss + cgen_weight * (lambdas[:n] * terms["mse_cgen"]).sum() / len(lambdas)
+    return loss
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from . import data as datamod
 from .checkpoint import atomic_save, load_model, load_tensors, read_config, read_metadata, save_model
 from .fileio import atomic_write
-from .family import Config, SelfVAE, bpd, loss_from_terms, make_config, rd_loss, scale_z
+from .family import Config, SelfVAE, bpd, build_model, loss_from_terms, make_config, rd_loss, scale_z
 from .nets import data_dependent_init
 
 LOG_FIELDS = ["step", "seconds", "lr", "loss", "nelbo", "re_x", "re_y", "kl_u", "kl_z", "u_code", "img_per_s"]
@@ -61,6 +61,10 @@ class TrainArgs:
     nll_weight: float = 0.01  # rate-distortion runs: weight of the images' code lengths (see family.rd_loss)
     train_only: tuple = ()  # module names (e.g. refine_net): only these learn, the rest stays as loaded
     quant: str = "noise"  # rate-distortion runs: noise, round (as the codec; frozen encoders) or mixed (see rd_forward)
+    freeze: tuple = ()  # module names (e.g. flow): these stay as loaded, the rest learns
+    y_weight: float = 0.0  # rate-distortion runs: weight of ŷ's MSE beside x̂'s (see family.rd_loss)
+    cgen_weight: float = 0.0  # rate-distortion runs: weight of cgen's x̂ MSE, on a quarter of each batch
+    by_area: bool = False  # pick training images in proportion to their pixels (see data.RandomCrops)
 
 
 def lr_at(step: int, a: TrainArgs) -> float:
@@ -161,7 +165,7 @@ def train(a: TrainArgs) -> dict:
         cfg, step, seconds = Config(**{**vars(read_config(Path(a.init))), **a.overrides}), 0, 0.0
     else:
         cfg, step, seconds = make_config(a.model, **a.overrides), 0, 0.0
-    model = SelfVAE(cfg).to(device)
+    model = build_model(cfg).to(device)
     if a.compile:
         import selfcodec.distributions as D
 
@@ -170,7 +174,7 @@ def train(a: TrainArgs) -> dict:
     images = []
     for spec in a.data:
         images += datamod.resolve(spec)
-    crops = datamod.RandomCrops(images, a.crop, seed=a.seed * 1000 + rank + step)
+    crops = datamod.RandomCrops(images, a.crop, seed=a.seed * 1000 + rank + step, by_area=a.by_area)
     dims = 3 * a.crop * a.crop
     # channels_last pays with bf16; in fp32 on this CPU the default layout was faster (1.67 vs 1.88 s a step)
     layout = torch.channels_last if bf16 else torch.contiguous_format
@@ -201,13 +205,21 @@ def train(a: TrainArgs) -> dict:
             raise ValueError(f"--train-only: no module named {', '.join(sorted(unknown))} in {cfg.name}")
         for n, p in model.named_parameters():
             p.requires_grad_(n.split(".")[0] in a.train_only)
+    if a.freeze:
+        unknown = set(a.freeze) - {n.split(".")[0] for n, _ in model.named_parameters()}
+        if unknown:
+            raise ValueError(f"--freeze: no module named {', '.join(sorted(unknown))} in {cfg.name}")
+        for n, p in model.named_parameters():
+            if n.split(".")[0] in a.freeze:
+                p.requires_grad_(False)
     ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
     if resuming:
         ema = {k: v.to(device) for k, v in load_tensors(run / "ckpt.safetensors", "ema.").items()}
     # The learned steps move 10x faster: at the base rate a step would take ~1000 updates to halve.
     fast = [p for n, p in model.named_parameters() if n == "rd_log2_step" and p.requires_grad]
     rest = [p for n, p in model.named_parameters() if n != "rd_log2_step" and p.requires_grad]
-    opt = torch.optim.Adamax([{"params": rest, "lr_mult": 1.0}, {"params": fast, "lr_mult": 10.0}], lr=a.lr)
+    opt = torch.optim.Adamax([{"params": rest, "lr_mult": 1.0}, {"params": fast, "lr_mult": 10.0}], lr=a.lr,
+                             foreach=True)
     if resuming and (run / "optim.pt").exists():
         opt.load_state_dict(torch.load(run / "optim.pt", weights_only=True))
     net = model
@@ -239,8 +251,8 @@ def train(a: TrainArgs) -> dict:
         if rd:  # every image of the batch at its own random level
             lv = torch.randint(0, n_levels, (x.shape[0],), device=device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                terms = net(x, level_idx=lv, quant=a.quant)  # through DDP's forward, so gradients sync
-            loss = rd_loss(terms, lambdas[lv], pixels, a.nll_weight)
+                terms = net(x, level_idx=lv, quant=a.quant, cgen=len(x) // 4 if a.cgen_weight else 0)  # via DDP's forward
+            loss = rd_loss(terms, lambdas[lv], pixels, a.nll_weight, a.y_weight, a.cgen_weight)
         else:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 terms = net(x)

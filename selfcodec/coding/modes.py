@@ -254,7 +254,7 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
     step_u = learned[0] if learned else (lat_step if plan.sent < 0 else 1.0)
     cm, cls = model.u_code_prior()
     h0, w0 = side.shape0
-    ushape = (1, cfg.u_ch, h0 >> cfg.latent_down, w0 >> cfg.latent_down)
+    ushape = (1, cfg.u_ch, h0 >> model.u_down, w0 >> model.u_down)
     prev = side.latent(lambda: _posterior_mean(model.q_u(imgs[0]), gaussian),
                        cm.expand(ushape), cls.expand(ushape), step_u)
     out, h = [], None

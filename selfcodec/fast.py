@@ -1,0 +1,199 @@
+"""The fast network family of the selfVAE: the same chain and likelihoods as family.SelfVAE,
+with Ballé-style transforms that spend their compute at 1/4 resolution and below.
+
+- Every latent (u and each z_k) sits at 1/2^latent_down (1/16) of x.
+- Encoders: a space-to-depth by 2, then 5x5 stride-2 convolutions with GDN.
+- Decoders: 4x4 stride-2 transposed convolutions with inverse GDN up to 1/2 of the image, then
+  a 1x1 head whose channels a pixel shuffle spreads over each 2x2 block: no layer runs at the
+  image's full resolution.
+- p(z_k | images[k-1], latent below) is computed at latent resolution from a strided encoding
+  of the coarser image and the latent below, so u does for z what a hyperprior does.
+- The decoder of images[k] sees images[k-1] twice (space-to-depth at 1/8 and at the head), and
+  for the downscale transform its means are offsets from the upscaled images[k-1].
+
+The paper's DenseNet networks (family.SelfVAE) stay for the density-estimation presets.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import distributions as D
+from .family import SelfVAE
+from .flows import RealNVP
+from .nets import scale_image
+
+
+class GDN(nn.Module):
+    """Generalized divisive normalization (Ballé et al., 2016): y_i = x_i / sqrt(beta_i +
+    sum_j gamma_ij x_j^2); with `inverse`, the multiplication (IGDN) of the decoders.
+    beta and gamma are kept non-negative by taking absolute values of the parameters."""
+
+    def __init__(self, ch: int, inverse: bool = False):
+        super().__init__()
+        self.inverse = inverse
+        self.beta = nn.Parameter(torch.ones(ch))
+        self.gamma = nn.Parameter(0.1 * torch.eye(ch) + 1e-3)
+
+    def forward(self, x):
+        ch = x.shape[1]
+        gamma = self.gamma.abs().to(x.dtype).view(ch, ch, 1, 1)
+        norm = torch.sqrt(F.conv2d(x * x, gamma, self.beta.abs().to(x.dtype) + 1e-6))
+        return x * norm if self.inverse else x / norm
+
+
+def conv_down(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 5, stride=2, padding=2)
+
+
+def conv_up(cin: int, cout: int) -> nn.ConvTranspose2d:
+    # 4x4, not 5x5: as good an upsampler (each output sees 2x2 inputs either way) and 1.5x
+    # faster here, forward and backward
+    return nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1)
+
+
+def encoder(cin: int, cout: int, steps: int, width) -> nn.Sequential:
+    """From an image to a latent `steps` 2x steps below it: a space-to-depth by 2 (a strided
+    convolution at the image's resolution costs much and learns little), then stride-2 5x5
+    convolutions with GDN between them; width(i): the width i steps below the image."""
+    mods, c = [nn.PixelUnshuffle(2)], 4 * cin
+    for i in range(1, steps):
+        last = i == steps - 1
+        w = cout if last else width(i + 1)
+        mods.append(conv_down(c, w))
+        if not last:
+            mods.append(GDN(w))
+        c = w
+    return nn.Sequential(*mods)
+
+
+class ImageDecoder(nn.Module):
+    """A latent at 1/2^steps of an image -> the image's DMoL parameters: steps - 1 transposed
+    convolutions with IGDN up to 1/2 resolution, then a head that maps each feature vector to
+    its 2x2 block of pixels (a 1x1 layer and a pixel shuffle). width(i): the width of the features i steps above the image's resolution.
+    With a coarser image (`prev_ch` > 0), its space-to-depth joins the features after the
+    first upsampling."""
+
+    def __init__(self, cin: int, out_ch: int, steps: int, width, prev_ch: int = 0, prev_ratio: int = 1):
+        super().__init__()
+        if steps < 2:
+            raise ValueError("the fast decoders need at least two 2x steps from latent to image")
+        self.steps, self.prev_ratio, self.prev_ch = steps, prev_ratio, prev_ch
+        self.ups, self.acts = nn.ModuleList(), nn.ModuleList()
+        c = cin
+        for i in range(steps - 1):
+            w = width(steps - 1 - i)
+            self.ups.append(conv_up(c, w))
+            self.acts.append(nn.ReLU() if i == steps - 2 else GDN(w, inverse=True))
+            c = w
+        self.mix = None
+        if prev_ch and steps > 2:
+            f, w = self._factor(), width(steps - 1)
+            self.mix = nn.Sequential(nn.Conv2d(w + prev_ch * f * f, w, 1), nn.ReLU())
+        self.head = nn.Conv2d(c, 4 * out_ch, 1)  # then a pixel shuffle (a 2x2 stride-2 transposed conv is 3x slower here)
+
+    def _factor(self) -> int:
+        """Side ratio between the coarser image and the features after the first upsampling."""
+        return 2 ** (self.steps - 1) // self.prev_ratio
+
+    def forward(self, lat, prev=None, features: bool = False):
+        h = lat
+        for i, (up, act) in enumerate(zip(self.ups, self.acts)):
+            h = act(up(h))
+            if i == 0 and self.mix is not None:
+                h = self.mix(torch.cat([h, _space_to_depth(prev, self._factor()).to(h.dtype)], 1))
+        out = F.pixel_shuffle(self.head(h), 2)
+        return (out, h) if features else out
+
+
+def _space_to_depth(img, factor: int):
+    return F.pixel_unshuffle(img, factor) if factor > 1 else img
+
+
+class PriorNet(nn.Module):
+    """(mean, log_scale) of z_k at latent resolution from the coarser image (space-to-depth by
+    2, then strided convolutions with GDN) and the latent below."""
+
+    def __init__(self, img_ch: int, img_steps: int, lat_ch: int, ch: int, z_ch: int):
+        super().__init__()
+        mods, c = [], 4 * img_ch
+        for i in range(img_steps - 1):
+            mods.append(conv_down(c, ch))
+            if i < img_steps - 2:
+                mods.append(GDN(ch))
+            c = ch
+        if img_steps == 1:
+            mods.append(nn.Conv2d(c, ch, 3, padding=1))
+        self.img = nn.Sequential(*mods)
+        self.lat = nn.Conv2d(lat_ch, ch, 3, padding=1)
+        self.head = nn.Sequential(
+            nn.Conv2d(2 * ch, ch, 3, padding=1), nn.ReLU(), nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(ch, 2 * z_ch, 1))
+
+    def forward(self, img, lat):
+        h = torch.cat([self.img(F.pixel_unshuffle(img, 2)), self.lat(lat)], 1)
+        return self.head(torch.relu(h))
+
+
+class FastSelfVAE(SelfVAE):
+    """The selfVAE with the fast networks (widths: see width_at)."""
+
+    def _build_networks(self):
+        cfg, K, L = self.cfg, self.cfg.levels, self.cfg.latent_down
+        if cfg.refine or cfg.x_context or cfg.y_context:
+            raise ValueError("the fast networks have no refine filter or context nets")
+        q, n = (2 if cfg.posterior == "gaussian" else 1), cfg.mixtures
+        r_total = int(math.log2(self.ratio ** K))
+        if L - r_total < 2:
+            raise ValueError(f"latent_down must be at least {r_total + 2} for {K} level(s) of this transform")
+        # steps_of[k]: 2x steps from images[k] down to the latents' resolution (1/2^L of x)
+        self.steps_of = [L - int(math.log2(self.ratio ** (K - k))) for k in range(K + 1)]
+
+        def width_for(k):  # width of images[k]'s features i steps below its resolution
+            return lambda i: self.width_at(2 ** (L - self.steps_of[k] + i))
+
+        self.enc_u = encoder(self.img_ch[0], q * cfg.u_ch, self.steps_of[0], width_for(0))
+        self.dec_0 = ImageDecoder(cfg.u_ch, D.dmol_channels(self.img_ch[0], n), self.steps_of[0], width_for(0))
+        self.enc_z, self.prior, self.dec = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        for k in range(1, K + 1):
+            prev_lat = cfg.u_ch if k == 1 else cfg.z_ch
+            self.enc_z.append(encoder(self.img_ch[k], q * cfg.z_ch, self.steps_of[k], width_for(k)))
+            self.prior.append(PriorNet(self.img_ch[k - 1], self.steps_of[k - 1], prev_lat, cfg.ch, cfg.z_ch))
+            self.dec.append(ImageDecoder(cfg.z_ch, D.dmol_channels(self.img_ch[k], n), self.steps_of[k], width_for(k),
+                                         self.img_ch[k - 1], self.ratio))
+        self.flow = RealNVP(cfg.u_ch, cfg.flow_hidden, cfg.flow_blocks)
+
+    def width_at(self, div: int) -> int:
+        """Feature width at 1/div of x: cfg.ch at 1/8 and below, mid_ch at 1/4, head_ch above."""
+        cfg = self.cfg
+        return cfg.ch if div >= 8 else (cfg.mid_ch if div == 4 else cfg.head_ch)
+
+    @property
+    def multiple(self) -> int:
+        return 2 ** self.cfg.latent_down
+
+    @property
+    def u_down(self) -> int:
+        return self.steps_of[0]
+
+    def q_u(self, img0):
+        return self.enc_u(scale_image(img0)).float()
+
+    def q_z(self, k, img_k):
+        return self.enc_z[k - 1](scale_image(img_k)).float()
+
+    def p_img0(self, u, features: bool = False):
+        return self.dec_0(u, features=features)
+
+    def p_z(self, k, img_prev, prev_latent):
+        mean, log_scale = self.prior[k - 1](scale_image(img_prev), prev_latent).float().chunk(2, 1)
+        return mean, log_scale.clamp(-6.0, 6.0)
+
+    def p_img(self, k, z, img_prev, features: bool = False):
+        prev = scale_image(img_prev)
+        params, h = self.dec[k - 1](z, prev, features=True)
+        if self.cfg.transform == "downscale":
+            params = self.offset_means(params, prev, k)
+        return (params, h) if features else params
