@@ -1,8 +1,15 @@
-"""Training throughput (images per second) of each model at its default width, fp32 against
-bf16 autocast with channels_last, on this machine; parameter counts. Writes
-benchmarks/results/train_speed.json.
+"""Training throughput in pixels per second: the step each model is trained with (the
+rate-distortion objective with `--quant mixed` for a rate-distortion model, else the ELBO),
+same batch and crops for all, in fp32 and in bf16 autocast with channels_last, in one run.
+Writes benchmarks/results/train_speed.json with each model's best and its ratio to the first.
 
-    python -m benchmarks.train_speed [--batch 8] [--crop 128] [--steps 4] [--threads 2]
+    python -m benchmarks.train_speed [MODEL ...] [--batch 8] [--crop 128] [--steps 6] [--threads 2]
+
+MODEL is a .safetensors file or a training run's folder (its configuration is read; the
+weights are not: speed does not depend on them); by default the earlier default
+(selfvae-downscale-dense) and the shipped default. A fast-family model is measured as its run
+trains it (RealNVP frozen, cgen's term on a quarter of the batch); a DenseNet model as its runs
+did (every part learning).
 """
 
 import argparse
@@ -16,57 +23,89 @@ from pathlib import Path
 import torch
 
 from selfcodec import distributions as D
-from selfcodec.family import PRESETS, SelfVAE, loss_from_terms, make_config
-from selfcodec.nets import data_dependent_init
+from selfcodec import zoo
+from selfcodec.checkpoint import read_config
+from selfcodec.family import build_model, loss_from_terms, rd_loss
+
+DEFAULT_MODELS = ["selfvae-downscale-dense", "selfvae-downscale"]
 
 
-def measure(name: str, bf16: bool, batch: int, crop: int, steps: int, compile_loss: bool) -> float:
+def _config(spec: str):
+    p = Path(spec)
+    if p.is_dir():
+        return read_config(p / "ckpt.safetensors")
+    return read_config(zoo.model_path(spec))
+
+
+def measure(cfg, bf16: bool, batch: int, crop: int, steps: int) -> float:
+    """Seconds per training step, after two warm-up steps (which compile the likelihood)."""
     torch.manual_seed(0)
-    m = SelfVAE(make_config(name))
-    x = torch.randint(0, 256, (batch, 3, crop, crop)).float()
-    data_dependent_init(m, x)
-    m = m.to(memory_format=torch.channels_last)
-    if compile_loss:
-        m.dmol_log_prob = torch.compile(D.dmol_log_prob, dynamic=False)
-    x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.Adamax(m.parameters(), 1e-3)
+    m = build_model(cfg)
+    m.dmol_log_prob = torch.compile(D.dmol_log_prob, dynamic=False)
+    m.dmol_mean = torch.compile(D.dmol_mean, dynamic=False)
+    fast = cfg.network == "fast"
+    if fast:
+        m.flow.requires_grad_(False)
+    layout = torch.channels_last if bf16 else torch.contiguous_format
+    m = m.to(memory_format=layout)
+    x = torch.randint(0, 256, (batch, 3, crop, crop)).float().contiguous(memory_format=layout)
+    opt = torch.optim.Adamax([p for p in m.parameters() if p.requires_grad], 1e-4, foreach=True)
+    lambdas = torch.tensor(cfg.rd_lambdas or (0.0,))
+    gen = torch.Generator().manual_seed(0)
 
     def step():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            terms = m(x)
-        loss = loss_from_terms(terms, x[0].numel())
-        opt.zero_grad()
+            if cfg.rd_lambdas:
+                lv = torch.randint(0, len(lambdas), (batch,), generator=gen)
+                terms = m(x, level_idx=lv, quant="mixed", cgen=batch // 4 if fast else 0)
+        if cfg.rd_lambdas:
+            loss = rd_loss(terms, lambdas[lv], crop * crop, 0.01, 0.02 if fast else 0.0, 0.1 if fast else 0.0)
+        else:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                terms = m(x)
+            loss = loss_from_terms(terms, x[0].numel())
+        opt.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 50.0)
         opt.step()
 
-    for _ in range(2):  # warm-up (and compilation)
+    for _ in range(2):
         step()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
-    return batch * steps / (time.perf_counter() - t0)
+    return (time.perf_counter() - t0) / steps
 
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("models", nargs="*", default=DEFAULT_MODELS)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--compile", action="store_true", help="torch.compile the likelihood, as training does")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/train_speed.json"))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    rows = {}
-    for name in PRESETS:
-        params = sum(p.numel() for p in SelfVAE(make_config(name)).parameters())
-        fp32 = measure(name, False, a.batch, a.crop, a.steps, a.compile)
-        bf16 = measure(name, True, a.batch, a.crop, a.steps, a.compile)
-        rows[name] = {"parameters": params, "img_per_s_fp32": fp32, "img_per_s_bf16": bf16, "bf16_speedup": bf16 / fp32}
-        print(f"{name:<22} {params:>10,} params  fp32 {fp32:6.2f} img/s  bf16 {bf16:6.2f} img/s  x{bf16 / fp32:.2f}")
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), platform.processor())
+    pixels = a.batch * a.crop * a.crop
+    rows, first = {}, None
+    for spec in a.models:
+        cfg = _config(spec)
+        params = sum(p.numel() for p in build_model(cfg).parameters())
+        s32 = measure(cfg, False, a.batch, a.crop, a.steps)
+        s16 = measure(cfg, True, a.batch, a.crop, a.steps)
+        best = min(s32, s16)
+        first = first or best
+        rows[spec] = {"network": cfg.network, "parameters": params, "s_per_step_fp32": s32, "s_per_step_bf16": s16,
+                      "pixels_per_s_fp32": pixels / s32, "pixels_per_s_bf16": pixels / s16,
+                      "best": "bf16" if s16 < s32 else "fp32", "pixels_per_s": pixels / best,
+                      "speedup_vs_first": first / best, "config": json.loads(cfg.to_json())}
+        print(f"{spec:<28} {params:>10,} params  fp32 {pixels / s32 / 1e3:7.1f}k px/s  bf16 {pixels / s16 / 1e3:7.1f}k px/s"
+              f"  best x{first / best:.2f} of the first", flush=True)
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+               platform.processor())
     out = {"meta": {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu": cpu,
-                    "threads": a.threads, "batch": a.batch, "crop": a.crop, "steps": a.steps, "compile": a.compile,
+                    "threads": a.threads, "batch": a.batch, "crop": a.crop, "steps": a.steps,
                     "torch": torch.__version__, "command": " ".join(["python -m benchmarks.train_speed"] + sys.argv[1:])},
            "models": rows}
     a.out.parent.mkdir(parents=True, exist_ok=True)

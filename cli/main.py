@@ -20,7 +20,8 @@ code   meaning
        ``--force``) or is the input, permission denied, disk full ...
 3      unsupported input image: not an image, truncated, too large, 16-bit
        samples not exact in 8 bits, CMYK, animation ...
-4      corrupt or truncated ``.svae`` file, or not a ``.svae`` file
+4      corrupt or truncated ``.svae`` file, not a ``.svae`` file, or one
+       that declares more pixels than ``decode --max-pixels`` allows
 5      model mismatch: the file was written with other weights than the
        ones available to decode it
 6      checksum mismatch: decoded data differ from what the encoder stored
@@ -61,6 +62,7 @@ SVAE_SUFFIX = ".svae"
 # selfcodec.api.MODES / LEVELS when a command runs.
 _MODES_HELP = "rec1, rec2, cgen, crec, lossless"
 _DEFAULT_LEVEL = 3
+_DEFAULT_MODE = "rec2"  # the API's default mode
 
 
 def _debug() -> bool:
@@ -354,8 +356,8 @@ _model_opt = click.option("--model", metavar="NAME|PATH", default=None, help="Mo
 
 @main.command()
 @_in_arg
-@click.option("-m", "--mode", required=True, metavar="MODE", help=f"Coding mode: {_MODES_HELP}.")
-@click.option("-q", "--level", type=int, default=_DEFAULT_LEVEL, show_default=True, metavar="LEVEL", help="Quality level 1-5.")
+@click.option("-m", "--mode", default=_DEFAULT_MODE, show_default=True, metavar="MODE", help=f"Coding mode: {_MODES_HELP}.")
+@click.option("-q", "--level", type=int, default=_DEFAULT_LEVEL, show_default=True, metavar="LEVEL", help="Quality level 1-6 (a model trained with fewer levels says so).")
 @_model_opt
 @click.option("-o", "--output", metavar="OUT", default=None, help="Output .svae file ('-': stdout), or directory for a batch. Default: IN with suffix .svae.")
 @click.option("--verify", is_flag=True, help="Decode after encoding and check the result.")
@@ -403,15 +405,19 @@ def encode(input: str, mode: str, level: int, model: str | None, output: str | N
 @_in_arg
 @click.option("-o", "--output", metavar="OUT", default=None, help="Output image ('-': PNG on stdout), or directory for a batch. Default: IN with suffix .png.")
 @_model_opt
+@click.option("--max-pixels", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Refuse a file that declares more than N pixels (0: no limit). "
+                   "Default: twice Pillow's PIL.Image.MAX_IMAGE_PIXELS (178,956,970 with Pillow's default).")
 @_force_opt
-def decode(input: str, output: str | None, model: str | None, force: bool) -> None:
+def decode(input: str, output: str | None, model: str | None, max_pixels: int | None, force: bool) -> None:
     """Decode the .svae file IN (or every .svae in the directory IN) to PNG."""
-    from selfcodec.imageio import image_to_bytes
-
-    api = _api()
+    limit = {} if max_pixels is None else {"max_pixels": max_pixels or None}
 
     def run(data: bytes, fmt: str) -> tuple[bytes, float | None]:
-        img = api.decode(data, model=model)
+        _check_declared_pixels(data, **limit)  # before torch and the model are loaded
+        from selfcodec.imageio import image_to_bytes
+
+        img = _api().decode(data, model=model, **limit)
         return image_to_bytes(img, fmt), _bpp(len(data), img.width, img.height)
 
     if input != "-" and Path(input).is_dir():
@@ -430,13 +436,30 @@ def decode(input: str, output: str | None, model: str | None, force: bool) -> No
     out = _single_output(input, output, ".png")
     if out != "-":
         check_output(Path(out), inputs, force)
+    if input != "-":  # refuse a huge declared size before the image and codec modules load
+        data = Path(input).read_bytes()
+        _check_declared_pixels(data, **limit)
     fmt = _decoded_format(out)
-    data = _stdin_bytes() if input == "-" else Path(input).read_bytes()
+    if input == "-":
+        data = _stdin_bytes()
     image_bytes, bpp = run(data, fmt)
     _emit(image_bytes, out, force=force, inputs=inputs)
     if out != "-":
         name = "<stdin>" if input == "-" else input
         click.echo(f"{name} -> {out}: {len(data)} bytes read, {_fmt_bpp(bpp)}", err=True)
+
+
+def _check_declared_pixels(data: bytes, **limit: Any) -> None:
+    """Refuse a file whose header declares too many pixels, reading the header only (torch-free);
+    a file whose header cannot be read is left to the decoder, which says why."""
+    from selfcodec.coding.container import peek_header
+    from selfcodec.limits import check_pixels
+
+    try:
+        header = peek_header(data)
+    except CodecError:
+        return
+    check_pixels(header, **limit)
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,3 +1,67 @@
-"""selfcodec: a learned image codec built on self-supervised VAEs (selfVAE)."""
+"""selfcodec: a learned image codec built on self-supervised VAEs (selfVAE).
+
+    import selfcodec
+    data = selfcodec.encode("photo.png", mode="rec2", level=3)   # -> .svae bytes
+    img = selfcodec.decode(data)                                # -> PIL image (L, RGB or RGBA)
+    selfcodec.info(data)                                        # -> dict: model, mode, size, streams ...
+
+These are thin front ends of :mod:`selfcodec.api` (which has the full set of options);
+``import selfcodec`` itself loads neither torch nor a model: that happens when coding starts.
+``import selfcodec.pillow`` lets Pillow open and save ``.svae`` files.
+"""
 
 __version__ = "0.1.0"
+__all__ = ["encode", "decode", "info", "__version__"]
+
+
+def _api():
+    import importlib
+
+    return importlib.import_module("selfcodec.api")
+
+
+def _read(data):
+    if isinstance(data, str) or hasattr(data, "__fspath__"):
+        with open(data, "rb") as f:
+            return f.read()
+    if hasattr(data, "read"):
+        return data.read()
+    return data
+
+
+def encode(image, mode: str = "rec2", level: int = 3, model=None, **options) -> bytes:
+    """Compress an image into the bytes of a .svae file.
+
+    image: a path, encoded image bytes, a file object, a PIL image or a uint8/uint16 numpy
+    array (RGB(A), L). mode: "rec1", "rec2" (default), "cgen", "crec" or "lossless".
+    level: quality, 1 gives the smallest files, higher is better (``selfcodec.api.LEVELS``;
+    default 3). model: a shipped model's name or a .safetensors path (default: the mode's
+    default model). Further options (verify, tile, allow_lossy_convert, search) are those of
+    :func:`selfcodec.api.encode`.
+    Raises a :class:`selfcodec.errors.CodecError` subclass on bad input.
+    """
+    return _api().encode(image, mode=mode, level=level, model=model, **options)
+
+
+def decode(data, model=None, as_array: bool = False, max_pixels="pillow"):
+    """Decode .svae bytes (or a .svae file: path or binary file object) into an image.
+
+    Returns a PIL image of the mode the input had (L, RGB or RGBA), or with as_array a uint8
+    numpy array. model: the weights to decode with (default: the model the file names).
+    max_pixels: refuse a file that declares more pixels, before any network runs
+    (:class:`selfcodec.errors.TooManyPixelsError`, a FormatError); the default "pillow" is twice
+    ``PIL.Image.MAX_IMAGE_PIXELS`` as set when called (Pillow's decompression-bomb error), None
+    means no limit. See :func:`selfcodec.api.decode`.
+    """
+    return _api().decode(_read(data), model=model, as_array=as_array, max_pixels=max_pixels)
+
+
+def info(data) -> dict:
+    """What .svae bytes (or a .svae file: path or file object) hold, from the header and stream table.
+
+    Returns a dict: model, model_hash, mode, level, width, height, colour, tiles, bytes,
+    header_bytes, bpp, streams (bytes per stream), pixel_crc32, format_version, coder_version.
+    Runs no network and loads no weights (it does import the codec, hence torch: the stream
+    names come from the model's configuration). See :func:`selfcodec.api.info`.
+    """
+    return _api().info(_read(data))

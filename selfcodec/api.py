@@ -17,6 +17,7 @@ from .coding import container as C
 from .coding import modes as M
 from .errors import ChecksumError, CodecError, FormatError, ModelMismatchError
 from .imageio import ImageMeta, load_image, to_pil
+from .limits import PILLOW_LIMIT, check_pixels
 
 MODES = ["rec1", "rec2", "cgen", "crec", "lossless"]
 LEVELS = sorted(M.LEVELS)
@@ -93,6 +94,11 @@ def _resolve_for(header: C.Header, model):
     if model is None and _shipped(header.model_name):
         model = header.model_name  # else the default model, whose hash is then checked
     net, digest, _ = zoo.load(model)
+    if digest != header.model_hash and model == header.model_name:
+        # a shipped name whose weights have since changed: the earlier weights may be shipped under another name
+        earlier = zoo.find_by_hash(header.model_hash)
+        if earlier is not None:
+            net, digest, _ = zoo.load(earlier)
     if digest != header.model_hash:
         raise ModelMismatchError(
             f"the file was written with model {header.model_name!r} (weights {header.model_hash.hex()}), "
@@ -104,9 +110,11 @@ def _shipped(name: str) -> bool:
     return name in zoo.available()
 
 
-def decode_rgb(data: bytes, model=None):
-    """(uint8 H x W x 3 reconstruction, ImageMeta) from .svae bytes."""
-    header, tiles, alpha = C.unpack(bytes(data), check_coder_version=False)
+def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT):
+    """(uint8 H x W x 3 reconstruction, ImageMeta) from .svae bytes; max_pixels: see decode."""
+    data = bytes(data)
+    check_pixels(C.peek_header(data), max_pixels)  # header only: before the payload CRC and any model
+    header, tiles, alpha = C.unpack(data, check_coder_version=False)
     if header.mode not in M.MODE_NAMES:
         raise FormatError(f"unknown mode code {header.mode} in the header")
     if header.level not in M.LEVELS:
@@ -148,9 +156,11 @@ def decode_rgb(data: bytes, model=None):
     return rgb, ImageMeta(colour=colour, alpha=alpha_plane)
 
 
-def decode(data: bytes, model=None, as_array: bool = False):
-    """.svae bytes -> PIL image (mode L, RGB or RGBA as the input was), or a uint8 array."""
-    rgb, meta = decode_rgb(data, model)
+def decode(data: bytes, model=None, as_array: bool = False, max_pixels=PILLOW_LIMIT):
+    """.svae bytes -> PIL image (mode L, RGB or RGBA as the input was), or a uint8 array.
+    max_pixels: refuse (TooManyPixelsError, a FormatError) a file that declares more pixels, before
+    any model is loaded; by default twice PIL.Image.MAX_IMAGE_PIXELS as set at call time, None: no limit."""
+    rgb, meta = decode_rgb(data, model, max_pixels)
     img = to_pil(rgb, meta)
     return np.asarray(img) if as_array else img
 

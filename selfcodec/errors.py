@@ -19,6 +19,10 @@ class FormatError(CodecError):
     exit_code = 4
 
 
+class TooManyPixelsError(FormatError):
+    """A .svae file declares more pixels than the decoder was allowed (``max_pixels``)."""
+
+
 class ModelMismatchError(CodecError):
     """The file was written with other weights than the ones available to decode it."""
 

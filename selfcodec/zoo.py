@@ -54,8 +54,15 @@ def load(model: str | Path | None = None):
     """(model in eval mode, 8-byte weights hash, name stored in .svae headers)."""
     path = model_path(model)
     net, digest = _load(str(path.resolve()), path.stat().st_mtime)
-    name = net.cfg.name if path.parent == MODELS_DIR else path.stem
-    return net, digest, name[:64]
+    return net, digest, path.stem[:64]  # a shipped model's name is its file's (a renamed earlier default keeps its config)
+
+
+def find_by_hash(digest: bytes) -> str | None:
+    """The name of the shipped model whose weights hash is `digest`, if one is."""
+    for name in available():
+        if weights_hash(MODELS_DIR / f"{name}.safetensors") == digest:
+            return name
+    return None
 
 
 def load_any(spec: str | Path):

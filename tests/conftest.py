@@ -15,12 +15,13 @@ import torch
 from PIL import Image
 
 from selfcodec.checkpoint import save_model
-from selfcodec.family import SelfVAE, make_config
+from selfcodec.family import build_model, make_config
 from selfcodec.nets import data_dependent_init
 
 ASSET = Path(__file__).resolve().parents[1] / "selfcodec" / "assets" / "kodim23-crop.png"
 
 TINY = dict(ch=16, growth=8, layers=1, mixtures=3, z_ch=8, u_ch=4, flow_hidden=8, flow_blocks=1)
+TINY_FAST = dict(network="fast", ch=16, mid_ch=8, head_ch=8, mixtures=2, z_ch=8, u_ch=4, flow_hidden=8, flow_blocks=1)
 
 
 def build_tiny(path: Path, preset: str = "selfvae-downscale", seed: int = 0, **overrides) -> Path:
@@ -28,8 +29,9 @@ def build_tiny(path: Path, preset: str = "selfvae-downscale", seed: int = 0, **o
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
-        cfg = make_config(preset, **{**TINY, **overrides})
-        model = SelfVAE(cfg)
+        tiny = TINY_FAST if overrides.get("network") == "fast" else TINY
+        cfg = make_config(preset, **{**tiny, **overrides})
+        model = build_model(cfg)
         side = 2 * model.multiple
         x = torch.randint(0, 256, (2, 3, side, side)).float()
         data_dependent_init(model, x)
@@ -81,6 +83,14 @@ def tiny_models_staged(model_dir) -> dict:
             "downscale-3l": str(build_tiny(model_dir / "tiny-ds3l-ctx-yc.safetensors", "selfvae-downscale-3l",
                                            seed=6, x_context=1, y_consistent=True)),
             "vae": str(build_tiny(model_dir / "tiny-vae-ctx.safetensors", "vae", seed=7, y_context=1))}
+
+
+@pytest.fixture(scope="session")
+def tiny_fast_models(model_dir) -> dict:
+    """Every preset built with the fast networks, as rate-distortion models of 3 levels."""
+    lam = (0.005, 0.01, 0.02)
+    return {p: str(build_tiny(model_dir / f"tiny-fast-{p}.safetensors", p, seed=8, network="fast", rd_lambdas=lam))
+            for p in ("selfvae-downscale", "selfvae-downscale-3l", "selfvae-sketch", "vae")}
 
 
 @pytest.fixture(scope="session")

@@ -138,8 +138,15 @@ def test_bad_mode_and_level_are_usage_errors(api, runner, tmp_path):
     _img(tmp_path / "x.png")
     assert run(runner, "encode", tmp_path / "x.png", "-m", "nope").exit_code == 2
     assert run(runner, "encode", tmp_path / "x.png", "-m", "rec2", "-q", "9").exit_code == 2
-    assert run(runner, "encode", tmp_path / "x.png").exit_code == 2  # -m is required
     assert _files(tmp_path) == ["x.png"]
+
+
+def test_encode_mode_defaults_to_rec2(api, runner, tmp_path):
+    _img(tmp_path / "x.png")
+    res = run(runner, "encode", tmp_path / "x.png", "-o", tmp_path / "x.svae")
+    assert res.exit_code == 0, res.stderr
+    assert api.calls[-1] == ("encode", "rec2", 3, None, False)
+    assert "(rec2, level 3)" in res.stderr
 
 
 def test_info_text_and_json(api, runner, tmp_path):

@@ -9,8 +9,13 @@ Layout (little-endian)::
     name_len u8 | name | model_hash[8] | mode u8 | level u8 |
     height u16 | width u16 | pad_h u8 | pad_w u8 | tile_h varint | tile_w varint |
     n_streams u8 | pixel_crc u32 | payload_crc u32 | [alpha_len varint] |
-    stream length table (n_tiles * n_streams varints) | header_crc u32 |
-    payload: streams in table order, then alpha bytes
+    stream length table (n_tiles * n_streams varints) | [layer CRCs: n_streams u32] |
+    header_crc u32 | payload: streams in table order, then alpha bytes
+
+A layered file (format version 2, flags bit 3) stores its streams layer by layer: the alpha
+bytes first, then stream 0 of every tile, then stream 1 of every tile, ...; its length table
+is in that order too, and a CRC-32 of each layer's coded integers follows it, so a prefix of
+the file that ends after any layer holds whole layers that can be checked on their own.
 
 ``unpack`` and ``peek_header`` raise only :class:`FormatError` on bad input, check
 every declared size against limits and against the bytes actually present before
@@ -43,6 +48,9 @@ __all__ = [
     "pack",
     "unpack",
     "peek_header",
+    "unpack_layers",
+    "pack_layers",
+    "LAYERED_FORMAT_VERSION",
     "tile_grid",
     "header_size",
     "encode_varint",
@@ -50,8 +58,10 @@ __all__ = [
 ]
 
 MAGIC = b"SVAE"
-#: Container layout version this build writes and reads.
+#: Container layout version of files without layers (this build reads it and LAYERED_FORMAT_VERSION).
 FORMAT_VERSION = 1
+#: Container layout version of layered files: FORMAT_VERSION plus the layered flag and layer CRCs.
+LAYERED_FORMAT_VERSION = 2
 #: Entropy-coder bitstream version (constriction 0.5.x ANS / range coder streams).
 CODER_VERSION = 3
 
@@ -79,7 +89,8 @@ FIXED_HEADER_BYTES = 39
 
 _FLAG_COLOUR_MASK = 0x03
 _FLAG_ALPHA = 0x04
-_FLAG_RESERVED = 0xF8
+_FLAG_LAYERED = 0x08
+_FLAG_RESERVED = 0xF8  # version 1; version 2 reserves 0xF0
 
 _U8_MAX = 0xFF
 _U32_MAX = 0xFFFFFFFF
@@ -102,6 +113,12 @@ class Header:
     pixel_crc: int
     coder_version: int = CODER_VERSION
     format_version: int = FORMAT_VERSION
+    #: one CRC-32 per layer (stream index) of its coded integers; empty for a file without layers
+    layer_crcs: tuple = ()
+
+    @property
+    def layered(self) -> bool:
+        return bool(self.layer_crcs)
 
     @property
     def n_tiles(self) -> int:
@@ -197,8 +214,13 @@ def _validate_for_pack(header: Header) -> bytes:
         raise ValueError(f"model name is {len(name)} UTF-8 bytes; at most {MAX_NAME_BYTES}")
     if not isinstance(header.model_hash, (bytes, bytearray)) or len(header.model_hash) != MODEL_HASH_BYTES:
         raise ValueError(f"model_hash must be {MODEL_HASH_BYTES} bytes")
-    if header.format_version != FORMAT_VERSION:
-        raise ValueError(f"this build writes format version {FORMAT_VERSION}, not {header.format_version}")
+    want = LAYERED_FORMAT_VERSION if header.layered else FORMAT_VERSION
+    if header.format_version not in (FORMAT_VERSION, want) or (header.format_version != want and not header.layered):
+        raise ValueError(f"this build writes format version {want} for this file, not {header.format_version}")
+    if header.layered and len(header.layer_crcs) != header.n_streams:
+        raise ValueError(f"a layered file needs one CRC per stream: {len(header.layer_crcs)} for {header.n_streams}")
+    for c in header.layer_crcs:
+        _check_int("layer CRC", c, 0, _U32_MAX)
     _check_int("coder_version", header.coder_version, 0, _U8_MAX)
     _check_int("mode", header.mode, 0, _U8_MAX)
     _check_int("level", header.level, 0, _U8_MAX)
@@ -229,11 +251,15 @@ def pack(header: Header, tiles: list[list[bytes]], alpha: bytes | None = None) -
         if len(streams) != header.n_streams:
             raise ValueError(f"tile {i} has {len(streams)} streams; header says {header.n_streams}")
 
-    flags = header.colour | (_FLAG_ALPHA if alpha is not None else 0)
-    streams = [bytes(s) for ts in tiles for s in ts]
-    payload = b"".join(streams) + (bytes(alpha) if alpha is not None else b"")
+    flags = header.colour | (_FLAG_ALPHA if alpha is not None else 0) | (_FLAG_LAYERED if header.layered else 0)
+    if header.layered:  # alpha first, then layer by layer
+        streams = [bytes(ts[i]) for i in range(header.n_streams) for ts in tiles]
+        payload = (bytes(alpha) if alpha is not None else b"") + b"".join(streams)
+    else:
+        streams = [bytes(s) for ts in tiles for s in ts]
+        payload = b"".join(streams) + (bytes(alpha) if alpha is not None else b"")
     return _pack_raw(
-        format_version=header.format_version,
+        format_version=LAYERED_FORMAT_VERSION if header.layered else FORMAT_VERSION,
         coder_version=header.coder_version,
         flags=flags,
         name=name,
@@ -251,6 +277,7 @@ def pack(header: Header, tiles: list[list[bytes]], alpha: bytes | None = None) -
         alpha_len=len(alpha) if alpha is not None else None,
         lengths=[len(s) for s in streams],
         payload=payload,
+        layer_crcs=list(header.layer_crcs),
     )
 
 
@@ -276,6 +303,7 @@ def _pack_raw(
     payload: bytes,
     payload_crc: int | None = None,
     header_crc: int | None = None,
+    layer_crcs: list | None = None,
 ) -> bytes:
     """Write the byte layout without any semantic checks (``pack`` validates first).
 
@@ -298,6 +326,8 @@ def _pack_raw(
         out += encode_varint(alpha_len)
     for n in lengths:
         out += encode_varint(n)
+    for c in layer_crcs or ():
+        out += struct.pack("<I", c)
     out += struct.pack("<I", zlib.crc32(out) if header_crc is None else header_crc)
     out += payload
     return bytes(out)
@@ -345,13 +375,18 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
     r = _Reader(data)
     r.pos = len(MAGIC)
     format_version = r.u8("format version")
-    if format_version != FORMAT_VERSION:
+    if format_version not in (FORMAT_VERSION, LAYERED_FORMAT_VERSION):
         raise FormatError(
-            f"unsupported .svae format version {format_version}; this build reads version {FORMAT_VERSION}"
+            f"unsupported .svae format version {format_version}; this build reads version {FORMAT_VERSION} "
+            f"(and {LAYERED_FORMAT_VERSION} for layered files)"
         )
     coder_version, flags, name_len = r.unpack("<BBB", "header")
-    if flags & _FLAG_RESERVED:
+    reserved = _FLAG_RESERVED if format_version == FORMAT_VERSION else _FLAG_RESERVED & ~_FLAG_LAYERED
+    if flags & reserved:
         raise FormatError(f"corrupt header: reserved flag bits set (flags=0x{flags:02x})")
+    layered = bool(flags & _FLAG_LAYERED)
+    if format_version == LAYERED_FORMAT_VERSION and not layered:
+        raise FormatError("corrupt header: a version-2 file without the layered flag")
     colour = flags & _FLAG_COLOUR_MASK
     if colour not in COLOUR_NAMES:
         raise FormatError(f"corrupt header: unknown colour type {colour}")
@@ -386,6 +421,7 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
     lengths = []
     for i in range(n_lengths):
         lengths.append(r.varint(f"length of stream {i}"))
+    layer_crcs = r.unpack(f"<{n_streams}I", "layer CRCs") if layered else ()
     header_end = r.pos
     (header_crc,) = r.unpack("<I", "header CRC")
     if zlib.crc32(data[:header_end]) != header_crc:
@@ -412,6 +448,7 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
         pixel_crc=pixel_crc,
         coder_version=coder_version,
         format_version=format_version,
+        layer_crcs=tuple(layer_crcs),
     )
     return header, payload_crc, lengths, alpha_len, r.pos
 
@@ -451,6 +488,9 @@ def unpack(data: bytes, *, check_coder_version: bool = True) -> tuple[Header, li
     if zlib.crc32(data[pos:]) != payload_crc:
         raise FormatError("corrupt payload: payload CRC mismatch")
 
+    if header.layered:
+        layers, alpha, _ = _split_layers(header, lengths, alpha_len, data, pos)
+        return header, [list(ts) for ts in zip(*layers)], alpha
     tiles: list[list[bytes]] = []
     k = 0
     for _ in range(header.n_tiles):
@@ -463,3 +503,49 @@ def unpack(data: bytes, *, check_coder_version: bool = True) -> tuple[Header, li
         tiles.append(streams)
     alpha = data[pos : pos + alpha_len] if alpha_len is not None else None
     return header, tiles, alpha
+
+
+def _split_layers(header: Header, lengths: list, alpha_len, data: bytes, pos: int):
+    """(the layers whose bytes are all present, each a list of per-tile streams; the alpha bytes
+    or None; where the payload's bytes end) of a layered file whose payload starts at pos."""
+    alpha = None
+    if alpha_len is not None:
+        if pos + alpha_len > len(data):
+            return [], None, pos
+        alpha, pos = data[pos : pos + alpha_len], pos + alpha_len
+    layers, k = [], 0
+    for _ in range(header.n_streams):
+        size = sum(lengths[k : k + header.n_tiles])
+        if pos + size > len(data):
+            break
+        layer = []
+        for n in lengths[k : k + header.n_tiles]:
+            layer.append(data[pos : pos + n])
+            pos += n
+        layers.append(layer)
+        k += header.n_tiles
+    return layers, alpha, pos
+
+
+def unpack_layers(data: bytes, partial: bool = False):
+    """A layered file -> (header, layers, alpha): layers[i][t] is stream i of tile t, layer by
+    layer. With `partial`, the file may stop anywhere after its header: only the layers whose
+    bytes are all present come back (their layer CRCs, not the payload CRC, then guard them)."""
+    if not partial:
+        header, tiles, alpha = unpack(data, check_coder_version=False)
+        if not header.layered:
+            raise FormatError("not a layered file (written without layers): it cannot be cut or decoded in part")
+        return header, [list(s) for s in zip(*tiles)], alpha
+    header, _, lengths, alpha_len, pos = _parse_header(data)
+    if not header.layered:
+        raise FormatError("not a layered file (written without layers): it cannot be cut or decoded in part")
+    data = bytes(data)
+    layers, alpha, end = _split_layers(header, lengths, alpha_len, data, pos)
+    if len(layers) == header.n_streams and end < len(data):
+        raise FormatError(f"trailing garbage: {len(data) - end} bytes after the end of the container")
+    return header, layers, alpha
+
+
+def pack_layers(header: Header, layers: list, alpha: bytes | None = None) -> bytes:
+    """pack() for a layered header given its streams layer by layer (layers[i][t])."""
+    return pack(header, [list(ts) for ts in zip(*layers)], alpha)

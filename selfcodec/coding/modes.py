@@ -9,6 +9,8 @@ above it are sent (`send_z`) or inferred (the prior's mean). Images above `sent`
 point estimate (mixture mean) of their likelihood.
 """
 
+import struct
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -33,7 +35,7 @@ MODE_NAMES = {v: k for k, v in MODE_CODES.items()}
 
 # level -> (quantization step of the latents that shape the reconstruction, bin width of a lossy y);
 # a rate-distortion model (cfg.rd_lambdas) learns its own latent steps per level instead
-LEVELS = {1: (2.0, 16), 2: (1.5, 8), 3: (1.0, 4), 4: (0.75, 2), 5: (0.5, 1)}
+LEVELS = {1: (2.0, 16), 2: (1.5, 8), 3: (1.0, 4), 4: (0.75, 2), 5: (0.5, 1), 6: (0.35, 1)}
 DEFAULT_LEVEL = 3
 
 
@@ -73,6 +75,47 @@ def stream_names(plan: Plan, levels: int) -> list:
     for k in range(plan.sent + 1):
         images.append("x" if k == levels else (f"y{k + 1}" if levels > 1 else "y"))
     return ["+".join(latents)] + images
+
+
+def layer_names(levels: int) -> list:
+    """The layers of a layered file, in file order: û, then every ẑ (one layer), then each image
+    coarsest first (x last). Its first n layers are a file of layered_mode(levels, n)."""
+    return ["u"] + (["z"] if levels else []) + stream_names(Plan(levels, True), levels)[1:]
+
+
+def layered_mode(levels: int, n_layers: int) -> str:
+    """The mode whose file the first n_layers layers make."""
+    n_latent = 2 if levels else 1
+    if not 1 <= n_layers <= n_latent + levels + 1:
+        raise CodecError(f"a layered file of this model has 1 to {n_latent + levels + 1} layers, not {n_layers}")
+    if n_layers <= n_latent:
+        return "rec1" if n_layers == 1 else "rec2"
+    sent = n_layers - n_latent - 1  # index of the finest image sent
+    if sent == levels:
+        return "lossless"
+    return "crec" if sent == levels - 1 else "crec-y1"
+
+
+def layers_of(mode: str, levels: int) -> int:
+    """How many layers a layered file of `mode` holds (the inverse of layered_mode)."""
+    have = [layered_mode(levels, n) for n in range(1, len(layer_names(levels)) + 1)]
+    if mode not in have:
+        raise CodecError(f"a layered file of this model has no {mode!r} layer; its layers give {', '.join(have)}")
+    return have.index(mode) + 1
+
+
+def _int_bytes(sym: np.ndarray) -> bytes:
+    return np.ascontiguousarray(sym, dtype="<i4").tobytes()
+
+
+def image_crc(img: torch.Tensor, crc: int = 0) -> int:
+    """CRC-32 of an image's integers as the coder sees them (pixels row-major, channels last)."""
+    return zlib.crc32(_pixels(img).tobytes(), crc)
+
+
+def combine_crcs(per_tile: list) -> list:
+    """Per-tile CRC lists (one per layer) -> one CRC per layer: CRC-32 of the tiles' CRCs in order."""
+    return [zlib.crc32(b"".join(struct.pack("<I", t[i]) for t in per_tile)) for i in range(len(per_tile[0]))]
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -187,6 +230,62 @@ class _Decoder:
         return _to_image(v, shape)
 
 
+class _LayeredEncoder(_Encoder):
+    """An encoder that keeps each latent layer (û; every ẑ) in a stream of its own, then the
+    images, and a CRC of each layer's coded integers."""
+
+    def __init__(self, imgs, n_latent_layers, searched=None):
+        super().__init__(imgs, searched)
+        self.streams, self.bits = [b""] * n_latent_layers, [0.0] * n_latent_layers
+        self.by_layer = [[] for _ in range(n_latent_layers)]
+        self.crcs = [0] * n_latent_layers
+
+    def latent(self, posterior_mean, mean, log_scale, step, layer=0):
+        m, idx = _latent_tables(mean, log_scale, step)
+        value = self.searched.pop(0) if self.searched else posterior_mean()
+        sym = np.rint((_np(value) - m) / step).astype(np.int64)
+        self.by_layer[layer].append((sym, idx))
+        self.bits[layer] += S.gaussian_bits(sym, idx)
+        self.crcs[layer] = zlib.crc32(_int_bytes(sym), self.crcs[layer])
+        return torch.from_numpy(m + step * sym).float()
+
+    def finish(self):
+        for i, latents in enumerate(self.by_layer):
+            coder = S.section_coder()
+            for sym, idx in reversed(latents):
+                S.gaussian_encode(sym, idx, coder)
+            self.streams[i] = S.finish(coder)
+
+    def image(self, *args, **kwargs):
+        out = super().image(*args, **kwargs)
+        self.crcs.append(image_crc(out))
+        return out
+
+
+class _LayeredDecoder(_Decoder):
+    def __init__(self, streams, shape0, n_latent_layers):
+        self.streams, self.shape0 = list(streams), shape0
+        self.coders = [S.section_coder(self._next()) for _ in range(n_latent_layers)]
+        self.crcs = [0] * n_latent_layers
+
+    def latent(self, posterior_mean, mean, log_scale, step, layer=0):
+        m, idx = _latent_tables(mean, log_scale, step)
+        sym = S.gaussian_decode(self.coders[layer], idx)
+        self.crcs[layer] = zlib.crc32(_int_bytes(sym), self.crcs[layer])
+        return torch.from_numpy(m + step * sym).float()
+
+    def finish(self):
+        for coder in self.coders:
+            S.check_done(coder)
+        if self.streams:
+            raise CodecError("the file has more streams than its mode needs")
+
+    def image(self, *args, **kwargs):
+        out = super().image(*args, **kwargs)
+        self.crcs.append(image_crc(out))
+        return out
+
+
 def _pixels(img: torch.Tensor) -> np.ndarray:
     """(1, C, H, W) -> uint8 (H*W, C), pixels row-major (the order streams.dmol_* code them)."""
     return img[0].permute(1, 2, 0).reshape(-1, img.shape[1]).numpy().astype(np.uint8)
@@ -284,6 +383,83 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
     if plan.send_z and plan.sent < K and how == "mean":  # the filter learnt on x̂ from a coded z_K (rec2)
         return model.refine(out[K], h)
     return out[K]
+
+
+@torch.inference_mode()
+def walk_layered(model, n_layers: int, level: int, side, how: str = "mean") -> torch.Tensor:
+    """The chain of a layered file's first n_layers layers (layer_names), on either side:
+    û; every ẑ_k under p(z_k | ŷ_{k-1}, the latent below) along rec2's chain of point estimates
+    (so û and ẑ are exactly a rec2 file's, at the level's steps); then the images sent exactly,
+    coarsest first, images[0] under p(images[0] | û) and images[k] under p(images[k] |
+    images[k-1], ẑ_k). Returns x̂: x itself when every layer is there, else the chain's
+    reconstruction from the finest image sent (or from ŷ and ẑ, or û alone)."""
+    cfg, K = model.cfg, model.cfg.levels
+    gaussian = cfg.posterior == "gaussian"
+    learned = latent_steps_rd(model, level)
+    steps = learned if learned else [LEVELS[level][0]] * (K + 1)
+    imgs = getattr(side, "imgs", None)
+    n_latent = 2 if K else 1
+    send_z = n_layers >= 2 and K >= 1
+    sent = n_layers - n_latent - 1  # the finest image sent exactly; -1: none
+    cm, cls = model.u_code_prior()
+    h0, w0 = side.shape0
+    ushape = (1, cfg.u_ch, h0 >> model.u_down, w0 >> model.u_down)
+    u = side.latent(lambda: _posterior_mean(model.q_u(imgs[0]), gaussian), cm.expand(ushape), cls.expand(ushape),
+                    steps[0], layer=0)
+
+    def point(k, params, h, img_prev):
+        c = model.img_ch[k]
+        return model.staged_image(k, params, h, img_prev, lambda p: D.dmol_point(p, c, cfg.mixtures, how))
+
+    p0, h0_feats = model.p_img0(u, features=True)
+    est, zs, prev, h = [point(0, p0, h0_feats, None)], [], u, h0_feats
+    for k in range(1, K + 1):
+        pm, pls = model.p_z(k, est[k - 1], prev)
+        prev = (side.latent(lambda: _posterior_mean(model.q_z(k, imgs[k]), gaussian), pm, pls, steps[k], layer=1)
+                if send_z else pm)
+        zs.append(prev)
+        if k < K or sent < 0:
+            params, h = model.p_img(k, prev, est[k - 1], features=True)
+            est.append(point(k, params, h, est[k - 1]))
+    if sent < 0:
+        return model.refine(est[K], h) if send_z and how == "mean" else est[K]
+    exact = []
+    for k in range(sent + 1):
+        params, h = (p0, h0_feats) if k == 0 else model.p_img(k, zs[k - 1], exact[k - 1], features=True)
+        prev_img = exact[k - 1] if k else None
+        stage = None
+        if model.staged(k):
+            def stage(s, img, k=k, params=params, h=h, prev=prev_img):
+                return model.stage_params(k, s, params, h, img, prev)
+        y = prev_img if (k >= 1 and cfg.y_consistent) else None
+        exact.append(side.image(k, params, model.img_ch[k], cfg.mixtures, 1, y, stage))
+    img = exact[sent]
+    for k in range(sent + 1, K + 1):
+        params, h = model.p_img(k, zs[k - 1], img, features=True)
+        img = point(k, params, h, img)
+    return model.refine(img, h) if sent < K and how == "mean" else img
+
+
+def encode_tile_layered(model, tile: np.ndarray, level: int, how: str = "mean"):
+    """encode_tile for a layered lossless file: (streams, estimated bits, reconstruction,
+    CRC of each layer's coded integers), one entry per layer_names(levels)."""
+    x = torch.from_numpy(np.array(tile, dtype=np.float32)).permute(2, 0, 1)[None]
+    n_layers = len(layer_names(model.cfg.levels))
+    enc = _LayeredEncoder(model.images(x), 2 if model.cfg.levels else 1)
+    with coding_threads():
+        xhat = walk_layered(model, n_layers, level, enc, how)
+    enc.finish()
+    return enc.streams, enc.bits, _to_uint8(xhat), enc.crcs
+
+
+def decode_tile_layered(model, streams: list, h: int, w: int, level: int, how: str = "mean"):
+    """The first len(streams) layers of a tile -> (reconstruction uint8, each layer's CRC)."""
+    r = model.ratio ** model.cfg.levels
+    dec = _LayeredDecoder(streams, (h // r, w // r), min(len(streams), 2 if model.cfg.levels else 1))
+    with coding_threads():
+        xhat = walk_layered(model, len(streams), level, dec, how)
+    dec.finish()
+    return _to_uint8(xhat), dec.crcs
 
 
 @contextmanager

@@ -1,0 +1,118 @@
+"""A Pillow plugin for .svae files: ``import selfcodec.pillow`` and Pillow reads and writes them.
+
+    from PIL import Image
+    import selfcodec.pillow
+
+    im = Image.open("photo.svae")    # size and mode (L, RGB, RGBA) from the header; no network runs
+    im.load()                        # decodes (also implied by any use of the pixels)
+    im.save("copy.svae", mode="rec2", level=3)
+
+Registers the format ``SVAE``, the extension ``.svae`` and the MIME type ``image/x-svae``.
+
+Save options (keyword arguments of ``Image.save``), defaults as the command line's:
+
+``mode``
+    coding mode: ``rec1``, ``rec2`` (default), ``cgen``, ``crec`` or ``lossless``.
+``level``
+    quality level, ``selfcodec.api.LEVELS`` (default ``selfcodec.api.DEFAULT_LEVEL``, 3).
+``model``
+    model name or ``.safetensors`` path (default: the mode's default model).
+``search``
+    encoder-side latent search steps per tile (rec2; default 0).
+
+Decoding uses the model the file names, or the one given by :func:`register`
+(``register(model="my.safetensors")``).
+
+Size limit: ``Image.open`` applies Pillow's decompression-bomb check to the size declared in
+the header (``DecompressionBombWarning`` above ``Image.MAX_IMAGE_PIXELS``,
+``DecompressionBombError`` above twice it; set ``Image.MAX_IMAGE_PIXELS = None`` to lift it),
+and decoding honours the same setting.
+
+A damaged header makes ``Image.open`` fail as for any unreadable image
+(``PIL.UnidentifiedImageError``); errors found while decoding (damaged streams, other model
+weights) are raised by ``load()`` as :class:`selfcodec.errors.CodecError` subclasses.
+"""
+
+from __future__ import annotations
+
+from PIL import Image, ImageFile
+
+from .coding import container as C
+from .errors import FormatError
+
+FORMAT = "SVAE"
+EXTENSION = ".svae"
+MIME = "image/x-svae"
+_HEAD = 4096  # bytes read first to parse the header (more are read when its stream table is longer)
+_options: dict = {"model": None}
+
+
+def _accept(prefix: bytes) -> bool:
+    return prefix[:4] == C.MAGIC
+
+
+def _read_header(fp) -> C.Header:
+    """Parse the header from the file's start, reading only as far as it needs."""
+    data = fp.read(_HEAD)
+    while True:
+        try:
+            return C.peek_header(data)
+        except FormatError as e:
+            more = fp.read(len(data))  # the stream length table runs on: read (double) and retry
+            if not more:
+                raise SyntaxError(f"not a valid .svae file: {e}") from None
+            data += more
+
+
+class SvaeImageFile(ImageFile.ImageFile):
+    """An image of a .svae file: the header is read on open, the pixels decoded on load."""
+
+    format = FORMAT
+    format_description = "selfcodec learned image codec"
+
+    def _open(self) -> None:
+        header = _read_header(self.fp)
+        self._size = (header.width, header.height)
+        self._mode = C.COLOUR_NAMES[header.colour]
+        tile = getattr(ImageFile, "_Tile", None)
+        extents = (0, 0) + self.size
+        self.tile = [tile(FORMAT, extents, 0, None) if tile else (FORMAT, extents, 0, None)]
+
+
+class SvaeDecoder(ImageFile.PyDecoder):
+    """Reads the whole file and decodes it with :func:`selfcodec.api.decode`."""
+
+    _pulls_fd = True
+
+    def decode(self, buffer):
+        from . import api
+
+        img = api.decode(self.fd.read(), model=_options["model"])  # max_pixels: Pillow's setting
+        if img.mode != self.mode or img.size != (self.state.xsize, self.state.ysize):
+            raise ValueError(f"decoded a {img.mode} {img.size} image for a {self.mode} "
+                             f"{(self.state.xsize, self.state.ysize)} header")
+        self.set_as_raw(img.tobytes())
+        return -1, 0
+
+
+def _save(im: Image.Image, fp, filename) -> None:
+    from . import api
+
+    opts = im.encoderinfo
+    data = api.encode(im, mode=opts.get("mode", "rec2"), level=opts.get("level", api.DEFAULT_LEVEL),
+                      model=opts.get("model"), search=opts.get("search", 0))
+    fp.write(data)
+
+
+def register(model=None) -> None:
+    """Register the plugin with Pillow (done on import); ``model``: the weights that decoding
+    uses (a shipped model's name or a .safetensors path; None: the model each file names)."""
+    _options["model"] = model
+    Image.register_open(FORMAT, SvaeImageFile, _accept)
+    Image.register_save(FORMAT, _save)
+    Image.register_extension(FORMAT, EXTENSION)
+    Image.register_mime(FORMAT, MIME)
+    Image.register_decoder(FORMAT, SvaeDecoder)
+
+
+register()

@@ -1,0 +1,93 @@
+"""The fast network family: structure (latents at 1/16 of x, no layer at x's full resolution,
+the rec2 decoder's cost per pixel), every preset built with it, and every mode through the codec."""
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from selfcodec import api
+from selfcodec.coding import modes as M
+from selfcodec.family import FAST, build_model, make_config, rd_loss
+from selfcodec.fast import FastSelfVAE
+
+PRESETS = ("selfvae-downscale", "selfvae-downscale-3l", "selfvae-sketch", "vae")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_builds_with_latents_at_a_sixteenth_and_no_full_resolution_layer(preset):
+    m = build_model(make_config(preset, network="fast"))
+    assert isinstance(m, FastSelfVAE) and m.multiple == 16
+    x = torch.randint(0, 256, (1, 3, 64, 96)).float()
+    widest = []
+    hooks = [mod.register_forward_hook(lambda mod, i, o: widest.append(o.shape[-1]))
+             for mod in m.modules() if isinstance(mod, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    with torch.no_grad():
+        t = m.rd_forward(x, torch.zeros(1, dtype=torch.long)) if m.cfg.rd_lambdas else m(x)
+        imgs = m.images(x)
+        u = m.q_u(imgs[0])
+        assert u.shape[-2:] == (4, 6)
+        prev = u
+        for k in range(1, m.cfg.levels + 1):
+            z = m.q_z(k, imgs[k])
+            mean, _ = m.p_z(k, imgs[k - 1], prev)
+            assert z.shape[-2:] == mean.shape[-2:] == (4, 6)
+            prev = z
+    for h in hooks:
+        h.remove()
+    assert max(widest) <= 96 // 2, "a layer runs at x's full resolution"
+    assert all(torch.isfinite(v).all() for v in t.values())
+
+
+def _rec2_decode_macs_per_pixel(model, h=64, w=64):
+    x = torch.randint(0, 256, (1, 3, h, w)).float()
+    imgs = model.images(x)
+    with torch.no_grad():
+        u = torch.round(model.q_u(imgs[0]))
+        z = torch.round(model.q_z(1, imgs[1]))
+        counter = FlopCounterMode(display=False)
+        with counter:  # what the rec2 decoder runs: y from û, z's prior from (ŷ, û), x from (ŷ, ẑ)
+            y = torch.round(model.dmol_mean(model.p_img0(u), model.img_ch[0], model.cfg.mixtures))
+            model.p_z(1, y, u)
+            model.p_img(1, z, y)
+    return counter.get_total_flops() / 2 / (h * w)
+
+
+def test_the_fast_default_decodes_rec2_within_40k_mac_per_pixel_a_third_of_the_densenet():
+    fast = _rec2_decode_macs_per_pixel(build_model(make_config("selfvae-downscale", network="fast", mixtures=1)))
+    dense = _rec2_decode_macs_per_pixel(build_model(make_config("selfvae-downscale")))
+    assert fast <= 40_000 and dense > 3 * fast
+
+
+def test_fast_defaults_apply_only_to_the_fast_family():
+    assert make_config("selfvae-downscale", network="fast").ch == FAST["ch"]
+    assert make_config("selfvae-downscale", network="fast", ch=64).ch == 64
+    assert make_config("selfvae-downscale").network == "densenet"
+    with pytest.raises(ValueError, match="network family"):
+        build_model(make_config("selfvae-downscale", network="nope"))
+
+
+def test_rd_terms_with_the_ypreview_and_cgen_weights_train_every_part():
+    m = build_model(make_config("selfvae-downscale", network="fast", ch=16, mid_ch=8, head_ch=8, u_ch=4, z_ch=8,
+                                mixtures=1, rd_lambdas=(0.01, 0.02)))
+    x = torch.randint(0, 256, (4, 3, 32, 32)).float()
+    t = m(x, level_idx=torch.tensor([0, 1, 0, 1]), quant="mixed", cgen=1)
+    assert t["mse_cgen"].shape == (1,) and t["mse_y"].shape == (4,)
+    loss = rd_loss(t, torch.tensor([0.01, 0.02, 0.01, 0.02]), 32 * 32, 0.01, y_weight=0.02, cgen_weight=0.1)
+    loss.backward()
+    for name in ("enc_u", "dec_0", "enc_z", "prior", "dec", "rd_log2_step"):
+        grads = [p.grad for n, p in m.named_parameters() if n.split(".")[0] == name]
+        assert grads and all(g is not None and torch.isfinite(g).all() for g in grads), name
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_mode_of_every_fast_preset_decodes_what_the_encoder_predicted(tiny_fast_models, preset, natural):
+    path = tiny_fast_models[preset]
+    levels = build_model(make_config(preset, network="fast")).cfg.levels
+    img = np.ascontiguousarray(natural[:40, :56])  # not a multiple of 16: padded and cropped
+    for mode in [m for m in M.modes_for(levels) if m in api.MODES or m.endswith("-y1")]:
+        rep = api.encode_report(img, mode=mode, level=2, model=path)
+        out = api.decode(rep["data"], model=path, as_array=True)  # raises on any mismatch with the prediction
+        assert np.array_equal(out, rep["recon"]), mode
+        if mode == "lossless":
+            assert np.array_equal(out, img)
