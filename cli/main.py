@@ -408,16 +408,25 @@ def encode(input: str, mode: str, level: int, model: str | None, output: str | N
 @click.option("--max-pixels", type=click.IntRange(min=0), default=None, metavar="N",
               help="Refuse a file that declares more than N pixels (0: no limit). "
                    "Default: twice Pillow's PIL.Image.MAX_IMAGE_PIXELS (178,956,970 with Pillow's default).")
+@click.option("--partial", is_flag=True,
+              help="Decode a layered file cut anywhere after its first layer to the image of its last complete "
+                   "layer (stderr says which mode that is); without it a cut file is an error.")
 @_force_opt
-def decode(input: str, output: str | None, model: str | None, max_pixels: int | None, force: bool) -> None:
+def decode(input: str, output: str | None, model: str | None, max_pixels: int | None, partial: bool,
+           force: bool) -> None:
     """Decode the .svae file IN (or every .svae in the directory IN) to PNG."""
     limit = {} if max_pixels is None else {"max_pixels": max_pixels or None}
 
     def run(data: bytes, fmt: str) -> tuple[bytes, float | None]:
         _check_declared_pixels(data, **limit)  # before torch and the model are loaded
-        from selfcodec.imageio import image_to_bytes
+        from selfcodec.imageio import image_to_bytes, to_pil
 
-        img = _api().decode(data, model=model, **limit)
+        if partial:
+            rgb, meta = _api().decode_rgb(data, model=model, partial=True, **limit)
+            img = to_pil(rgb, meta)
+            click.echo(f"partial file: decoded its layers up to {meta.mode}", err=True)
+        else:
+            img = _api().decode(data, model=model, **limit)
         return image_to_bytes(img, fmt), _bpp(len(data), img.width, img.height)
 
     if input != "-" and Path(input).is_dir():
@@ -494,7 +503,13 @@ def info(input: str, as_json: bool) -> None:
     click.echo(f"{'file':<{width}} {'<stdin>' if input == '-' else input}")
     for key in keys:
         value = meta[key]
-        if isinstance(value, dict):
+        if key == "layers" and isinstance(value, list):
+            click.echo(f"{key + ':':<{width}} (truncate -m MODE cuts the file to a layer's mode; decode --partial "
+                       "reads any prefix that holds a whole layer)")
+            for layer in value:
+                click.echo(f"  {layer['name']}: {layer['bytes']} bytes, up to byte {layer['ends_at_byte']}: "
+                           f"{layer['mode']}")
+        elif isinstance(value, dict):
             click.echo(f"{key + ':':<{width}}")
             total = sum(v for v in value.values() if isinstance(v, (int, float))) or 0
             for name, v in value.items():
@@ -506,6 +521,31 @@ def info(input: str, as_json: bool) -> None:
             click.echo(f"{key + ':':<{width}} {value:.4f}")
         else:
             click.echo(f"{key + ':':<{width}} {_jsonable(value) if isinstance(value, (bytes, bytearray)) else value}")
+
+
+@main.command()
+@_in_arg
+@click.option("-m", "--mode", required=True, type=click.Choice(["crec", "rec2", "rec1", "crec-y1"]),
+              help="The lower mode to cut the file down to.")
+@click.option("-o", "--output", metavar="OUT", default=None, help="Output .svae file ('-': stdout). Default: IN.MODE.svae.")
+@_force_opt
+def truncate(input: str, mode: str, output: str | None, force: bool) -> None:
+    """Cut the layered (lossless) .svae file IN down to a file of a lower MODE, dropping layers:
+    no model runs."""
+    from selfcodec.layers import truncate as cut
+
+    if input != "-" and Path(input).is_dir():
+        raise click.BadParameter("truncate takes a .svae file, not a directory", param_hint="IN")
+    inputs = [] if input == "-" else [Path(input)]
+    out = output or ("-" if input == "-" else str(Path(input).with_suffix(f".{mode}{SVAE_SUFFIX}")))
+    if out != "-":
+        check_output(Path(out), inputs, force)
+    data = _stdin_bytes() if input == "-" else Path(input).read_bytes()
+    cut_data = cut(data, mode)
+    _emit(cut_data, out, force=force, inputs=inputs)
+    if out != "-":
+        click.echo(f"{'<stdin>' if input == '-' else input} -> {out}: {len(data)} -> {len(cut_data)} bytes ({mode})",
+                   err=True)
 
 
 # --------------------------------------------------------------------------- more commands

@@ -17,6 +17,7 @@ from .coding import container as C
 from .coding import modes as M
 from .errors import ChecksumError, CodecError, FormatError, ModelMismatchError
 from .imageio import ImageMeta, load_image, to_pil
+from . import layers as LY
 from .limits import PILLOW_LIMIT, check_pixels
 
 MODES = ["rec1", "rec2", "cgen", "crec", "lossless"]
@@ -38,12 +39,17 @@ def _crc(rgb: np.ndarray) -> int:
 
 
 def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=None, tile: int = TILE,
-                  allow_lossy_convert: bool = False, search: int = 0) -> dict:
+                  allow_lossy_convert: bool = False, search: int = 0, layered: bool | None = None) -> dict:
     """Encode and return everything the encoder knows: the file bytes, the reconstruction it
     predicts, the model's estimate of every stream's bits and the real stream sizes.
     search: steps of the encoder-side latent search per tile (rec2 with a rate-distortion
     model; see coding/search.py): slower encoding, fewer bits for the same quality, and files
-    any decoder of the model reads."""
+    any decoder of the model reads. layered (lossless only, the default there): store û, ẑ,
+    y and x as layers whose prefixes are the crec, rec2 and rec1 files of `level` (see
+    truncate); layered=False writes the earlier one-chain lossless file."""
+    layered = (mode == "lossless") if layered is None else layered
+    if layered and mode != "lossless":
+        raise CodecError("only lossless files are written in layers; cut one down with truncate()")
     if level not in M.LEVELS:
         raise CodecError(f"level {level} does not exist; choose one of {LEVELS}")
     if search < 0:
@@ -58,10 +64,15 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
     grid = C.tile_grid(h, w, tile_side, tile_side)
     t0 = time.perf_counter()
     recon = np.empty_like(rgb)
-    tiles, est = [], np.zeros(len(M.stream_names(plan, net.cfg.levels)))
+    names = LY.layer_names(net.cfg.levels) if layered else M.stream_names(plan, net.cfg.levels)
+    tiles, est, crcs = [], np.zeros(len(names)), []
     for top, left, th, tw in grid:
-        streams, bits, rec = M.encode_tile(net, _pad(rgb[top:top + th, left:left + tw], net.multiple), plan, level,
-                                           search=search)
+        padded = _pad(rgb[top:top + th, left:left + tw], net.multiple)
+        if layered:
+            streams, bits, rec, tile_crcs = M.encode_tile_layered(net, padded, level)
+            crcs.append(tile_crcs)
+        else:
+            streams, bits, rec = M.encode_tile(net, padded, plan, level, search=search)
         tiles.append(streams)
         est += bits
         recon[top:top + th, left:left + tw] = rec[:th, :tw]
@@ -71,20 +82,21 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
     header = C.Header(model_name=name, model_hash=digest, mode=M.MODE_CODES[mode], level=level, height=h, width=w,
                       colour=_COLOURS[meta.colour], pad_h=-h % net.multiple, pad_w=-w % net.multiple,
                       tile_h=tile_side if tile_side < h else 0, tile_w=tile_side if tile_side < w else 0,
-                      n_streams=len(est), pixel_crc=_crc(recon))
+                      n_streams=len(est), pixel_crc=_crc(recon),
+                      layer_crcs=tuple(M.combine_crcs(crcs)) if layered else ())
     data = C.pack(header, tiles, alpha)
-    names = M.stream_names(plan, net.cfg.levels)
     real = [sum(len(t[i]) for t in tiles) for i in range(len(names))]
     return {"data": data, "recon": recon, "meta": meta, "seconds": time.perf_counter() - t0,
             "streams": {n: {"bytes": r, "estimated_bits": float(b)} for n, r, b in zip(names, real, est)}}
 
 
 def encode(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=None, verify: bool = False,
-           tile: int = TILE, allow_lossy_convert: bool = False, search: int = 0) -> bytes:
+           tile: int = TILE, allow_lossy_convert: bool = False, search: int = 0, layered: bool | None = None) -> bytes:
     """Compress an image (path, bytes, PIL image or uint8/uint16 array) into .svae bytes.
     With verify, decode the result and check it reproduces the predicted pixels; with search,
-    spend `search` gradient steps per tile finding cheaper latents (rec2, see encode_report)."""
-    rep = encode_report(image, mode, level, model, tile, allow_lossy_convert, search)
+    spend `search` gradient steps per tile finding cheaper latents (rec2, see encode_report);
+    a lossless file is layered unless layered=False (see truncate)."""
+    rep = encode_report(image, mode, level, model, tile, allow_lossy_convert, search, layered)
     if verify:
         decode(rep["data"], model=model, as_array=True)  # raises ChecksumError on any mismatch
     return rep["data"]
@@ -110,18 +122,19 @@ def _shipped(name: str) -> bool:
     return name in zoo.available()
 
 
-def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT):
-    """(uint8 H x W x 3 reconstruction, ImageMeta) from .svae bytes; max_pixels: see decode."""
+def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool = False):
+    """(uint8 H x W x 3 reconstruction, ImageMeta) from .svae bytes; max_pixels and partial:
+    see decode. ImageMeta.mode says which mode's image it is (a partial file's may be lower)."""
     data = bytes(data)
     check_pixels(C.peek_header(data), max_pixels)  # header only: before the payload CRC and any model
+    if partial or C.peek_header(data).layered:
+        return _decode_layered(data, model, partial)
     header, tiles, alpha = C.unpack(data, check_coder_version=False)
     if header.mode not in M.MODE_NAMES:
         raise FormatError(f"unknown mode code {header.mode} in the header")
     if header.level not in M.LEVELS:
         raise FormatError(f"unknown level {header.level} in the header")
-    th, tw = min(header.tile_h or header.height, header.height), min(header.tile_w or header.width, header.width)
-    if th > MAX_TILE or tw > MAX_TILE:  # a short file must not make the decoder run the model on a huge tile
-        raise FormatError(f"corrupt header: tiles of {th}x{tw} pixels exceed the limit of {MAX_TILE} per side")
+    _check_tiles(header)
     net = _resolve_for(header, model)
     plan = M.plan_for(M.MODE_NAMES[header.mode], net.cfg.levels)
     C.require_coder_version(header, pixel_streams=plan.sent >= 0)
@@ -143,7 +156,12 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT):
         raise ChecksumError(
             "decoded pixels differ from what the encoder predicted (pixel CRC mismatch): the file is damaged, "
             "or this machine computes the model's numbers differently from the encoder's (other torch build, CPU or GPU)")
+    return rgb, _meta(header, alpha, M.MODE_NAMES[header.mode])
+
+
+def _meta(header: C.Header, alpha: bytes | None, mode: str) -> ImageMeta:
     alpha_plane = None
+    h, w = header.height, header.width
     if alpha is not None:
         try:
             raw = zlib.decompressobj().decompress(alpha, h * w + 1)
@@ -152,15 +170,65 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT):
         if len(raw) != h * w:
             raise FormatError("alpha plane has the wrong size")
         alpha_plane = np.frombuffer(raw, np.uint8).reshape(h, w)
-    colour = C.COLOUR_NAMES[header.colour]
-    return rgb, ImageMeta(colour=colour, alpha=alpha_plane)
+    return ImageMeta(colour=C.COLOUR_NAMES[header.colour], alpha=alpha_plane, mode=mode)
 
 
-def decode(data: bytes, model=None, as_array: bool = False, max_pixels=PILLOW_LIMIT):
+def _check_tiles(header: C.Header) -> None:
+    th, tw = min(header.tile_h or header.height, header.height), min(header.tile_w or header.width, header.width)
+    if th > MAX_TILE or tw > MAX_TILE:  # a short file must not make the decoder run the model on a huge tile
+        raise FormatError(f"corrupt header: tiles of {th}x{tw} pixels exceed the limit of {MAX_TILE} per side")
+
+
+def _decode_layered(data: bytes, model, partial: bool):
+    """A layered file, or with `partial` its complete layers, decoded to the image of its last
+    layer; each layer's coded integers are checked against the layer's CRC."""
+    header, layers, alpha = C.unpack_layers(data, partial=partial)
+    if not layers:
+        raise FormatError("truncated file: it stops before the end of its first layer, so no image can be decoded")
+    if header.level not in M.LEVELS:
+        raise FormatError(f"unknown level {header.level} in the header")
+    _check_tiles(header)
+    net = _resolve_for(header, model)
+    K = net.cfg.levels
+    n = len(layers)
+    mode = LY.layered_mode(K, n)
+    if LY.layered_mode(K, header.n_streams) != M.MODE_NAMES.get(header.mode):
+        raise FormatError(f"corrupt header: {header.n_streams} layers do not make a file of mode code {header.mode}")
+    C.require_coder_version(header, pixel_streams=n > (2 if K else 1))
+    h, w = header.height, header.width
+    rgb, crcs = np.empty((h, w, 3), np.uint8), []
+    for t, (top, left, th, tw) in enumerate(C.tile_grid(h, w, header.tile_h, header.tile_w)):
+        ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
+        try:
+            rec, tile_crcs = M.decode_tile_layered(net, [layer[t] for layer in layers], ph, pw, header.level)
+        except CodecError:
+            raise
+        except Exception as e:  # the entropy decoder met bytes it cannot parse
+            raise FormatError(f"corrupt stream in tile at ({top}, {left}): {type(e).__name__}: {e}") from None
+        crcs.append(tile_crcs)
+        rgb[top:top + th, left:left + tw] = rec[:th, :tw]
+    for name, want, got in zip(LY.layer_names(K), header.layer_crcs, M.combine_crcs(crcs)):
+        if want != got:
+            raise ChecksumError(f"layer {name!r} decoded to other integers than the encoder coded (layer CRC mismatch): "
+                                "the file is damaged, or this machine computes the model's numbers differently")
+    if mode == "lossless" and _crc(rgb) != header.pixel_crc:
+        raise ChecksumError("decoded pixels differ from the encoded image (pixel CRC mismatch): the file is damaged")
+    return rgb, _meta(header, alpha, mode)
+
+
+def truncate(data: bytes, mode: str) -> bytes:
+    """Cut a layered (lossless) file down to the file of a lower mode (crec, rec2 or rec1) by
+    dropping layers and rewriting the header: no model runs, in milliseconds."""
+    return LY.truncate(data, mode)
+
+
+def decode(data: bytes, model=None, as_array: bool = False, max_pixels=PILLOW_LIMIT, partial: bool = False):
     """.svae bytes -> PIL image (mode L, RGB or RGBA as the input was), or a uint8 array.
     max_pixels: refuse (TooManyPixelsError, a FormatError) a file that declares more pixels, before
-    any model is loaded; by default twice PIL.Image.MAX_IMAGE_PIXELS as set at call time, None: no limit."""
-    rgb, meta = decode_rgb(data, model, max_pixels)
+    any model is loaded; by default twice PIL.Image.MAX_IMAGE_PIXELS as set at call time, None: no limit.
+    partial: a layered file cut anywhere after its first layer decodes to the image of its last
+    complete layer (decode_rgb's ImageMeta.mode says which); without it a cut file is an error."""
+    rgb, meta = decode_rgb(data, model, max_pixels, partial)
     img = to_pil(rgb, meta)
     return np.asarray(img) if as_array else img
 
@@ -171,6 +239,8 @@ def info(data: bytes) -> dict:
     header, tiles, alpha = C.unpack(data, check_coder_version=False)
     mode = M.MODE_NAMES.get(header.mode, f"unknown({header.mode})")
     names = [f"stream{i}" for i in range(header.n_streams)]
+    if header.layered:
+        return _layered_info(data, header, tiles, alpha, mode)
     try:
         # the stream names need only the model's configuration, not its weights
         levels = read_config(zoo.model_path(header.model_name)).levels if _shipped(header.model_name) else None
@@ -185,5 +255,25 @@ def info(data: bytes) -> dict:
             "width": header.width, "height": header.height, "colour": C.COLOUR_NAMES.get(header.colour),
             "tiles": len(tiles), "bytes": len(data), "header_bytes": len(data) - sum(streams.values()),
             "bpp": 8 * len(data) / (header.width * header.height), "streams": streams,
+            "pixel_crc32": f"{header.pixel_crc:08x}", "format_version": header.format_version,
+            "coder_version": header.coder_version}
+
+
+def _layered_info(data: bytes, header: C.Header, tiles, alpha, mode: str) -> dict:
+    levels = LY.levels_of(header)
+    names = LY.layer_names(levels)[:header.n_streams] if levels >= 0 else ["u", "z"][:header.n_streams]
+    sizes = [sum(len(t[i]) for t in tiles) for i in range(header.n_streams)]
+    modes = LY.modes_of(levels) if levels >= 0 else ["rec1", "rec2"]
+    layers, end = [], C.header_size(data) + (len(alpha) if alpha is not None else 0)
+    for name, size, m in zip(names, sizes, modes):
+        end += size
+        layers.append({"name": name, "bytes": size, "mode": m, "ends_at_byte": end})
+    streams = dict(zip(names, sizes))
+    if alpha is not None:
+        streams["alpha"] = len(alpha)
+    return {"model": header.model_name, "model_hash": header.model_hash.hex(), "mode": mode, "level": header.level,
+            "width": header.width, "height": header.height, "colour": C.COLOUR_NAMES.get(header.colour),
+            "tiles": len(tiles), "bytes": len(data), "header_bytes": len(data) - sum(streams.values()),
+            "bpp": 8 * len(data) / (header.width * header.height), "streams": streams, "layers": layers,
             "pixel_crc32": f"{header.pixel_crc:08x}", "format_version": header.format_version,
             "coder_version": header.coder_version}

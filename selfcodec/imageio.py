@@ -80,6 +80,7 @@ class ImageMeta:
     source_mode: str = ""
     bit_depth: int = 8
     lossy: bool = False
+    mode: str = ""  # set by the decoder: the coding mode of the image it decoded (a cut file's may be lower)
 
     def __post_init__(self) -> None:
         if self.colour not in ("L", "RGB", "RGBA"):

@@ -20,6 +20,7 @@ import torch
 from .. import distributions as D
 from ..errors import CodecError
 from ..family import STAGE_OF_PHASE, phase_planes
+from ..layers import layer_names
 from . import streams as S
 from .search import search_latents
 
@@ -75,33 +76,6 @@ def stream_names(plan: Plan, levels: int) -> list:
     for k in range(plan.sent + 1):
         images.append("x" if k == levels else (f"y{k + 1}" if levels > 1 else "y"))
     return ["+".join(latents)] + images
-
-
-def layer_names(levels: int) -> list:
-    """The layers of a layered file, in file order: û, then every ẑ (one layer), then each image
-    coarsest first (x last). Its first n layers are a file of layered_mode(levels, n)."""
-    return ["u"] + (["z"] if levels else []) + stream_names(Plan(levels, True), levels)[1:]
-
-
-def layered_mode(levels: int, n_layers: int) -> str:
-    """The mode whose file the first n_layers layers make."""
-    n_latent = 2 if levels else 1
-    if not 1 <= n_layers <= n_latent + levels + 1:
-        raise CodecError(f"a layered file of this model has 1 to {n_latent + levels + 1} layers, not {n_layers}")
-    if n_layers <= n_latent:
-        return "rec1" if n_layers == 1 else "rec2"
-    sent = n_layers - n_latent - 1  # index of the finest image sent
-    if sent == levels:
-        return "lossless"
-    return "crec" if sent == levels - 1 else "crec-y1"
-
-
-def layers_of(mode: str, levels: int) -> int:
-    """How many layers a layered file of `mode` holds (the inverse of layered_mode)."""
-    have = [layered_mode(levels, n) for n in range(1, len(layer_names(levels)) + 1)]
-    if mode not in have:
-        raise CodecError(f"a layered file of this model has no {mode!r} layer; its layers give {', '.join(have)}")
-    return have.index(mode) + 1
 
 
 def _int_bytes(sym: np.ndarray) -> bytes:
