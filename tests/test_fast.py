@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from selfcodec import api
+from selfcodec import api, zoo
+from selfcodec.errors import ModelMismatchError
 from selfcodec.coding import modes as M
 from selfcodec.family import FAST, build_model, make_config, rd_loss
 from selfcodec.fast import FastSelfVAE
@@ -91,3 +92,21 @@ def test_every_mode_of_every_fast_preset_decodes_what_the_encoder_predicted(tiny
         assert np.array_equal(out, rep["recon"]), mode
         if mode == "lossless":
             assert np.array_equal(out, img)
+
+
+def test_files_of_an_earlier_default_decode_after_it_is_renamed(tmp_path, monkeypatch, tiny_model, tiny_fast_models,
+                                                                   natural):
+    """A new default takes the shipped name; the earlier weights stay under another name, and
+    files that name the default but carry the earlier weights' hash decode with them."""
+    import shutil
+
+    monkeypatch.setattr(zoo, "MODELS_DIR", tmp_path)
+    shutil.copy(tiny_model, tmp_path / "selfvae-downscale.safetensors")
+    old = api.encode(natural, "rec2", 2, model="selfvae-downscale")
+    want = api.decode(old, as_array=True)
+    (tmp_path / "selfvae-downscale.safetensors").rename(tmp_path / "selfvae-downscale-dense.safetensors")
+    shutil.copy(tiny_fast_models["selfvae-downscale"], tmp_path / "selfvae-downscale.safetensors")
+    assert np.array_equal(api.decode(old, as_array=True), want)
+    (tmp_path / "selfvae-downscale-dense.safetensors").unlink()
+    with pytest.raises(ModelMismatchError):
+        api.decode(old)
