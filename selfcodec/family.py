@@ -449,7 +449,11 @@ class SelfVAE(nn.Module):
                 return noisy, noisy
             if quant == "round":
                 return rounded, rounded
-            return noisy, straight_through(t, rounded)
+            # rounded in value; the gradient reaches t as the identity's and the step as the rounding
+            # error's (t + s * (n - (t - mean) / s)): with straight_through(t, rounded) no distortion
+            # reached the learned steps, only the rate, and they grew until the latents said nothing
+            e = (t - mean) / s
+            return noisy, t + s * (torch.round(e) - e).detach()
 
         u_rate, u = quantize(self.q_u(imgs[0]), steps[0], cm)
         flow_trains = any(p.requires_grad for p in self.flow.parameters())
