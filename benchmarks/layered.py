@@ -15,8 +15,7 @@ import numpy as np
 
 from selfcodec import api, zoo
 
-from . import baselines as B
-from .common import DEFAULT_KODAK, DEFAULT_OUT, list_pngs, load_rgb, stamp, start_run
+from .common import DEFAULT_KODAK, DEFAULT_OUT, list_pngs, load_rgb, stamp, start_run, to_jsonable
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -59,7 +58,7 @@ def main(argv=None) -> int:
     note(f"mean over {len(rows)} images: layered lossless {mean['lossless_extra_percent']:+.3f} % bytes; "
          f"rec2 cut {mean['rec2_extra_percent']:+.3f} % bytes, PSNR {mean['rec2_cut_psnr']:.3f} vs {mean['rec2_plain_psnr']:.3f} dB")
     doc = {"meta": {**stamp(full_argv), "model": model, "level": a.level, "notes": notes}, "images": rows, "mean": mean}
-    (out / "layered.json").write_text(json.dumps(B.to_jsonable(doc), indent=2))
+    (out / "layered.json").write_text(json.dumps(to_jsonable(doc), indent=2))
     return 0
 
 

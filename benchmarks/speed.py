@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from selfcodec import api
 
 from . import baselines as B
-from .common import DEFAULT_KODAK, DEFAULT_OUT, list_pngs, load_rgb, stamp, start_run
+from .common import DEFAULT_KODAK, DEFAULT_OUT, list_pngs, load_rgb, stamp, start_run, to_jsonable
 
 
 def macs_per_pixel(fn, pixels: int) -> float:
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
              f"({row['dec_x_webp']:.0f}x WebP) over {len(images)} images")
     doc = {"meta": {**stamp(full_argv), "threads": a.threads, "images": [n for n, _ in images], "notes": notes},
            "results": result}
-    (out / "speed.json").write_text(json.dumps(B.to_jsonable(doc), indent=2))
+    (out / "speed.json").write_text(json.dumps(to_jsonable(doc), indent=2))
     return 0
 
 
