@@ -40,6 +40,7 @@ def _config(spec: str):
 def measure(cfg, bf16: bool, batch: int, crop: int, steps: int) -> float:
     """Seconds per training step, after two warm-up steps (which compile the likelihood)."""
     torch.manual_seed(0)
+    torch._dynamo.reset()  # each model compiles its own likelihood graphs (the recompile limit is per function)
     m = build_model(cfg)
     m.dmol_log_prob = torch.compile(D.dmol_log_prob, dynamic=False)
     m.dmol_mean = torch.compile(D.dmol_mean, dynamic=False)

@@ -265,10 +265,12 @@ def train(a: TrainArgs) -> dict:
         opt.step()
         decay = min(a.ema, (1 + step) / (10 + step))  # warm-up: early EMA must not cling to the init
         with torch.no_grad():
-            for k, v in model.state_dict().items():
-                if v.is_floating_point():
-                    ema[k].mul_(decay).add_(v.float(), alpha=1 - decay)
-                else:
+            state = model.state_dict()
+            floats = [k for k, v in state.items() if v.is_floating_point()]
+            # one fused update for every float tensor (a loop of ~200 small ops cost ~5 % of a fast model's step)
+            torch._foreach_lerp_([ema[k] for k in floats], [state[k].float() for k in floats], 1 - decay)
+            for k, v in state.items():
+                if not v.is_floating_point():
                     ema[k].copy_(v)
         step += 1
         terms_bpd = rd_log_terms(terms, lv, n_levels, pixels) if rd else bpd(terms, dims)
