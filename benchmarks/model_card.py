@@ -71,6 +71,20 @@ def kodak_rows(data: dict, name: str) -> list:
     return rows
 
 
+def architecture(cfg: dict) -> str:
+    """The network in one line: the fast family's widths, or the DenseNet's."""
+    head = f"`{cfg['name']}`: transform `{cfg['transform']}`, {cfg['levels']} self-supervised level(s), "
+    if cfg.get("network") == "fast":
+        return (head + f"fast networks (`selfcodec/fast.py`: 5x5 stride-2 convolutions with GDN, 4x4 transposed ones "
+                f"with inverse GDN; widths {cfg['ch']} at 1/8 and below, {cfg['mid_ch']} at 1/4, {cfg['head_ch']} at 1/2, "
+                f"no layer at full resolution), latents u {cfg['u_ch']} ch / z {cfg['z_ch']} ch at "
+                f"1/{2 ** cfg['latent_down']} of x, {cfg['mixtures']} logistic mixture(s), RealNVP {cfg['flow_blocks']} "
+                f"blocks, posterior `{cfg['posterior']}`")
+    return (head + f"{cfg['ch']} channels, DenseNet growth {cfg['growth']} x {cfg['layers']} layers, latents u "
+            f"{cfg['u_ch']} ch / z {cfg['z_ch']} ch at 1/{2 ** cfg['latent_down']} of their image, {cfg['mixtures']} "
+            f"logistic mixtures, RealNVP {cfg['flow_blocks']} blocks, posterior `{cfg['posterior']}`")
+
+
 def write_card(weights: Path, run: Path, data_desc: str, command: str, kodak: Path | None, notes: str,
                quant: str = "noise") -> Path:
     meta = read_metadata(weights)
@@ -88,10 +102,7 @@ def write_card(weights: Path, run: Path, data_desc: str, command: str, kodak: Pa
         "",
         "| | |",
         "|---|---|",
-        f"| architecture | `{cfg['name']}`: transform `{cfg['transform']}`, {cfg['levels']} self-supervised level(s), "
-        f"{cfg['ch']} channels, DenseNet growth {cfg['growth']} x {cfg['layers']} layers, latents u {cfg['u_ch']} ch / "
-        f"z {cfg['z_ch']} ch at 1/{2 ** cfg['latent_down']} of their image, {cfg['mixtures']} logistic mixtures, "
-        f"RealNVP {cfg['flow_blocks']} blocks, posterior `{cfg['posterior']}`"
+        f"| architecture | {architecture(cfg)}"
         + (f", a {cfg['refine']}-dense-block residual filter on x̂ at full resolution (rec2, crec)" if cfg.get("refine") else "")
         + (", x given y with each 2x2 block's last pixel restricted to the values that keep y (`y_consistent`)"
            if cfg.get("y_consistent") else "")

@@ -114,8 +114,14 @@ def test_import_selfcodec_and_opening_with_pillow_do_not_load_torch(tiny_model, 
             f"im = Image.open({str(path)!r}); assert im.size == (32, 24) and im.mode == 'RGB', im; "
             "assert 'torch' not in sys.modules, 'torch imported'; "
             "assert callable(selfcodec.encode) and callable(selfcodec.decode) and callable(selfcodec.info)")
+    _python(code)
+
+
+def _python(code: str) -> str:
+    """Run code in a fresh interpreter (whose modules start empty); its stdout."""
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
+    return res.stdout
 
 
 # --------------------------------------------------------------------------- pixel limit
@@ -185,9 +191,7 @@ def test_cli_refuses_a_huge_declared_size_without_loading_torch(tmp_path):
             f"r = CliRunner().invoke(load_cli().main, ['decode', {str(src)!r}, '-o', {str(tmp_path / 'o.png')!r}]); "
             "assert r.exit_code == 4, (r.exit_code, r.output); "
             "assert 'torch' not in sys.modules, 'torch imported'; print(r.output)")
-    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
-    assert "selfcodec: error: the file declares 16384x16384 = 268,435,456 pixels" in res.stdout
+    assert "selfcodec: error: the file declares 16384x16384 = 268,435,456 pixels" in _python(code)
     assert not (tmp_path / "o.png").exists()
 
 
