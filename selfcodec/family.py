@@ -468,7 +468,9 @@ class SelfVAE(nn.Module):
             img_prev = straight_through(mean, torch.round(mean))  # the codec rounds it; gradients pass
             pm, pls = self.p_z(k, img_prev, prev)
             if k == cfg.levels and cgen:
-                c_pm, _ = self.p_z(k, imgs[k - 1][:cgen], prev[:cgen])
+                # the latent below detached: cgen's error must train the prior and the decoder, not make û
+                # carry x's detail (suspected: with it attached, û took ~80 % of the first run's rate)
+                c_pm, _ = self.p_z(k, imgs[k - 1][:cgen], prev[:cgen].detach())
                 c_x = self.dmol_mean(self.p_img(k, c_pm, imgs[k - 1][:cgen]), self.img_ch[k], cfg.mixtures)
                 out["mse_cgen"] = ((c_x - x[:cgen].float()) ** 2).flatten(1).mean(1)
             z_rate, z = quantize(self.q_z(k, imgs[k]), steps[k], pm)
