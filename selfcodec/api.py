@@ -126,8 +126,9 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
     """(uint8 H x W x 3 reconstruction, ImageMeta) from .svae bytes; max_pixels and partial:
     see decode. ImageMeta.mode says which mode's image it is (a partial file's may be lower)."""
     data = bytes(data)
-    check_pixels(C.peek_header(data), max_pixels)  # header only: before the payload CRC and any model
-    if partial or C.peek_header(data).layered:
+    header = C.peek_header(data)
+    check_pixels(header, max_pixels)  # header only: before the payload CRC and any model
+    if partial or header.layered:
         return _decode_layered(data, model, partial)
     header, tiles, alpha = C.unpack(data, check_coder_version=False)
     if header.mode not in M.MODE_NAMES:
@@ -234,46 +235,36 @@ def decode(data: bytes, model=None, as_array: bool = False, max_pixels=PILLOW_LI
 
 
 def info(data: bytes) -> dict:
-    """What a .svae file holds, from its header and stream table (no model needed)."""
+    """What a .svae file holds, from its header and stream table (no model needed); a layered
+    file also lists its layers, their bytes and the mode each cut makes."""
     data = bytes(data)
     header, tiles, alpha = C.unpack(data, check_coder_version=False)
     mode = M.MODE_NAMES.get(header.mode, f"unknown({header.mode})")
     names = [f"stream{i}" for i in range(header.n_streams)]
     if header.layered:
-        return _layered_info(data, header, tiles, alpha, mode)
-    try:
-        # the stream names need only the model's configuration, not its weights
-        levels = read_config(zoo.model_path(header.model_name)).levels if _shipped(header.model_name) else None
-        if levels is not None and mode in M.MODE_CODES:
-            names = M.stream_names(M.plan_for(mode, levels), levels)
-    except CodecError:
-        pass
+        levels = LY.levels_of(header)
+        names = (LY.layer_names(levels) if levels >= 0 else ["u", "z"])[:header.n_streams]
+    else:
+        try:
+            # the stream names need only the model's configuration, not its weights
+            levels = read_config(zoo.model_path(header.model_name)).levels if _shipped(header.model_name) else None
+            if levels is not None and mode in M.MODE_CODES:
+                names = M.stream_names(M.plan_for(mode, levels), levels)
+        except CodecError:
+            pass
     streams = {n: sum(len(t[i]) for t in tiles) for i, n in enumerate(names)}
     if alpha is not None:
         streams["alpha"] = len(alpha)
-    return {"model": header.model_name, "model_hash": header.model_hash.hex(), "mode": mode, "level": header.level,
-            "width": header.width, "height": header.height, "colour": C.COLOUR_NAMES.get(header.colour),
-            "tiles": len(tiles), "bytes": len(data), "header_bytes": len(data) - sum(streams.values()),
-            "bpp": 8 * len(data) / (header.width * header.height), "streams": streams,
-            "pixel_crc32": f"{header.pixel_crc:08x}", "format_version": header.format_version,
-            "coder_version": header.coder_version}
-
-
-def _layered_info(data: bytes, header: C.Header, tiles, alpha, mode: str) -> dict:
-    levels = LY.levels_of(header)
-    names = LY.layer_names(levels)[:header.n_streams] if levels >= 0 else ["u", "z"][:header.n_streams]
-    sizes = [sum(len(t[i]) for t in tiles) for i in range(header.n_streams)]
-    modes = LY.modes_of(levels) if levels >= 0 else ["rec1", "rec2"]
-    layers, end = [], C.header_size(data) + (len(alpha) if alpha is not None else 0)
-    for name, size, m in zip(names, sizes, modes):
-        end += size
-        layers.append({"name": name, "bytes": size, "mode": m, "ends_at_byte": end})
-    streams = dict(zip(names, sizes))
-    if alpha is not None:
-        streams["alpha"] = len(alpha)
-    return {"model": header.model_name, "model_hash": header.model_hash.hex(), "mode": mode, "level": header.level,
-            "width": header.width, "height": header.height, "colour": C.COLOUR_NAMES.get(header.colour),
-            "tiles": len(tiles), "bytes": len(data), "header_bytes": len(data) - sum(streams.values()),
-            "bpp": 8 * len(data) / (header.width * header.height), "streams": streams, "layers": layers,
-            "pixel_crc32": f"{header.pixel_crc:08x}", "format_version": header.format_version,
-            "coder_version": header.coder_version}
+    out = {"model": header.model_name, "model_hash": header.model_hash.hex(), "mode": mode, "level": header.level,
+           "width": header.width, "height": header.height, "colour": C.COLOUR_NAMES.get(header.colour),
+           "tiles": len(tiles), "bytes": len(data), "header_bytes": len(data) - sum(streams.values()),
+           "bpp": 8 * len(data) / (header.width * header.height), "streams": streams,
+           "pixel_crc32": f"{header.pixel_crc:08x}", "format_version": header.format_version,
+           "coder_version": header.coder_version}
+    if header.layered:
+        modes = LY.modes_of(levels) if levels >= 0 else ["rec1", "rec2"]
+        end, out["layers"] = C.header_size(data) + (len(alpha) if alpha is not None else 0), []
+        for name, m in zip(names, modes):
+            end += streams[name]
+            out["layers"].append({"name": name, "bytes": streams[name], "mode": m, "ends_at_byte": end})
+    return out

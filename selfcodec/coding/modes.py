@@ -127,13 +127,16 @@ class _Encoder:
         self.shape0 = tuple(imgs[0].shape[-2:])  # height and width of images[0]
         self.searched = list(searched or [])  # latents found by search.search_latents, in walk order
 
-    def latent(self, posterior_mean, mean, log_scale, step):
+    def latent(self, posterior_mean, mean, log_scale, step, layer=0):
         m, idx = _latent_tables(mean, log_scale, step)
         value = self.searched.pop(0) if self.searched else posterior_mean()
         sym = np.rint((_np(value) - m) / step).astype(np.int64)
+        self._keep(sym, idx, layer)
+        return torch.from_numpy(m + step * sym).float()
+
+    def _keep(self, sym, idx, layer):
         self.latents.append((sym, idx))
         self.bits[0] += S.gaussian_bits(sym, idx)
-        return torch.from_numpy(m + step * sym).float()
 
     def finish(self):
         coder = S.section_coder()
@@ -176,10 +179,17 @@ class _Decoder:
             raise CodecError("the file has fewer streams than its mode needs")
         return self.streams.pop(0)
 
-    def latent(self, posterior_mean, mean, log_scale, step):
+    def latent(self, posterior_mean, mean, log_scale, step, layer=0):
         m, idx = _latent_tables(mean, log_scale, step)
-        sym = S.gaussian_decode(self.latents, idx)
+        sym = S.gaussian_decode(self._coder(layer), idx)
+        self._seen(sym, layer)
         return torch.from_numpy(m + step * sym).float()
+
+    def _coder(self, layer):
+        return self.latents
+
+    def _seen(self, sym, layer):
+        pass
 
     def finish(self):
         S.check_done(self.latents)
@@ -214,14 +224,10 @@ class _LayeredEncoder(_Encoder):
         self.by_layer = [[] for _ in range(n_latent_layers)]
         self.crcs = [0] * n_latent_layers
 
-    def latent(self, posterior_mean, mean, log_scale, step, layer=0):
-        m, idx = _latent_tables(mean, log_scale, step)
-        value = self.searched.pop(0) if self.searched else posterior_mean()
-        sym = np.rint((_np(value) - m) / step).astype(np.int64)
+    def _keep(self, sym, idx, layer):
         self.by_layer[layer].append((sym, idx))
         self.bits[layer] += S.gaussian_bits(sym, idx)
         self.crcs[layer] = zlib.crc32(_int_bytes(sym), self.crcs[layer])
-        return torch.from_numpy(m + step * sym).float()
 
     def finish(self):
         for i, latents in enumerate(self.by_layer):
@@ -242,11 +248,11 @@ class _LayeredDecoder(_Decoder):
         self.coders = [S.section_coder(self._next()) for _ in range(n_latent_layers)]
         self.crcs = [0] * n_latent_layers
 
-    def latent(self, posterior_mean, mean, log_scale, step, layer=0):
-        m, idx = _latent_tables(mean, log_scale, step)
-        sym = S.gaussian_decode(self.coders[layer], idx)
+    def _coder(self, layer):
+        return self.coders[layer]
+
+    def _seen(self, sym, layer):
         self.crcs[layer] = zlib.crc32(_int_bytes(sym), self.crcs[layer])
-        return torch.from_numpy(m + step * sym).float()
 
     def finish(self):
         for coder in self.coders:
