@@ -19,9 +19,14 @@ def layer_names(levels: int) -> list:
     return ["u"] + (["z"] if levels else []) + images
 
 
+def latent_layers(levels: int) -> int:
+    """How many of the layers hold latents: û, and every ẑ in one layer when there are any."""
+    return 2 if levels else 1
+
+
 def layered_mode(levels: int, n_layers: int) -> str:
     """The mode whose file the first n_layers layers make."""
-    n_latent = 2 if levels else 1
+    n_latent = latent_layers(levels)
     if not 1 <= n_layers <= n_latent + levels + 1:
         raise CodecError(f"a layered file of this model has 1 to {n_latent + levels + 1} layers, not {n_layers}")
     if n_layers <= n_latent:

@@ -20,7 +20,7 @@ import torch
 from .. import distributions as D
 from ..errors import CodecError
 from ..family import STAGE_OF_PHASE, phase_planes
-from ..layers import layer_names
+from ..layers import latent_layers, layer_names
 from . import streams as S
 from .search import search_latents
 
@@ -214,7 +214,16 @@ class _Decoder:
         return _to_image(v, shape)
 
 
-class _LayeredEncoder(_Encoder):
+class _ImageCRCs:
+    """Appends the CRC of each image a layered side codes to its layers' CRCs."""
+
+    def image(self, *args, **kwargs):
+        out = super().image(*args, **kwargs)
+        self.crcs.append(image_crc(out))
+        return out
+
+
+class _LayeredEncoder(_ImageCRCs, _Encoder):
     """An encoder that keeps each latent layer (û; every ẑ) in a stream of its own, then the
     images, and a CRC of each layer's coded integers."""
 
@@ -236,13 +245,8 @@ class _LayeredEncoder(_Encoder):
                 S.gaussian_encode(sym, idx, coder)
             self.streams[i] = S.finish(coder)
 
-    def image(self, *args, **kwargs):
-        out = super().image(*args, **kwargs)
-        self.crcs.append(image_crc(out))
-        return out
 
-
-class _LayeredDecoder(_Decoder):
+class _LayeredDecoder(_ImageCRCs, _Decoder):
     def __init__(self, streams, shape0, n_latent_layers):
         self.streams, self.shape0 = list(streams), shape0
         self.coders = [S.section_coder(self._next()) for _ in range(n_latent_layers)]
@@ -259,11 +263,6 @@ class _LayeredDecoder(_Decoder):
             S.check_done(coder)
         if self.streams:
             raise CodecError("the file has more streams than its mode needs")
-
-    def image(self, *args, **kwargs):
-        out = super().image(*args, **kwargs)
-        self.crcs.append(image_crc(out))
-        return out
 
 
 def _pixels(img: torch.Tensor) -> np.ndarray:
@@ -316,6 +315,28 @@ def latent_steps_rd(model, level: int):
     return model.coding_steps(level)
 
 
+def _code_u(model, side, step):
+    """û through `side` (coded by the encoder, decoded by the decoder) under its factorized prior."""
+    imgs = getattr(side, "imgs", None)  # only the encoder evaluates the posteriors
+    cm, cls = model.u_code_prior()
+    h0, w0 = side.shape0
+    shape = (1, model.cfg.u_ch, h0 >> model.u_down, w0 >> model.u_down)
+    return side.latent(lambda: _posterior_mean(model.q_u(imgs[0]), model.cfg.posterior == "gaussian"),
+                       cm.expand(shape), cls.expand(shape), step)
+
+
+def _stages(model, k, params, h, img_prev):
+    """For a staged images[k] sent exactly: stage(s, img) -> the parameters of stage s's pixels
+    given the earlier ones in img; None for a model that codes images[k] in one pass."""
+    if not model.staged(k):
+        return None
+    return lambda s, img: model.stage_params(k, s, params, h, img, img_prev)
+
+
+def _tile_tensor(tile: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(tile, dtype=np.float32)).permute(2, 0, 1)[None]
+
+
 @torch.inference_mode()
 def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor:
     """Run the chain once; `side` is an _Encoder (which holds the true images) or a _Decoder.
@@ -331,11 +352,7 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
     learned = latent_steps_rd(model, level)
     imgs = getattr(side, "imgs", None)  # only the encoder evaluates the posteriors
     step_u = learned[0] if learned else (lat_step if plan.sent < 0 else 1.0)
-    cm, cls = model.u_code_prior()
-    h0, w0 = side.shape0
-    ushape = (1, cfg.u_ch, h0 >> model.u_down, w0 >> model.u_down)
-    prev = side.latent(lambda: _posterior_mean(model.q_u(imgs[0]), gaussian),
-                       cm.expand(ushape), cls.expand(ushape), step_u)
+    prev = _code_u(model, side, step_u)
     out, h = [], None
     for k in range(K + 1):
         if k == 0:
@@ -353,10 +370,7 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
             step = y_step if (k == plan.sent and k < K) else 1
             # images[k - 1] = d(images[k]) was sent exactly (only the last image sent may be binned)
             y = prev_img if (k >= 1 and step == 1 and cfg.y_consistent) else None
-            stage = None  # a staged model's later pixels: their parameters given the earlier ones
-            if step == 1 and model.staged(k):
-                def stage(s, img, k=k, params=params, h=h, prev=prev_img):
-                    return model.stage_params(k, s, params, h, img, prev)
+            stage = _stages(model, k, params, h, prev_img) if step == 1 else None
             out.append(side.image(k, params, c, cfg.mixtures, step, y, stage))
         else:
             out.append(model.staged_image(k, params, h, prev_img, lambda p: D.dmol_point(p, c, cfg.mixtures, how)))
@@ -378,14 +392,10 @@ def walk_layered(model, n_layers: int, level: int, side, how: str = "mean") -> t
     learned = latent_steps_rd(model, level)
     steps = learned if learned else [LEVELS[level][0]] * (K + 1)
     imgs = getattr(side, "imgs", None)
-    n_latent = 2 if K else 1
+    n_latent = latent_layers(K)
     send_z = n_layers >= 2 and K >= 1
     sent = n_layers - n_latent - 1  # the finest image sent exactly; -1: none
-    cm, cls = model.u_code_prior()
-    h0, w0 = side.shape0
-    ushape = (1, cfg.u_ch, h0 >> model.u_down, w0 >> model.u_down)
-    u = side.latent(lambda: _posterior_mean(model.q_u(imgs[0]), gaussian), cm.expand(ushape), cls.expand(ushape),
-                    steps[0], layer=0)
+    u = _code_u(model, side, steps[0])
 
     def point(k, params, h, img_prev):
         c = model.img_ch[k]
@@ -407,10 +417,7 @@ def walk_layered(model, n_layers: int, level: int, side, how: str = "mean") -> t
     for k in range(sent + 1):
         params, h = (p0, h0_feats) if k == 0 else model.p_img(k, zs[k - 1], exact[k - 1], features=True)
         prev_img = exact[k - 1] if k else None
-        stage = None
-        if model.staged(k):
-            def stage(s, img, k=k, params=params, h=h, prev=prev_img):
-                return model.stage_params(k, s, params, h, img, prev)
+        stage = _stages(model, k, params, h, prev_img)
         y = prev_img if (k >= 1 and cfg.y_consistent) else None
         exact.append(side.image(k, params, model.img_ch[k], cfg.mixtures, 1, y, stage))
     img = exact[sent]
@@ -423,9 +430,9 @@ def walk_layered(model, n_layers: int, level: int, side, how: str = "mean") -> t
 def encode_tile_layered(model, tile: np.ndarray, level: int, how: str = "mean"):
     """encode_tile for a layered lossless file: (streams, estimated bits, reconstruction,
     CRC of each layer's coded integers), one entry per layer_names(levels)."""
-    x = torch.from_numpy(np.array(tile, dtype=np.float32)).permute(2, 0, 1)[None]
+    x = _tile_tensor(tile)
     n_layers = len(layer_names(model.cfg.levels))
-    enc = _LayeredEncoder(model.images(x), 2 if model.cfg.levels else 1)
+    enc = _LayeredEncoder(model.images(x), latent_layers(model.cfg.levels))
     with coding_threads():
         xhat = walk_layered(model, n_layers, level, enc, how)
     enc.finish()
@@ -435,7 +442,7 @@ def encode_tile_layered(model, tile: np.ndarray, level: int, how: str = "mean"):
 def decode_tile_layered(model, streams: list, h: int, w: int, level: int, how: str = "mean"):
     """The first len(streams) layers of a tile -> (reconstruction uint8, each layer's CRC)."""
     r = model.ratio ** model.cfg.levels
-    dec = _LayeredDecoder(streams, (h // r, w // r), min(len(streams), 2 if model.cfg.levels else 1))
+    dec = _LayeredDecoder(streams, (h // r, w // r), min(len(streams), latent_layers(model.cfg.levels)))
     with coding_threads():
         xhat = walk_layered(model, len(streams), level, dec, how)
     dec.finish()
@@ -468,7 +475,7 @@ def encode_tile(model, tile: np.ndarray, plan: Plan, level: int, how: str = "mea
     """tile: uint8 (h, w, 3) with h, w multiples of model.multiple. search: steps of the
     encoder-side latent search (rec2 with a rate-distortion model; 0: the encoder's guess).
     Returns (streams, estimated bits per stream, predicted reconstruction uint8 (h, w, 3))."""
-    x = torch.from_numpy(np.array(tile, dtype=np.float32)).permute(2, 0, 1)[None]
+    x = _tile_tensor(tile)
     searched = None
     if search:
         check_search(model, plan)
