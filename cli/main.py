@@ -357,7 +357,7 @@ _model_opt = click.option("--model", metavar="NAME|PATH", default=None, help="Mo
 @main.command()
 @_in_arg
 @click.option("-m", "--mode", default=_DEFAULT_MODE, show_default=True, metavar="MODE", help=f"Coding mode: {_MODES_HELP}.")
-@click.option("-q", "--level", type=int, default=_DEFAULT_LEVEL, show_default=True, metavar="LEVEL", help="Quality level 1-6 (a model trained with fewer levels says so).")
+@click.option("-q", "--level", type=int, default=_DEFAULT_LEVEL, show_default=True, metavar="LEVEL", help="Quality level 1-7 (a model trained with fewer levels says so).")
 @_model_opt
 @click.option("-o", "--output", metavar="OUT", default=None, help="Output .svae file ('-': stdout), or directory for a batch. Default: IN with suffix .svae.")
 @click.option("--verify", is_flag=True, help="Decode after encoding and check the result.")
@@ -411,22 +411,26 @@ def encode(input: str, mode: str, level: int, model: str | None, output: str | N
 @click.option("--partial", is_flag=True,
               help="Decode a layered file cut anywhere after its first layer to the image of its last complete "
                    "layer (stderr says which mode that is); without it a cut file is an error.")
+@click.option("--device", default="cpu", show_default=True, metavar="DEVICE",
+              help="Run the synthesis of the image on this device (cuda: a GPU); the probability path stays "
+                   "exact on the CPU, so the file decodes the same.")
 @_force_opt
-def decode(input: str, output: str | None, model: str | None, max_pixels: int | None, partial: bool,
+def decode(input: str, output: str | None, model: str | None, max_pixels: int | None, partial: bool, device: str,
            force: bool) -> None:
     """Decode the .svae file IN (or every .svae in the directory IN) to PNG."""
     limit = {} if max_pixels is None else {"max_pixels": max_pixels or None}
+    on = {} if device == "cpu" else {"device": device}
 
     def run(data: bytes, fmt: str) -> tuple[bytes, float | None]:
         _check_declared_pixels(data, **limit)  # before torch and the model are loaded
         from selfcodec.imageio import image_to_bytes, to_pil
 
         if partial:
-            rgb, meta = _api().decode_rgb(data, model=model, partial=True, **limit)
+            rgb, meta = _api().decode_rgb(data, model=model, partial=True, **on, **limit)
             img = to_pil(rgb, meta)
             click.echo(f"partial file: decoded its layers up to {meta.mode}", err=True)
         else:
-            img = _api().decode(data, model=model, **limit)
+            img = _api().decode(data, model=model, **on, **limit)
         return image_to_bytes(img, fmt), _bpp(len(data), img.width, img.height)
 
     if input != "-" and Path(input).is_dir():

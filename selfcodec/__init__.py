@@ -43,7 +43,7 @@ def encode(image, mode: str = "rec2", level: int = 3, model=None, **options) -> 
     return _api().encode(image, mode=mode, level=level, model=model, **options)
 
 
-def decode(data, model=None, as_array: bool = False, max_pixels="pillow"):
+def decode(data, model=None, as_array: bool = False, max_pixels="pillow", **options):
     """Decode .svae bytes (or a .svae file: path or binary file object) into an image.
 
     Returns a PIL image of the mode the input had (L, RGB or RGBA), or with as_array a uint8
@@ -51,9 +51,10 @@ def decode(data, model=None, as_array: bool = False, max_pixels="pillow"):
     max_pixels: refuse a file that declares more pixels, before any network runs
     (:class:`selfcodec.errors.TooManyPixelsError`, a FormatError); the default "pillow" is twice
     ``PIL.Image.MAX_IMAGE_PIXELS`` as set when called (Pillow's decompression-bomb error), None
-    means no limit. See :func:`selfcodec.api.decode`.
+    means no limit. options: partial=True (a cut layered file), device="cuda" (x̂'s synthesis on
+    a GPU); see :func:`selfcodec.api.decode`.
     """
-    return _api().decode(_read(data), model=model, as_array=as_array, max_pixels=max_pixels)
+    return _api().decode(_read(data), model=model, as_array=as_array, max_pixels=max_pixels, **options)
 
 
 def info(data) -> dict:

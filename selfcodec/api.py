@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import exact as X
 from . import zoo
 from .checkpoint import read_config
 from .coding import container as C
@@ -65,14 +66,16 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
     t0 = time.perf_counter()
     recon = np.empty_like(rgb)
     names = LY.layer_names(net.cfg.levels) if layered else M.stream_names(plan, net.cfg.levels)
+    exact = X.supports(net)  # fast-family models code under tables every machine rebuilds exactly
     tiles, est, crcs = [], np.zeros(len(names)), []
     for top, left, th, tw in grid:
         padded = _pad(rgb[top:top + th, left:left + tw], net.multiple)
         if layered:
-            streams, bits, rec, tile_crcs = M.encode_tile_layered(net, padded, level)
-            crcs.append(tile_crcs)
+            streams, bits, rec, tile_crcs = M.encode_tile_layered(net, padded, level, exact=exact)
         else:
-            streams, bits, rec = M.encode_tile(net, padded, plan, level, search=search)
+            streams, bits, rec, tile_crc = M.encode_tile(net, padded, plan, level, search=search, exact=exact)
+            tile_crcs = [tile_crc]
+        crcs.append(tile_crcs)
         tiles.append(streams)
         est += bits
         recon[top:top + th, left:left + tw] = rec[:th, :tw]
@@ -82,12 +85,19 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
     header = C.Header(model_name=name, model_hash=digest, mode=M.MODE_CODES[mode], level=level, height=h, width=w,
                       colour=_COLOURS[meta.colour], pad_h=-h % net.multiple, pad_w=-w % net.multiple,
                       tile_h=tile_side if tile_side < h else 0, tile_w=tile_side if tile_side < w else 0,
-                      n_streams=len(est), pixel_crc=_crc(recon),
+                      n_streams=len(est), pixel_crc=_check_crc(exact and not layered, mode, recon, crcs),
+                      coder_version=C.CODER_VERSION if exact else C.FLOAT_CODER_VERSION,
                       layer_crcs=tuple(M.combine_crcs(crcs)) if layered else ())
     data = C.pack(header, tiles, alpha)
     real = [sum(len(t[i]) for t in tiles) for i in range(len(names))]
     return {"data": data, "recon": recon, "meta": meta, "seconds": time.perf_counter() - t0,
             "streams": {n: {"bytes": r, "estimated_bits": float(b)} for n, r, b in zip(names, real, est)}}
+
+
+def _check_crc(coded: bool, mode: str, rgb: np.ndarray, tile_crcs: list) -> int:
+    """The header's check value: for a lossy file of the exact path (coder version 4) a CRC of the
+    coded integers, since its pixels may differ by rounding between machines; else the pixels'."""
+    return M.combine_crcs(tile_crcs)[0] if coded and mode != "lossless" else _crc(rgb)
 
 
 def encode(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=None, verify: bool = False,
@@ -122,14 +132,28 @@ def _shipped(name: str) -> bool:
     return name in zoo.available()
 
 
-def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool = False):
-    """(uint8 H x W x 3 reconstruction, ImageMeta) from .svae bytes; max_pixels and partial:
-    see decode. ImageMeta.mode says which mode's image it is (a partial file's may be lower)."""
+def _device(device) -> torch.device:
+    """The device the synthesis runs on, or a CodecError saying why it cannot be that one."""
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise CodecError(f"unknown device {device!r}; use cpu or cuda") from None
+    if d.type not in ("cpu", "cuda"):
+        raise CodecError(f"device {device!r} is not supported; use cpu or cuda")
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise CodecError(f"device {device!r}: no CUDA GPU is available on this machine; decode on the CPU (the default)")
+    return d
+
+
+def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool = False, device="cpu"):
+    """(uint8 H x W x 3 reconstruction, ImageMeta) from .svae bytes; max_pixels, partial and
+    device: see decode. ImageMeta.mode says which mode's image it is (a partial file's may be lower)."""
     data = bytes(data)
     header = C.peek_header(data)
     check_pixels(header, max_pixels)  # header only: before the payload CRC and any model
+    device = _device(device)
     if partial or header.layered:
-        return _decode_layered(data, model, partial)
+        return _decode_layered(data, model, partial, device)
     header, tiles, alpha = C.unpack(data, check_coder_version=False)
     if header.mode not in M.MODE_NAMES:
         raise FormatError(f"unknown mode code {header.mode} in the header")
@@ -143,17 +167,22 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
         raise FormatError(f"the file holds {header.n_streams} streams per tile; mode {M.MODE_NAMES[header.mode]} needs "
                           f"{len(M.stream_names(plan, net.cfg.levels))}")
     h, w = header.height, header.width
-    rgb = np.empty((h, w, 3), np.uint8)
+    exact = header.coder_version == C.CODER_VERSION
+    rgb, crcs = np.empty((h, w, 3), np.uint8), []
     for (top, left, th, tw), streams in zip(C.tile_grid(h, w, header.tile_h, header.tile_w), tiles):
         ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
         try:
-            rec = M.decode_tile(net, streams, ph, pw, plan, header.level)
+            rec, crc = M.decode_tile(net, streams, ph, pw, plan, header.level, exact=exact, device=device)
         except CodecError:
             raise
         except Exception as e:  # the entropy decoder met bytes it cannot parse
             raise FormatError(f"corrupt stream in tile at ({top}, {left}): {type(e).__name__}: {e}") from None
         rgb[top:top + th, left:left + tw] = rec[:th, :tw]
-    if _crc(rgb) != header.pixel_crc:
+        crcs.append([crc])
+    if exact and plan.sent < net.cfg.levels:  # lossy: the coded integers are what every machine must agree on
+        if M.combine_crcs(crcs)[0] != header.pixel_crc:
+            raise ChecksumError("decoded integers differ from those the encoder coded (CRC mismatch): the file is damaged")
+    elif _crc(rgb) != header.pixel_crc:
         raise ChecksumError(
             "decoded pixels differ from what the encoder predicted (pixel CRC mismatch): the file is damaged, "
             "or this machine computes the model's numbers differently from the encoder's (other torch build, CPU or GPU)")
@@ -180,7 +209,7 @@ def _check_tiles(header: C.Header) -> None:
         raise FormatError(f"corrupt header: tiles of {th}x{tw} pixels exceed the limit of {MAX_TILE} per side")
 
 
-def _decode_layered(data: bytes, model, partial: bool):
+def _decode_layered(data: bytes, model, partial: bool, device=torch.device("cpu")):
     """A layered file, or with `partial` its complete layers, decoded to the image of its last
     layer; each layer's coded integers are checked against the layer's CRC."""
     header, layers, alpha = C.unpack_layers(data, partial=partial)
@@ -197,11 +226,13 @@ def _decode_layered(data: bytes, model, partial: bool):
         raise FormatError(f"corrupt header: {header.n_streams} layers do not make a file of mode code {header.mode}")
     C.require_coder_version(header, pixel_streams=n > (2 if K else 1))
     h, w = header.height, header.width
+    exact = header.coder_version == C.CODER_VERSION
     rgb, crcs = np.empty((h, w, 3), np.uint8), []
     for t, (top, left, th, tw) in enumerate(C.tile_grid(h, w, header.tile_h, header.tile_w)):
         ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
         try:
-            rec, tile_crcs = M.decode_tile_layered(net, [layer[t] for layer in layers], ph, pw, header.level)
+            rec, tile_crcs = M.decode_tile_layered(net, [layer[t] for layer in layers], ph, pw, header.level,
+                                                   exact=exact, device=device)
         except CodecError:
             raise
         except Exception as e:  # the entropy decoder met bytes it cannot parse
@@ -223,13 +254,16 @@ def truncate(data: bytes, mode: str) -> bytes:
     return LY.truncate(data, mode)
 
 
-def decode(data: bytes, model=None, as_array: bool = False, max_pixels=PILLOW_LIMIT, partial: bool = False):
+def decode(data: bytes, model=None, as_array: bool = False, max_pixels=PILLOW_LIMIT, partial: bool = False,
+           device="cpu"):
     """.svae bytes -> PIL image (mode L, RGB or RGBA as the input was), or a uint8 array.
     max_pixels: refuse (TooManyPixelsError, a FormatError) a file that declares more pixels, before
     any model is loaded; by default twice PIL.Image.MAX_IMAGE_PIXELS as set at call time, None: no limit.
     partial: a layered file cut anywhere after its first layer decodes to the image of its last
-    complete layer (decode_rgb's ImageMeta.mode says which); without it a cut file is an error."""
-    rgb, meta = decode_rgb(data, model, max_pixels, partial)
+    complete layer (decode_rgb's ImageMeta.mode says which); without it a cut file is an error.
+    device: where the synthesis of x̂ runs ("cuda" for a GPU); the probability path stays on the
+    CPU in exact integers, so the file decodes the same either way (a CodecError if there is no such device)."""
+    rgb, meta = decode_rgb(data, model, max_pixels, partial, device)
     img = to_pil(rgb, meta)
     return np.asarray(img) if as_array else img
 

@@ -346,13 +346,13 @@ class SelfVAE(nn.Module):
         """Channels of u, z_1, ..., z_K: the columns of rd_log2_step in order."""
         return [self.cfg.u_ch] + [self.cfg.z_ch] * self.cfg.levels
 
-    def coding_steps(self, level: int) -> list:
+    def coding_steps(self, level: int, to_step=None) -> list:
         """The steps the codec uses at a level (1-based), float64 (1, C, 1, 1) arrays on the 1/256
-        grid, so encoder and decoder agree exactly whatever exp2 rounds to on their machine."""
+        grid; to_step(log2 steps) -> steps replaces numpy's exp2 (exact.step_from_log2: a table)."""
         import numpy as np
 
         v = self.rd_log2_step.detach().double().cpu().numpy()[level - 1]
-        steps = np.maximum(np.rint(np.exp2(v) * 256.0), 1.0) / 256.0
+        steps = to_step(v) if to_step else np.maximum(np.rint(np.exp2(v) * 256.0), 1.0) / 256.0
         sizes = np.cumsum(self._latent_channels())[:-1]
         return [s[None, :, None, None] for s in np.split(steps, sizes)]
 

@@ -254,6 +254,6 @@ def test_unavailable_modes_and_levels(tiny_vae, tiny_model, rng):
         api.encode(img, "cgen-y1", model=tiny_model)
     with pytest.raises(CodecError):
         api.encode(img, "nope", model=tiny_model)
-    for level in (0, 7):
+    for level in (0, 8):
         with pytest.raises(CodecError):
             api.encode(img, "rec2", level, model=tiny_model)

@@ -17,6 +17,7 @@ import pytest
 from selfcodec.coding import container as C
 from selfcodec.coding.container import (
     CODER_VERSION,
+    FLOAT_CODER_VERSION,
     COLOUR_L,
     COLOUR_RGB,
     COLOUR_RGBA,
@@ -217,7 +218,7 @@ def test_unknown_format_version():
 def test_coder_version_checked_by_unpack_not_peek():
     data = _raw(coder_version=CODER_VERSION + 1)
     msg = _fmt_error(data)
-    assert f"version {CODER_VERSION + 1}" in msg and f"reads version {CODER_VERSION}" in msg
+    assert f"version {CODER_VERSION + 1}" in msg and f"reads versions {FLOAT_CODER_VERSION} and {CODER_VERSION}" in msg
     assert peek_header(data).coder_version == CODER_VERSION + 1
     assert unpack(data, check_coder_version=False)[0].coder_version == CODER_VERSION + 1
 

@@ -34,6 +34,7 @@ __all__ = [
     "MAGIC",
     "FORMAT_VERSION",
     "CODER_VERSION",
+    "FLOAT_CODER_VERSION",
     "COLOUR_L",
     "COLOUR_RGB",
     "COLOUR_RGBA",
@@ -62,8 +63,12 @@ MAGIC = b"SVAE"
 FORMAT_VERSION = 1
 #: Container layout version of layered files: FORMAT_VERSION plus the layered flag and layer CRCs.
 LAYERED_FORMAT_VERSION = 2
-#: Entropy-coder bitstream version (constriction 0.5.x ANS / range coder streams).
-CODER_VERSION = 3
+#: Entropy-coder bitstream version (constriction 0.5.x ANS / range coder streams). Version 4: the
+#: tables come from the exact probability path (selfcodec/exact.py, fast-family models) and a
+#: lossy file's pixel_crc field holds the CRC-32 of its coded integers; models without an exact
+#: path still write FLOAT_CODER_VERSION, whose tables come from float networks.
+CODER_VERSION = 4
+FLOAT_CODER_VERSION = 3
 
 COLOUR_L = 0
 COLOUR_RGB = 1
@@ -464,13 +469,14 @@ def header_size(data: bytes) -> int:
 
 
 def require_coder_version(header: Header, pixel_streams: bool = True) -> None:
-    """FormatError unless this build decodes the file's streams. Coder version 3 changed only how
-    pixels are coded (later channels under the joint mixture), so a file without pixel streams
-    (latents only: rec1, rec2) reads the same under version 2."""
+    """FormatError unless this build decodes the file's streams: versions 4 (exact tables) and 3
+    (float tables). Coder version 3 changed only how pixels are coded (later channels under the
+    joint mixture), so a file without pixel streams (latents only: rec1, rec2) reads the same under
+    version 2."""
     v = header.coder_version
-    if v != CODER_VERSION and (pixel_streams or v != 2):
-        raise FormatError(f"unsupported entropy-coder version {v}; this build reads version {CODER_VERSION} "
-                          "(and 2 for files without pixel streams: rec1, rec2): re-encode the image")
+    if v not in (CODER_VERSION, FLOAT_CODER_VERSION) and (pixel_streams or v != 2):
+        raise FormatError(f"unsupported entropy-coder version {v}; this build reads versions {FLOAT_CODER_VERSION} "
+                          f"and {CODER_VERSION} (and 2 for files without pixel streams: rec1, rec2): re-encode the image")
 
 
 def unpack(data: bytes, *, check_coder_version: bool = True) -> tuple[Header, list[list[bytes]], bytes | None]:

@@ -11,13 +11,14 @@ point estimate (mixture mean) of their likelihood.
 
 import struct
 import zlib
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .. import distributions as D
+from .. import exact as X
 from ..errors import CodecError
 from ..family import STAGE_OF_PHASE, phase_planes
 from ..layers import latent_layers, layer_names
@@ -36,7 +37,7 @@ MODE_NAMES = {v: k for k, v in MODE_CODES.items()}
 
 # level -> (quantization step of the latents that shape the reconstruction, bin width of a lossy y);
 # a rate-distortion model (cfg.rd_lambdas) learns its own latent steps per level instead
-LEVELS = {1: (2.0, 16), 2: (1.5, 8), 3: (1.0, 4), 4: (0.75, 2), 5: (0.5, 1), 6: (0.35, 1)}
+LEVELS = {1: (2.0, 16), 2: (1.5, 8), 3: (1.0, 4), 4: (0.75, 2), 5: (0.5, 1), 6: (0.35, 1), 7: (0.25, 1)}
 DEFAULT_LEVEL = 3
 
 
@@ -96,9 +97,12 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float64).cpu().numpy()
 
 
-def _dmol_arrays(params: torch.Tensor, c: int, k: int):
-    """(1, P, h, w) -> the per-pixel arrays that streams.dmol_* take, pixels row-major."""
+def _dmol_arrays(params: torch.Tensor, c: int, k: int, exact: bool = False):
+    """(1, P, h, w) -> the per-pixel arrays that streams.dmol_* take, pixels row-major; `exact`:
+    the coupling's tanh from exact.tanh_coef's table."""
     logits, means, log_scales, coeffs = D.dmol_split(params, c, k)
+    if exact:
+        coeffs = torch.from_numpy(X.tanh_coef(_np(params[:, k + 2 * c * k:]))).reshape(coeffs.shape)
     logits = _np(logits[0]).reshape(k, -1).T
     means = _np(means[0]).reshape(c, k, -1).transpose(2, 0, 1)
     log_scales = _np(log_scales[0]).reshape(c, k, -1).transpose(2, 0, 1)
@@ -106,10 +110,11 @@ def _dmol_arrays(params: torch.Tensor, c: int, k: int):
     return logits, means, log_scales, coeffs
 
 
-def _latent_tables(mean: torch.Tensor, log_scale: torch.Tensor, step: float):
-    """Quantized prior mean (float64) and Gaussian table index of each latent element."""
+def _latent_tables(mean: torch.Tensor, log_scale: torch.Tensor, step: float, exact: bool = False):
+    """Quantized prior mean (float64) and Gaussian table index of each latent element; `exact`:
+    exp of the log-scale (on the exact path's grid) from exact.exp_of's table, not libm's."""
     m = S.quantize_mean(_np(mean))
-    idx = S.scale_index(np.exp(_np(log_scale)) / step)
+    idx = S.scale_index((X.exp_of(_np(log_scale)) if exact else np.exp(_np(log_scale))) / step)
     return m, idx
 
 
@@ -119,7 +124,11 @@ def _posterior_mean(params: torch.Tensor, gaussian: bool) -> torch.Tensor:
 
 class _Encoder:
     """Walks the chain with the true image: quantizes and codes what the plan sends.
-    streams[0] is the latents' stream, written by finish() once every latent is known."""
+    streams[0] is the latents' stream, written by finish() once every latent is known.
+    crc: CRC-32 of every coded integer (latents, then images, in walk order).
+    exact: the tables come from the exact path (exact.ExactModel's outputs)."""
+
+    exact, crc = False, 0
 
     def __init__(self, imgs, searched=None):
         self.imgs, self.streams, self.bits = imgs, [b""], [0.0]
@@ -128,9 +137,10 @@ class _Encoder:
         self.searched = list(searched or [])  # latents found by search.search_latents, in walk order
 
     def latent(self, posterior_mean, mean, log_scale, step, layer=0):
-        m, idx = _latent_tables(mean, log_scale, step)
+        m, idx = _latent_tables(mean, log_scale, step, self.exact)
         value = self.searched.pop(0) if self.searched else posterior_mean()
         sym = np.rint((_np(value) - m) / step).astype(np.int64)
+        self.crc = zlib.crc32(_int_bytes(sym), self.crc)
         self._keep(sym, idx, layer)
         return torch.from_numpy(m + step * sym).float()
 
@@ -145,8 +155,13 @@ class _Encoder:
         self.streams[0] = S.finish(coder)
 
     def image(self, k, params, c, mixtures, step, y=None, stage=None):
+        out = self._image(k, params, c, mixtures, step, y, stage)
+        self.crc = image_crc(out, self.crc)
+        return out
+
+    def _image(self, k, params, c, mixtures, step, y=None, stage=None):
         v = _pixels(self.imgs[k])
-        arrays = _dmol_arrays(params, c, mixtures)
+        arrays = _dmol_arrays(params, c, mixtures, self.exact)
         if y is None and stage is None:
             self.streams.append(S.dmol_encode(v, *arrays, step=step))
             self.bits.append(S.dmol_bits(v, *arrays, step=step))
@@ -170,6 +185,8 @@ class _Encoder:
 
 
 class _Decoder:
+    exact, crc = False, 0
+
     def __init__(self, streams, shape0):
         self.streams, self.shape0 = list(streams), shape0
         self.latents = S.section_coder(self._next())
@@ -180,8 +197,9 @@ class _Decoder:
         return self.streams.pop(0)
 
     def latent(self, posterior_mean, mean, log_scale, step, layer=0):
-        m, idx = _latent_tables(mean, log_scale, step)
+        m, idx = _latent_tables(mean, log_scale, step, self.exact)
         sym = S.gaussian_decode(self._coder(layer), idx)
+        self.crc = zlib.crc32(_int_bytes(sym), self.crc)
         self._seen(sym, layer)
         return torch.from_numpy(m + step * sym).float()
 
@@ -197,7 +215,12 @@ class _Decoder:
             raise CodecError("the file has more streams than its mode needs")
 
     def image(self, k, params, c, mixtures, step, y=None, stage=None):
-        arrays = _dmol_arrays(params, c, mixtures)
+        out = self._image(k, params, c, mixtures, step, y, stage)
+        self.crc = image_crc(out, self.crc)
+        return out
+
+    def _image(self, k, params, c, mixtures, step, y=None, stage=None):
+        arrays = _dmol_arrays(params, c, mixtures, self.exact)
         shape = (1, c, params.shape[2], params.shape[3])
         if y is None and stage is None:
             return _to_image(S.dmol_decode(self._next(), *arrays, step=step), shape)
@@ -337,6 +360,15 @@ def _tile_tensor(tile: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(tile, dtype=np.float32)).permute(2, 0, 1)[None]
 
 
+def _point(model, k, params, h, img_prev, how):
+    """images[k]'s point estimate; on the exact path, below x (where the next prior reads it)
+    computed exactly from the parameters as the coder quantizes them."""
+    c, n = model.img_ch[k], model.cfg.mixtures
+    if getattr(model, "exact", False) and k < model.cfg.levels:
+        return X.dmol_point(params, c, n, how).float()
+    return model.staged_image(k, params, h, img_prev, lambda p: D.dmol_point(p, c, n, how))
+
+
 @torch.inference_mode()
 def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor:
     """Run the chain once; `side` is an _Encoder (which holds the true images) or a _Decoder.
@@ -373,7 +405,7 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
             stage = _stages(model, k, params, h, prev_img) if step == 1 else None
             out.append(side.image(k, params, c, cfg.mixtures, step, y, stage))
         else:
-            out.append(model.staged_image(k, params, h, prev_img, lambda p: D.dmol_point(p, c, cfg.mixtures, how)))
+            out.append(_point(model, k, params, h, prev_img, how))
     if plan.send_z and plan.sent < K and how == "mean":  # the filter learnt on x̂ from a coded z_K (rec2)
         return model.refine(out[K], h)
     return out[K]
@@ -397,12 +429,8 @@ def walk_layered(model, n_layers: int, level: int, side, how: str = "mean") -> t
     sent = n_layers - n_latent - 1  # the finest image sent exactly; -1: none
     u = _code_u(model, side, steps[0])
 
-    def point(k, params, h, img_prev):
-        c = model.img_ch[k]
-        return model.staged_image(k, params, h, img_prev, lambda p: D.dmol_point(p, c, cfg.mixtures, how))
-
     p0, h0_feats = model.p_img0(u, features=True)
-    est, zs, prev, h = [point(0, p0, h0_feats, None)], [], u, h0_feats
+    est, zs, prev, h = [_point(model, 0, p0, h0_feats, None, how)], [], u, h0_feats
     for k in range(1, K + 1):
         pm, pls = model.p_z(k, est[k - 1], prev)
         prev = (side.latent(lambda: _posterior_mean(model.q_z(k, imgs[k]), gaussian), pm, pls, steps[k], layer=1)
@@ -410,7 +438,7 @@ def walk_layered(model, n_layers: int, level: int, side, how: str = "mean") -> t
         zs.append(prev)
         if k < K or sent < 0:
             params, h = model.p_img(k, prev, est[k - 1], features=True)
-            est.append(point(k, params, h, est[k - 1]))
+            est.append(_point(model, k, params, h, est[k - 1], how))
     if sent < 0:
         return model.refine(est[K], h) if send_z and how == "mean" else est[K]
     exact = []
@@ -423,30 +451,49 @@ def walk_layered(model, n_layers: int, level: int, side, how: str = "mean") -> t
     img = exact[sent]
     for k in range(sent + 1, K + 1):
         params, h = model.p_img(k, zs[k - 1], img, features=True)
-        img = point(k, params, h, img)
+        img = _point(model, k, params, h, img, how)
     return model.refine(img, h) if sent < K and how == "mean" else img
 
 
-def encode_tile_layered(model, tile: np.ndarray, level: int, how: str = "mean"):
+def encode_tile_layered(model, tile: np.ndarray, level: int, how: str = "mean", exact: bool = False):
     """encode_tile for a layered lossless file: (streams, estimated bits, reconstruction,
     CRC of each layer's coded integers), one entry per layer_names(levels)."""
     x = _tile_tensor(tile)
     n_layers = len(layer_names(model.cfg.levels))
     enc = _LayeredEncoder(model.images(x), latent_layers(model.cfg.levels))
-    with coding_threads():
-        xhat = walk_layered(model, n_layers, level, enc, how)
+    net, threads = _for_coding(model, enc, exact, exact_last=True)
+    with threads:
+        xhat = walk_layered(net, n_layers, level, enc, how)
     enc.finish()
     return enc.streams, enc.bits, _to_uint8(xhat), enc.crcs
 
 
-def decode_tile_layered(model, streams: list, h: int, w: int, level: int, how: str = "mean"):
+def decode_tile_layered(model, streams: list, h: int, w: int, level: int, how: str = "mean", exact: bool = False,
+                        device="cpu"):
     """The first len(streams) layers of a tile -> (reconstruction uint8, each layer's CRC)."""
     r = model.ratio ** model.cfg.levels
     dec = _LayeredDecoder(streams, (h // r, w // r), min(len(streams), latent_layers(model.cfg.levels)))
-    with coding_threads():
-        xhat = walk_layered(model, len(streams), level, dec, how)
+    net, threads = _for_coding(model, dec, exact, len(streams) == len(layer_names(model.cfg.levels)), device)
+    with threads:
+        xhat = walk_layered(net, len(streams), level, dec, how)
     dec.finish()
     return _to_uint8(xhat), dec.crcs
+
+
+def _for_coding(model, side, exact: bool, exact_last: bool, device="cpu"):
+    """(the model the walk runs, the thread setting to run it under). On the exact path the
+    probability networks are integer ones (their tables are the same on every machine, any
+    thread count), and the last decoder runs in float on `device` unless x itself is coded;
+    off it (files of coder version 3) every network runs in float on one CPU thread."""
+    if not exact:
+        if torch.device(device).type != "cpu":
+            raise CodecError("this file was written before the exact probability path (coder version 3): "
+                             "decode it on the CPU")
+        return model, coding_threads()
+    if not X.supports(model):
+        raise CodecError(f"model {model.cfg.name!r} ({model.cfg.network} networks) has no exact probability path")
+    side.exact = True
+    return X.ExactModel(model, exact_last, device), nullcontext()
 
 
 @contextmanager
@@ -471,29 +518,36 @@ def check_search(model, plan: Plan) -> None:
         raise CodecError(f"the latent search (--search) needs a rate-distortion model; {model.cfg.name!r} is not one")
 
 
-def encode_tile(model, tile: np.ndarray, plan: Plan, level: int, how: str = "mean", search: int = 0):
+def encode_tile(model, tile: np.ndarray, plan: Plan, level: int, how: str = "mean", search: int = 0,
+                exact: bool = False):
     """tile: uint8 (h, w, 3) with h, w multiples of model.multiple. search: steps of the
     encoder-side latent search (rec2 with a rate-distortion model; 0: the encoder's guess).
-    Returns (streams, estimated bits per stream, predicted reconstruction uint8 (h, w, 3))."""
+    exact: the tables from the exact probability path (exact.ExactModel).
+    Returns (streams, estimated bits per stream, predicted reconstruction uint8 (h, w, 3),
+    CRC-32 of the coded integers)."""
     x = _tile_tensor(tile)
     searched = None
     if search:
         check_search(model, plan)
         searched, _ = search_latents(model, x, level, search)
     enc = _Encoder(model.images(x), searched)
-    with coding_threads():
-        xhat = walk(model, plan, level, enc, how)
+    net, threads = _for_coding(model, enc, exact, exact_last=plan.sent == model.cfg.levels)
+    with threads:
+        xhat = walk(net, plan, level, enc, how)
     enc.finish()
-    return enc.streams, enc.bits, _to_uint8(xhat)
+    return enc.streams, enc.bits, _to_uint8(xhat), enc.crc
 
 
-def decode_tile(model, streams: list, h: int, w: int, plan: Plan, level: int, how: str = "mean") -> np.ndarray:
+def decode_tile(model, streams: list, h: int, w: int, plan: Plan, level: int, how: str = "mean", exact: bool = False,
+                device="cpu"):
+    """-> (reconstruction uint8 (h, w, 3), CRC-32 of the decoded integers)."""
     r = model.ratio ** model.cfg.levels
     dec = _Decoder(streams, (h // r, w // r))
-    with coding_threads():
-        xhat = walk(model, plan, level, dec, how)
+    net, threads = _for_coding(model, dec, exact, plan.sent == model.cfg.levels, device)
+    with threads:
+        xhat = walk(net, plan, level, dec, how)
     dec.finish()
-    return _to_uint8(xhat)
+    return _to_uint8(xhat), dec.crc
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
