@@ -1,0 +1,101 @@
+"""What the exact probability path costs, and whether its files decode elsewhere: per Kodak image
+and mode, the bytes and PSNR of a file with exact tables (coder version 4) against the same
+model's file with float tables (coder version 3), and whether each decodes with two threads and
+with oneDNN disabled (a stand-in for another machine).
+
+    python -m benchmarks.exact_cost [--images 0] [--level 3] [--model PATH] [--out benchmarks/results]
+
+Writes exact_cost.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from contextlib import contextmanager
+from unittest import mock
+
+import numpy as np
+import torch
+
+from selfcodec import api
+from selfcodec import exact as X
+from selfcodec.errors import CodecError
+
+from .common import DEFAULT_KODAK, DEFAULT_OUT, list_pngs, load_rgb, stamp, start_run, to_jsonable
+from .layered import psnr
+
+MODES = ("rec1", "rec2", "cgen", "crec", "lossless")
+
+
+@contextmanager
+def _threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _decodes(data: bytes, model: str, img: np.ndarray, ctx) -> float | str:
+    """PSNR of the file decoded under ctx, or the error's name."""
+    try:
+        with ctx:
+            return psnr(api.decode(data, model=model, as_array=True), img)
+    except CodecError as e:
+        return type(e).__name__
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(DEFAULT_KODAK))
+    ap.add_argument("--images", type=int, default=0, help="the first N images (0: all)")
+    ap.add_argument("--level", type=int, default=api.DEFAULT_LEVEL)
+    ap.add_argument("--model", default="models/selfvae-downscale-fast.safetensors")
+    ap.add_argument("--out", default=str(DEFAULT_OUT))
+    a = ap.parse_args(argv)
+    full_argv, out, notes, note = start_run("exact_cost", a.out, argv)
+    files = list_pngs(a.data)
+    files = files[:a.images] if a.images else files
+    rows = []
+    for f in files:
+        img = load_rgb(f)
+        for mode in MODES:
+            t0 = time.perf_counter()
+            rep = api.encode_report(img, mode, a.level, model=a.model)
+            seconds = time.perf_counter() - t0
+            with mock.patch.object(X, "supports", lambda model: False):
+                float_rep = api.encode_report(img, mode, a.level, model=a.model)
+            row = {"image": f.stem, "mode": mode, "exact_bytes": len(rep["data"]), "float_bytes": len(float_rep["data"]),
+                   "exact_psnr": psnr(rep["recon"], img), "float_psnr": psnr(float_rep["recon"], img),
+                   "exact_encode_s": seconds}
+            for name, ctx in (("two_threads", _threads(2)), ("onednn_off", torch.backends.mkldnn.flags(enabled=False))):
+                row[f"exact_{name}"] = _decodes(rep["data"], a.model, img, ctx)
+                row[f"float_{name}"] = _decodes(float_rep["data"], a.model, img,
+                                                _threads(2) if name == "two_threads" else torch.backends.mkldnn.flags(enabled=False))
+            rows.append(row)
+            note(f"{f.stem} {mode}: {row['float_bytes']} -> {row['exact_bytes']} bytes, PSNR {row['float_psnr']:.3f} -> "
+                 f"{row['exact_psnr']:.3f}; oneDNN off: exact {row['exact_onednn_off']}, float {row['float_onednn_off']}")
+    summary = {}
+    for mode in MODES:
+        rs = [r for r in rows if r["mode"] == mode]
+        ok = lambda key: sum(isinstance(r[key], float) for r in rs)  # noqa: E731
+        summary[mode] = {
+            "extra_bytes_percent": 100 * (sum(r["exact_bytes"] for r in rs) / sum(r["float_bytes"] for r in rs) - 1),
+            "exact_psnr": float(np.mean([r["exact_psnr"] for r in rs])),
+            "float_psnr": float(np.mean([r["float_psnr"] for r in rs])),
+            "images": len(rs),
+            **{f"{p}_{n}_decoded": ok(f"{p}_{n}") for p in ("exact", "float") for n in ("two_threads", "onednn_off")},
+        }
+        s = summary[mode]
+        note(f"{mode}: exact tables {s['extra_bytes_percent']:+.3f} % bytes, PSNR {s['float_psnr']:.3f} -> {s['exact_psnr']:.3f} dB; "
+             f"decoded with oneDNN off: exact {s['exact_onednn_off_decoded']}/{len(rs)}, float {s['float_onednn_off_decoded']}/{len(rs)}")
+    doc = {"meta": {**stamp(full_argv), "model": a.model, "level": a.level, "notes": notes}, "summary": summary, "rows": rows}
+    (out / "exact_cost.json").write_text(json.dumps(to_jsonable(doc), indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
