@@ -15,6 +15,7 @@ did (every part learning).
 import argparse
 import json
 import platform
+import statistics
 import sys
 import time
 from datetime import datetime, timezone
@@ -38,7 +39,8 @@ def _config(spec: str):
 
 
 def measure(cfg, bf16: bool, batch: int, crop: int, steps: int) -> float:
-    """Seconds per training step, after two warm-up steps (which compile the likelihood)."""
+    """Seconds per training step: the median of `steps` timed steps after two warm-up steps (which
+    compile the likelihood); the median, as other work on the machine only ever adds time."""
     torch.manual_seed(0)
     torch._dynamo.reset()  # each model compiles its own likelihood graphs (the recompile limit is per function)
     m = build_model(cfg)
@@ -72,10 +74,12 @@ def measure(cfg, bf16: bool, batch: int, crop: int, steps: int) -> float:
 
     for _ in range(2):
         step()
-    t0 = time.perf_counter()
+    times = []
     for _ in range(steps):
+        t0 = time.perf_counter()
         step()
-    return (time.perf_counter() - t0) / steps
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def main():
