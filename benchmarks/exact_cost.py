@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(DEFAULT_KODAK))
     ap.add_argument("--images", type=int, default=0, help="the first N images (0: all)")
     ap.add_argument("--level", type=int, default=api.DEFAULT_LEVEL)
-    ap.add_argument("--model", default="models/selfvae-downscale-fast.safetensors")
+    ap.add_argument("--model", default="selfvae-downscale")
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     a = ap.parse_args(argv)
     full_argv, out, notes, note = start_run("exact_cost", a.out, argv)

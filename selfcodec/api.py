@@ -116,8 +116,9 @@ def _resolve_for(header: C.Header, model):
     if model is None and _shipped(header.model_name):
         model = header.model_name  # else the default model, whose hash is then checked
     net, digest, _ = zoo.load(model)
-    if digest != header.model_hash and model == header.model_name:
-        # a shipped name whose weights have since changed: the earlier weights may be shipped under another name
+    if digest != header.model_hash and (model == header.model_name or model is None):
+        # a shipped model renamed, or a shipped name whose weights have since changed: the
+        # file's weights may be shipped under another name
         earlier = zoo.find_by_hash(header.model_hash)
         if earlier is not None:
             net, digest, _ = zoo.load(earlier)
