@@ -110,3 +110,16 @@ def test_files_of_an_earlier_default_decode_after_it_is_renamed(tmp_path, monkey
     (tmp_path / "selfvae-downscale-dense.safetensors").unlink()
     with pytest.raises(ModelMismatchError):
         api.decode(old)
+
+
+def test_files_naming_a_model_that_was_renamed_decode_with_it(tmp_path, monkeypatch, tiny_fast_models, natural):
+    """A shipped model takes another name (selfvae-downscale-fast became selfvae-downscale):
+    files that name the old one find the weights by their hash."""
+    import shutil
+
+    monkeypatch.setattr(zoo, "MODELS_DIR", tmp_path)
+    shutil.copy(tiny_fast_models["selfvae-downscale"], tmp_path / "selfvae-downscale-fast.safetensors")
+    data = api.encode(natural, "rec2", 2, model="selfvae-downscale-fast")
+    want = api.decode(data, as_array=True)
+    (tmp_path / "selfvae-downscale-fast.safetensors").rename(tmp_path / "selfvae-downscale.safetensors")
+    assert np.array_equal(api.decode(data, as_array=True), want)
