@@ -112,14 +112,16 @@ def test_files_of_an_earlier_default_decode_after_it_is_renamed(tmp_path, monkey
         api.decode(old)
 
 
-def test_files_naming_a_model_that_was_renamed_decode_with_it(tmp_path, monkeypatch, tiny_fast_models, natural):
-    """A shipped model takes another name (selfvae-downscale-fast became selfvae-downscale):
-    files that name the old one find the weights by their hash."""
+def test_files_naming_a_model_that_was_renamed_decode_with_it(tmp_path, monkeypatch, tiny_model, tiny_fast_models,
+                                                               natural):
+    """A shipped model takes another name (selfvae-downscale-fast became selfvae-downscale): files
+    that name the old one find the weights by their hash, not the default's."""
     import shutil
 
     monkeypatch.setattr(zoo, "MODELS_DIR", tmp_path)
+    shutil.copy(tiny_model, tmp_path / "selfvae-downscale.safetensors")  # the default: other weights
     shutil.copy(tiny_fast_models["selfvae-downscale"], tmp_path / "selfvae-downscale-fast.safetensors")
     data = api.encode(natural, "rec2", 2, model="selfvae-downscale-fast")
     want = api.decode(data, as_array=True)
-    (tmp_path / "selfvae-downscale-fast.safetensors").rename(tmp_path / "selfvae-downscale.safetensors")
+    (tmp_path / "selfvae-downscale-fast.safetensors").rename(tmp_path / "selfvae-downscale-renamed.safetensors")
     assert np.array_equal(api.decode(data, as_array=True), want)
