@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from contextlib import contextmanager
 from unittest import mock
 
 import numpy as np
@@ -21,22 +20,13 @@ import torch
 
 from selfcodec import api
 from selfcodec import exact as X
+from selfcodec.coding.modes import coding_threads
 from selfcodec.errors import CodecError
 
 from .common import DEFAULT_KODAK, DEFAULT_OUT, list_pngs, load_rgb, stamp, start_run, to_jsonable
 from .layered import psnr
 
 MODES = ("rec1", "rec2", "cgen", "crec", "lossless")
-
-
-@contextmanager
-def _threads(n: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _decodes(data: bytes, model: str, img: np.ndarray, ctx) -> float | str:
@@ -71,10 +61,11 @@ def main(argv=None) -> int:
             row = {"image": f.stem, "mode": mode, "exact_bytes": len(rep["data"]), "float_bytes": len(float_rep["data"]),
                    "exact_psnr": psnr(rep["recon"], img), "float_psnr": psnr(float_rep["recon"], img),
                    "exact_encode_s": seconds}
-            for name, ctx in (("two_threads", _threads(2)), ("onednn_off", torch.backends.mkldnn.flags(enabled=False))):
-                row[f"exact_{name}"] = _decodes(rep["data"], a.model, img, ctx)
-                row[f"float_{name}"] = _decodes(float_rep["data"], a.model, img,
-                                                _threads(2) if name == "two_threads" else torch.backends.mkldnn.flags(enabled=False))
+            machines = {"two_threads": lambda: coding_threads(2),
+                        "onednn_off": lambda: torch.backends.mkldnn.flags(enabled=False)}
+            for name, machine in machines.items():
+                row[f"exact_{name}"] = _decodes(rep["data"], a.model, img, machine())
+                row[f"float_{name}"] = _decodes(float_rep["data"], a.model, img, machine())
             rows.append(row)
             note(f"{f.stem} {mode}: {row['float_bytes']} -> {row['exact_bytes']} bytes, PSNR {row['float_psnr']:.3f} -> "
                  f"{row['exact_psnr']:.3f}; oneDNN off: exact {row['exact_onednn_off']}, float {row['float_onednn_off']}")

@@ -59,17 +59,7 @@ def other_convolutions():
         yield
 
 
-@contextmanager
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-MACHINES = {"one thread": contextmanager(lambda: (yield)), "two threads": two_threads,
+MACHINES = {"one thread": lambda: M.coding_threads(1), "two threads": lambda: M.coding_threads(2),
             "oneDNN off": lambda: torch.backends.mkldnn.flags(enabled=False), "other convolutions": other_convolutions}
 
 

@@ -497,13 +497,13 @@ def _for_coding(model, side, exact: bool, exact_last: bool, device="cpu"):
 
 
 @contextmanager
-def coding_threads():
-    """Run the networks single-threaded while coding: oneDNN's convolutions give results that
-    differ in the last bit between thread counts, and one flipped bit in an entropy parameter
-    on a grid boundary breaks the stream. One thread makes encoder and decoder agree whatever
-    the caller's torch.set_num_threads."""
+def coding_threads(n: int = 1):
+    """Run torch on n threads inside the block. The float path (coder version 3) codes on one:
+    oneDNN's convolutions give results that differ in the last bit between thread counts, and one
+    flipped bit in an entropy parameter on a grid boundary breaks the stream, so one thread makes
+    encoder and decoder agree whatever the caller's torch.set_num_threads."""
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(n)
     try:
         yield
     finally:
