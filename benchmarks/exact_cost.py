@@ -3,9 +3,9 @@ and mode, the bytes and PSNR of a file with exact tables (coder version 4) again
 model's file with float tables (coder version 3), and whether each decodes with two threads and
 with oneDNN disabled (a stand-in for another machine).
 
-    python -m benchmarks.exact_cost [--images 0] [--level 3] [--model PATH] [--out benchmarks/results]
+    python -m benchmarks.exact_cost [--images 0] [--level 3] [--model NAME] [--modes rec1,...] [--out benchmarks/results]
 
-Writes exact_cost.json.
+Writes exact_cost.json (exact_cost-NAME.json for a model other than the default).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -44,15 +45,17 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=0, help="the first N images (0: all)")
     ap.add_argument("--level", type=int, default=api.DEFAULT_LEVEL)
     ap.add_argument("--model", default="selfvae-downscale")
+    ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     a = ap.parse_args(argv)
+    modes = a.modes.split(",")
     full_argv, out, notes, note = start_run("exact_cost", a.out, argv)
     files = list_pngs(a.data)
     files = files[:a.images] if a.images else files
     rows = []
     for f in files:
         img = load_rgb(f)
-        for mode in MODES:
+        for mode in modes:
             t0 = time.perf_counter()
             rep = api.encode_report(img, mode, a.level, model=a.model)
             seconds = time.perf_counter() - t0
@@ -70,7 +73,7 @@ def main(argv=None) -> int:
             note(f"{f.stem} {mode}: {row['float_bytes']} -> {row['exact_bytes']} bytes, PSNR {row['float_psnr']:.3f} -> "
                  f"{row['exact_psnr']:.3f}; oneDNN off: exact {row['exact_onednn_off']}, float {row['float_onednn_off']}")
     summary = {}
-    for mode in MODES:
+    for mode in modes:
         rs = [r for r in rows if r["mode"] == mode]
         ok = lambda key: sum(isinstance(r[key], float) for r in rs)  # noqa: E731
         summary[mode] = {
@@ -84,7 +87,8 @@ def main(argv=None) -> int:
         note(f"{mode}: exact tables {s['extra_bytes_percent']:+.3f} % bytes, PSNR {s['float_psnr']:.3f} -> {s['exact_psnr']:.3f} dB; "
              f"decoded with oneDNN off: exact {s['exact_onednn_off_decoded']}/{len(rs)}, float {s['float_onednn_off_decoded']}/{len(rs)}")
     doc = {"meta": {**stamp(full_argv), "model": a.model, "level": a.level, "notes": notes}, "summary": summary, "rows": rows}
-    (out / "exact_cost.json").write_text(json.dumps(to_jsonable(doc), indent=1) + "\n")
+    name = "exact_cost.json" if a.model == "selfvae-downscale" else f"exact_cost-{Path(a.model).stem}.json"
+    (out / name).write_text(json.dumps(to_jsonable(doc), indent=1) + "\n")
     return 0
 
 

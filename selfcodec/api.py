@@ -66,7 +66,7 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
     t0 = time.perf_counter()
     recon = np.empty_like(rgb)
     names = LY.layer_names(net.cfg.levels) if layered else M.stream_names(plan, net.cfg.levels)
-    exact = X.supports(net)  # fast-family models code under tables every machine rebuilds exactly
+    exact = X.supports(net)  # tables every machine rebuilds exactly (all but context-net models)
     tiles, est, crcs = [], np.zeros(len(names)), []
     for top, left, th, tw in grid:
         padded = _pad(rgb[top:top + th, left:left + tw], net.multiple)
@@ -182,7 +182,8 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
         crcs.append([crc])
     if exact and plan.sent < net.cfg.levels:  # lossy: the coded integers are what every machine must agree on
         if M.combine_crcs(crcs)[0] != header.pixel_crc:
-            raise ChecksumError("decoded integers differ from those the encoder coded (CRC mismatch): the file is damaged")
+            raise ChecksumError("decoded integers differ from those the encoder coded (CRC mismatch): the file is damaged, "
+                                "or the model's weights differ from the encoder's")
     elif _crc(rgb) != header.pixel_crc:
         raise ChecksumError(
             "decoded pixels differ from what the encoder predicted (pixel CRC mismatch): the file is damaged, "

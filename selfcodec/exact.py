@@ -2,9 +2,10 @@
 builds the same coding tables (Ballé, Johnston & Minnen 2019, "Integer networks for data
 compression").
 
-Activations are integers n standing for n / 2^ACT_FRAC, clipped to |n| <= ACT_LIMIT. A
-layer's weights are integers of at most 12 bits at a power-of-two scale of its own, its bias
-an integer at the product's scale. A convolution's sum then has integer terms and, checked per
+Activations are integers n standing for n / 2^ACT_FRAC (1/1024), clipped to |n| <= ACT_LIMIT
+(values within +-256). A layer's weights are integers of at most 16 bits at a power-of-two scale
+of its own, its bias an integer at the product's scale (12-bit weights cost 2.3 % in a DenseNet
+model's lossless files, 16-bit ones 0.14 %). A convolution's sum then has integer terms and, checked per
 output channel when a network is converted (`_check`), |sum| <= ACT_LIMIT * sum |w| + |b| <
 2^53: float64 holds every partial sum exactly, so any summation order, blocking, thread count
 or convolution algorithm gives the same integer. Requantizing divides by a power of two and
@@ -30,10 +31,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-ACT_FRAC = 8
+ACT_FRAC = 10
 ACT_ONE = float(1 << ACT_FRAC)
-ACT_LIMIT = float(1 << 16)  # activations within +-256
-WEIGHT_LIMIT = float(1 << 11)  # weight numerators: 12-bit signed
+ACT_LIMIT = float(1 << 18)  # activations within +-256
+WEIGHT_LIMIT = float(1 << 15)  # weight numerators: 16-bit signed
 EXACT_LIMIT = float(1 << 53)  # every integer below this is a float64
 
 _DTYPE = [torch.float64]
@@ -64,12 +65,18 @@ TANH_TABLE = np.array([_round(COEF_GRID * math.tanh(i / ACT_ONE)) for i in range
 EXP_TABLE = np.array([_round(2.0 ** TABLE_BITS * math.exp(i / ACT_ONE))
                       for i in range(-LOG_SCALE_LIMIT, LOG_SCALE_LIMIT + 1)], np.int64)
 POW2_TABLE = np.array([_round(2.0 ** (TABLE_BITS + i / ACT_ONE)) for i in range(1 << ACT_FRAC)], np.int64)
-TABLES_SHA256 = "ebb78da8e2c7a65ff1c861b8e455666bbb21908da7a02c9862a5fce2a58381f5"
+# the DenseNet networks' activations on the activation grid: 1 - exp(-t) (ELU's negative side,
+# negated) and sigmoid(t) (the channel attention's gate), both scaled by 2^ACT_FRAC
+ACT_TABLE_END = 8 << ACT_FRAC  # both are within half a grid step of their limits beyond t = 7.7
+ELU_TABLE = np.array([_round(ACT_ONE * (1.0 - math.exp(-i / ACT_ONE))) for i in range(ACT_TABLE_END + 1)], np.int64)
+SIGMOID_TABLE = np.array([_round(ACT_ONE / (1.0 + math.exp(-i / ACT_ONE))) for i in range(ACT_TABLE_END + 1)], np.int64)
+TABLES_SHA256 = "969f95dff84466484af17ab2ed038a3a0e002091e8ea6f5308f8902b7fdffa5d"
+_TABLES = (TANH_TABLE, EXP_TABLE, POW2_TABLE, ELU_TABLE, SIGMOID_TABLE)
 
 
 def tables_digest() -> str:
     h = hashlib.sha256()
-    for t in (TANH_TABLE, EXP_TABLE, POW2_TABLE):
+    for t in _TABLES:
         h.update(np.ascontiguousarray(t, dtype="<i8").tobytes())
     return h.hexdigest()
 
@@ -77,8 +84,9 @@ def tables_digest() -> str:
 if tables_digest() != TABLES_SHA256:
     raise RuntimeError(f"selfcodec's exact-path tables do not match their digest ({tables_digest()}); this "
                        "platform's libm differs and its files would not be portable")
-for _t in (TANH_TABLE, EXP_TABLE, POW2_TABLE):
+for _t in _TABLES:
     _t.setflags(write=False)
+_ELU_T, _SIGMOID_T = torch.tensor(ELU_TABLE, dtype=torch.float64), torch.tensor(SIGMOID_TABLE, dtype=torch.float64)
 
 
 def grid_index(v: np.ndarray, limit: int) -> np.ndarray:
@@ -144,22 +152,35 @@ def _clip(n: torch.Tensor) -> torch.Tensor:
 
 
 class IntConv(nn.Module):
-    """A Conv2d or ConvTranspose2d on integer activations: weights w * 2^shift rounded to 12 bits."""
+    """A convolution (or transposed one) on integer activations: weights w * 2^shift rounded to
+    16 bits; kw: stride, padding, ... as F.conv2d / F.conv_transpose2d take them."""
 
-    def __init__(self, conv):
+    @classmethod
+    def of(cls, conv):
+        """From an nn.Conv2d / nn.ConvTranspose2d, or a weight-normalised WNConv2d / WNConvT2d."""
+        from .nets import WNConv2d, WNConvT2d
+
+        if isinstance(conv, (WNConv2d, WNConvT2d)):
+            transposed = isinstance(conv, WNConvT2d)
+            kw = dict(stride=2, padding=1) if transposed else dict(stride=conv.stride, padding=conv.pad)
+            return cls(_wn_weight(conv), conv.b.detach().double().cpu(), transposed, kw)
+        transposed = isinstance(conv, nn.ConvTranspose2d)
+        kw = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups)
+        if transposed:
+            kw["output_padding"] = conv.output_padding
+        bias = conv.bias.detach().double().cpu() if conv.bias is not None else None
+        return cls(conv.weight.detach().double().cpu(), bias, transposed, kw)
+
+    def __init__(self, w: torch.Tensor, bias, transposed: bool, kw: dict):
         super().__init__()
-        self.transposed = isinstance(conv, nn.ConvTranspose2d)
-        w = conv.weight.detach().double().cpu()
+        self.transposed, self.kw = transposed, kw
         peak = float(w.abs().max())
         self.shift = math.floor(math.log2(WEIGHT_LIMIT / peak)) if peak > 0 else 0
         while float(torch.round(w.abs().max() * 2.0 ** self.shift)) > WEIGHT_LIMIT:
             self.shift -= 1
         self.register_buffer("w", torch.round(w * 2.0 ** self.shift))
-        b = conv.bias.detach().double().cpu() if conv.bias is not None else torch.zeros(w.shape[1 if self.transposed else 0])
+        b = bias if bias is not None else torch.zeros(w.shape[1 if transposed else 0], dtype=torch.float64)
         self.register_buffer("b", torch.round(b * 2.0 ** (self.shift + ACT_FRAC)).view(1, -1, 1, 1))
-        self.kw = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups)
-        if self.transposed:
-            self.kw["output_padding"] = conv.output_padding
         per_out = self.w.abs().sum(dim=(0, 2, 3) if self.transposed else (1, 2, 3))
         _check(per_out * ACT_LIMIT + self.b.abs().flatten(), "convolution")
 
@@ -171,7 +192,7 @@ class IntConv(nn.Module):
 
 class IntGDN(nn.Module):
     """GDN / IGDN on integer activations: N = B + sum_j G_ij x_j^2 in integers (G = gamma 2^g,
-    B = beta 2^(g+16)), then x 2^((g+16)/2) / sqrt(N) (or x sqrt(N) / 2^((g+16)/2)): one
+    B = beta 2^(g+2F), F = ACT_FRAC), then x 2^((g+2F)/2) / sqrt(N) (or x sqrt(N) / 2^((g+2F)/2)): one
     correctly rounded square root and one division or product."""
 
     def __init__(self, gdn):
@@ -180,29 +201,99 @@ class IntGDN(nn.Module):
         gamma = gdn.gamma.detach().double().cpu().abs()
         beta = gdn.beta.detach().double().cpu().abs() + 1e-6
         for g in range(40, -2, -2):
-            G, B = torch.round(gamma * 2.0 ** g), torch.clamp(torch.round(beta * 2.0 ** (g + 16)), min=1.0)
+            G, B = torch.round(gamma * 2.0 ** g), torch.clamp(torch.round(beta * 2.0 ** (g + 2 * ACT_FRAC)), min=1.0)
             if float((G.sum(1) * ACT_LIMIT ** 2 + B).max()) < EXACT_LIMIT / 2:
                 break
         _check(G.sum(1) * ACT_LIMIT ** 2 + B, "GDN")
         self.register_buffer("G", G.view(*G.shape, 1, 1))
         self.register_buffer("B", B.view(1, -1, 1, 1))
-        self.half = 2.0 ** ((g + 16) // 2)
+        self.half = 2.0 ** ((g + 2 * ACT_FRAC) // 2)
 
     def forward(self, x):
         r = torch.sqrt(_linear(F.conv2d, x * x, self.G) + self.B)
         return _clip(x * r / self.half if self.inverse else x * self.half / r)
 
 
+def _wn_weight(m) -> torch.Tensor:
+    """A weight-normalised layer's weight g v / |v|, each output channel's norm from math.fsum
+    (a correctly rounded sum: the same on every machine, unlike a vectorised one)."""
+    v = m.v.detach().double().cpu().numpy()
+    vo = np.moveaxis(v, m.out_dim, 0).reshape(v.shape[m.out_dim], -1)
+    norm = np.array([math.sqrt(math.fsum(row * row) + 1e-12) for row in vo])
+    shape = [1] * v.ndim
+    shape[m.out_dim] = -1
+    return torch.from_numpy(v / norm.reshape(shape) * m.g.detach().double().cpu().numpy().reshape(shape))
+
+
+def elu(x: torch.Tensor) -> torch.Tensor:
+    """ELU of integer activations (1 - exp(-t) from ELU_TABLE on the negative side)."""
+    return torch.where(x < 0, -_ELU_T[(-x).clamp(0, ACT_TABLE_END).long()], x)
+
+
+def sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """sigmoid(t) * 2^ACT_FRAC of integer activations (symmetric: 1 - sigmoid(-t) below zero)."""
+    s = _SIGMOID_T[x.abs().clamp(0, ACT_TABLE_END).long()]
+    return torch.where(x < 0, ACT_ONE - s, s)
+
+
+class IntELU(nn.Module):
+    def forward(self, x):
+        return elu(x)
+
+
+class IntChannelAttention(nn.Module):
+    """nets.ChannelAttention: the mean (one correctly rounded division of an exact sum), the
+    bottleneck, the gate from the sigmoid table, x * gate rounded back to the grid."""
+
+    def __init__(self, ca):
+        super().__init__()
+        self.fc1, self.fc2 = IntConv.of(ca.fc1), IntConv.of(ca.fc2)
+
+    def forward(self, x):
+        s = torch.round(x.sum(dim=(2, 3), keepdim=True) / float(x.shape[2] * x.shape[3]))
+        return torch.round(x * sigmoid(self.fc2(elu(self.fc1(s)))) / ACT_ONE)
+
+
+class IntDenseBlock(nn.Module):
+    def __init__(self, block):
+        super().__init__()
+        self.layers = nn.ModuleList(IntConv.of(m) for m in block.layers)
+        self.fuse, self.ca = IntConv.of(block.fuse), IntChannelAttention(block.ca)
+
+    def forward(self, x):  # as nets.DenseBlock
+        feats = [x]
+        for layer in self.layers:
+            feats.append(elu(layer(torch.cat(feats, 1))))
+        return _clip(x + self.ca(self.fuse(torch.cat(feats, 1))))
+
+
+class IntDown(nn.Module):
+    def __init__(self, down, convert):
+        super().__init__()
+        self.stem, self.body = IntConv.of(down.stem), convert(down.body)
+
+    def forward(self, x):  # as nets.Down
+        return self.body(elu(self.stem(x)))
+
+
 def integer_copy(net: nn.Module) -> nn.Module:
-    """A copy of a fast-family network whose convolutions and GDNs are the integer layers above;
-    the rest (ReLU, pixel shuffles, concatenation) is exact on integers as it is."""
+    """A copy of a network whose convolutions (weight-normalised or not), GDNs, ELUs and dense
+    blocks are the integer layers above; the rest (ReLU, pixel shuffles, concatenation) is exact
+    on integers as it is."""
     from .fast import GDN
+    from .nets import DenseBlock, Down, WNConv2d, WNConvT2d
 
     def convert(m):
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            return IntConv(m)
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, WNConv2d, WNConvT2d)):
+            return IntConv.of(m)
         if isinstance(m, GDN):
             return IntGDN(m)
+        if isinstance(m, nn.ELU):
+            return IntELU()
+        if isinstance(m, DenseBlock):
+            return IntDenseBlock(m)
+        if isinstance(m, Down):
+            return IntDown(m, convert)
         if isinstance(m, (nn.ReLU, nn.PixelUnshuffle, nn.PixelShuffle)):
             return m
         if any(True for _ in m.parameters(recurse=False)):
@@ -231,19 +322,33 @@ def from_grid(n: torch.Tensor) -> torch.Tensor:
 
 # ---- the model's probability path ----------------------------------------------------------
 def supports(model) -> bool:
-    """Whether a model's probability networks have an exact integer form (the fast family)."""
+    """Whether a model's probability networks have an exact integer form: the fast family, and the
+    DenseNet one without context nets (whose staged pixels are not converted)."""
+    return not (model.cfg.x_context or model.cfg.y_context)
+
+
+def _fast(model) -> bool:
     from .fast import FastSelfVAE
 
     return isinstance(model, FastSelfVAE)
 
 
+_NETS = {True: ("dec_0", "prior", "dec"), False: ("dec_0", "prior_img", "prior_lat", "prior_head", "dec_lat",
+                                                  "dec_img", "dec_body")}
+
+
 def _integer_nets(model) -> dict:
-    nets = model.__dict__.get("_integer_nets")
-    if nets is None:  # converted once per loaded model
-        nets = {"dec_0": integer_copy(model.dec_0), "prior": [integer_copy(p) for p in model.prior],
-                "dec": [integer_copy(d) for d in model.dec]}
-        model.__dict__["_integer_nets"] = nets
-    return nets
+    """The model's probability networks converted, once per state of its weights (the version
+    counters of its tensors change with every in-place update)."""
+    key = tuple(t._version for t in model.state_dict().values())
+    cached = model.__dict__.get("_integer_nets")
+    if cached is None or cached[0] != key:
+        nets = {}
+        for name in _NETS[_fast(model)]:
+            net = getattr(model, name)
+            nets[name] = [integer_copy(m) for m in net] if isinstance(net, nn.ModuleList) else integer_copy(net)
+        cached = model.__dict__["_integer_nets"] = (key, nets)
+    return cached[1]
 
 
 def _on_device(model, device: torch.device):
@@ -256,27 +361,37 @@ def _on_device(model, device: torch.device):
 
 
 class ExactModel:
-    """A fast-family model whose probability path (p(images[0] | û), every p(z_k | ...), and
-    every image's point estimate that the next prior reads) runs on its integer networks.
-    The last decoder, p(x | ...), is exact too when x itself is coded (`exact_last`, lossless);
-    otherwise it only shapes x̂ and runs in float on `device`. Everything else (the encoders,
-    which only the encoder runs, and the configuration) is the model's own."""
+    """A model whose probability path (p(images[0] | û), every p(z_k | ...), and every image's
+    point estimate that the next prior reads) runs on its integer networks. The last decoder,
+    p(x | ...), is exact too when x itself is coded (`exact_last`, lossless); otherwise it only
+    shapes x̂ and runs in float on `device`. Everything else (the encoders, which only the
+    encoder runs, and the configuration) is the model's own. The glue between the networks is
+    each family's p_img0 / p_z / p_img, on integer activations."""
 
     exact = True
 
     def __init__(self, model, exact_last: bool, device="cpu"):
         self._model, self.exact_last, self.device = model, exact_last, torch.device(device)
-        self._nets = _integer_nets(model)
+        self._nets, self._is_fast = _integer_nets(model), _fast(model)
 
     def __getattr__(self, name):
         return getattr(self._model, name)
 
     def p_img0(self, u, features: bool = False):
-        params, h = self._nets["dec_0"](to_grid(u), features=True)
+        if self._is_fast:
+            params, h = self._nets["dec_0"](to_grid(u), features=True)
+        else:
+            h = self._nets["dec_0"][:-1](to_grid(u))
+            params = self._nets["dec_0"][-1](h)
         return (from_grid(params), from_grid(h)) if features else from_grid(params)
 
     def p_z(self, k, img_prev, prev_latent):
-        mean, log_scale = from_grid(self._nets["prior"][k - 1](image_grid(img_prev), to_grid(prev_latent))).chunk(2, 1)
+        n, img, lat = self._nets, image_grid(img_prev), to_grid(prev_latent)
+        if self._is_fast:
+            out = n["prior"][k - 1](img, lat)
+        else:
+            out = n["prior_head"][k - 1](torch.cat([n["prior_img"][k - 1](img), n["prior_lat"][k - 1](lat)], 1))
+        mean, log_scale = from_grid(out).chunk(2, 1)
         return mean, log_scale.clamp(-6.0, 6.0)
 
     def p_img(self, k, z, img_prev, features: bool = False):
@@ -285,10 +400,15 @@ class ExactModel:
             out = net.p_img(k, z.float().to(self.device), img_prev.float().to(self.device), features=True)
             params, h = (t.float().cpu() for t in out)
         else:
-            prev = image_grid(img_prev)
-            params, h = self._nets["dec"][k - 1](to_grid(z), prev, features=True)
+            n, prev, zn = self._nets, image_grid(img_prev), to_grid(z)
+            if self._is_fast:
+                params, h = n["dec"][k - 1](zn, prev, features=True)
+            else:
+                body = n["dec_body"][k - 1]
+                h = body[:-1](torch.cat([n["dec_lat"][k - 1](zn), n["dec_img"][k - 1](prev)], 1))
+                params = body[-1](h)
             params, h = from_grid(params), from_grid(h)
-            if self.cfg.transform == "downscale":  # bilinear weights 1/4, 3/4 of 1/256-grid values: exact
+            if self.cfg.transform == "downscale":  # bilinear weights 1/4, 3/4 of 1/1024-grid values: exact
                 params = self._model.offset_means(params, from_grid(prev), k)
         return (params, h) if features else params
 

@@ -491,7 +491,7 @@ def _for_coding(model, side, exact: bool, exact_last: bool, device="cpu"):
                              "decode it on the CPU")
         return model, coding_threads()
     if not X.supports(model):
-        raise CodecError(f"model {model.cfg.name!r} ({model.cfg.network} networks) has no exact probability path")
+        raise CodecError(f"model {model.cfg.name!r} has context nets, which have no exact probability path")
     side.exact = True
     return X.ExactModel(model, exact_last, device), nullcontext()
 
