@@ -66,7 +66,7 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
     t0 = time.perf_counter()
     recon = np.empty_like(rgb)
     names = LY.layer_names(net.cfg.levels) if layered else M.stream_names(plan, net.cfg.levels)
-    exact = X.supports(net)  # tables every machine rebuilds exactly (all but context-net models)
+    exact = X.supports(net)  # tables every machine rebuilds exactly
     tiles, est, crcs = [], np.zeros(len(names)), []
     for top, left, th, tw in grid:
         padded = _pad(rgb[top:top + th, left:left + tw], net.multiple)

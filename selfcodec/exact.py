@@ -322,9 +322,9 @@ def from_grid(n: torch.Tensor) -> torch.Tensor:
 
 # ---- the model's probability path ----------------------------------------------------------
 def supports(model) -> bool:
-    """Whether a model's probability networks have an exact integer form: the fast family, and the
-    DenseNet one without context nets (whose staged pixels are not converted)."""
-    return not (model.cfg.x_context or model.cfg.y_context)
+    """Whether the codec codes a model's files under exact tables: every model of both families
+    has an integer form (benchmarks and tests patch this to write float-table files, coder version 3)."""
+    return True
 
 
 def _fast(model) -> bool:
@@ -344,7 +344,7 @@ def _integer_nets(model) -> dict:
     cached = model.__dict__.get("_integer_nets")
     if cached is None or cached[0] != key:
         nets = {}
-        for name in _NETS[_fast(model)]:
+        for name in _NETS[_fast(model)] + tuple(n for n in ("context", "context0") if hasattr(model, n)):
             net = getattr(model, name)
             nets[name] = [integer_copy(m) for m in net] if isinstance(net, nn.ModuleList) else integer_copy(net)
         cached = model.__dict__["_integer_nets"] = (key, nets)
@@ -411,6 +411,27 @@ class ExactModel:
             if self.cfg.transform == "downscale":  # bilinear weights 1/4, 3/4 of 1/1024-grid values: exact
                 params = self._model.offset_means(params, from_grid(prev), k)
         return (params, h) if features else params
+
+    def stage_params(self, k, stage, params, h, img, img_prev):
+        """family.SelfVAE.stage_params on the integer context nets (phase planes are 0 or 1;
+        the nearest upscale of the coarser image copies grid values)."""
+        from .family import phase_planes, stage_mask
+
+        if stage == 0 or not self.staged(k):
+            return params
+        b, _, hh, ww = img.shape
+        known = stage_mask(stage, hh, ww, before=True)
+        inp = [to_grid(h), torch.where(known, image_grid(img), torch.zeros((), dtype=torch.float64))]
+        if k >= 1:
+            inp.append(F.interpolate(image_grid(img_prev), size=(hh, ww), mode="nearest"))
+        inp.append(to_grid(phase_planes(hh, ww).expand(b, -1, -1, -1)))
+        net = self._nets["context"][k - 1][stage - 1] if k >= 1 else self._nets["context0"][stage - 1]
+        return params + from_grid(net(torch.cat(inp, 1)))
+
+    def staged_image(self, k, params, h, img_prev, draw):
+        from .family import SelfVAE
+
+        return SelfVAE.staged_image(self, k, params, h, img_prev, draw)  # with this class's stage_params
 
     def u_code_prior(self):
         mean, log_scale = self._model.u_code_prior()

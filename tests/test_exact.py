@@ -63,11 +63,20 @@ MACHINES = {"one thread": lambda: M.coding_threads(1), "two threads": lambda: M.
             "oneDNN off": lambda: torch.backends.mkldnn.flags(enabled=False), "other convolutions": other_convolutions}
 
 
+@pytest.fixture(scope="module")
+def models(tiny_fast_models, tiny_model, tiny_models_y_consistent, tiny_models_staged) -> dict:
+    """The fast presets, a DenseNet model, a y-consistent one and ones with context nets (staged pixels)."""
+    return {**{f"fast-{p}": tiny_fast_models[p] for p in FAST}, "dense": tiny_model,
+            "dense-y-consistent": tiny_models_y_consistent["downscale"],
+            "dense-staged": tiny_models_staged["downscale"], "vae-staged": tiny_models_staged["vae"]}
+
+
 @pytest.mark.filterwarnings("ignore:TF32 acceleration")
-@pytest.mark.parametrize("preset", FAST)
-def test_every_mode_decodes_on_every_machine_lossless_exactly_lossy_within_005_db(tiny_fast_models, preset, natural):
-    path = tiny_fast_models[preset]
-    img = np.ascontiguousarray(natural[:40, :56])
+@pytest.mark.parametrize("name", [f"fast-{p}" for p in FAST] + ["dense", "dense-y-consistent", "dense-staged",
+                                                               "vae-staged"])
+def test_every_mode_decodes_on_every_machine_lossless_exactly_lossy_within_005_db(models, name, natural):
+    path = models[name]
+    img = np.ascontiguousarray(natural[:32, :48])
     levels = load(path)[0].cfg.levels
     for mode in [m for m in M.modes_for(levels) if m in api.MODES]:
         rep = api.encode_report(img, mode=mode, level=2, model=path)

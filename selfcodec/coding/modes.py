@@ -167,7 +167,7 @@ class _Encoder:
             self.bits.append(S.dmol_bits(v, *arrays, step=step))
             return _to_image(S.bin_values(v, step) if step > 1 else v, self.imgs[k].shape)
         sections = _sections(*self.imgs[k].shape[-2:], staged=stage is not None)
-        tables = [_take(_section_arrays(arrays, stage, s, self.imgs[k], c, mixtures), idx)
+        tables = [_take(_section_arrays(arrays, stage, s, self.imgs[k], c, mixtures, self.exact), idx)
                   for s, idx in enumerate(sections)]
         coder, bits = S.section_coder(), 0.0  # a stack: the last section goes on first
         for s in reversed(range(len(sections))):
@@ -228,7 +228,7 @@ class _Decoder:
         coder = S.section_coder(self._next())
         v = np.zeros((shape[2] * shape[3], c), dtype=np.uint8)
         for s, idx in enumerate(sections):
-            table = _take(_section_arrays(arrays, stage, s, _to_image(v, shape), c, mixtures), idx)
+            table = _take(_section_arrays(arrays, stage, s, _to_image(v, shape), c, mixtures, self.exact), idx)
             if y is not None and s == len(sections) - 1:
                 v[idx] = S.dmol_pop_ranged(coder, *_last_range(_to_image(v, shape), y), *table)
             else:
@@ -303,13 +303,13 @@ def _sections(h: int, w: int, staged: bool) -> list:
     return [np.flatnonzero(stage_of == s) for s in range(stage_of.max() + 1)]
 
 
-def _section_arrays(arrays, stage, s, img, c, mixtures):
+def _section_arrays(arrays, stage, s, img, c, mixtures, exact=False):
     """The DMoL arrays section s is coded with: p(x | y, z)'s for the first section (and for
     every section of a model without stages), else stage s's given the pixels in img of the
     sections before it. Encoder and decoder both call this, so they build the same tables."""
     if s == 0 or stage is None:
         return arrays
-    return _dmol_arrays(stage(s, img), c, mixtures)
+    return _dmol_arrays(stage(s, img), c, mixtures, exact)
 
 
 def _last_range(img: torch.Tensor, y: torch.Tensor):
@@ -364,8 +364,11 @@ def _point(model, k, params, h, img_prev, how):
     """images[k]'s point estimate; on the exact path, below x (where the next prior reads it)
     computed exactly from the parameters as the coder quantizes them."""
     c, n = model.img_ch[k], model.cfg.mixtures
-    if getattr(model, "exact", False) and k < model.cfg.levels:
-        return X.dmol_point(params, c, n, how).float()
+    if getattr(model, "exact", False):
+        if k < model.cfg.levels:
+            return model.staged_image(k, params, h, img_prev, lambda p: X.dmol_point(p, c, n, how).float())
+        # x̂: the float model's own stages (from the float synthesis, or the VAE's exact p(x | û))
+        model, params, h = model._model, params.float(), h.float()
     return model.staged_image(k, params, h, img_prev, lambda p: D.dmol_point(p, c, n, how))
 
 
@@ -490,8 +493,6 @@ def _for_coding(model, side, exact: bool, exact_last: bool, device="cpu"):
             raise CodecError("this file was written before the exact probability path (coder version 3): "
                              "decode it on the CPU")
         return model, coding_threads()
-    if not X.supports(model):
-        raise CodecError(f"model {model.cfg.name!r} has context nets, which have no exact probability path")
     side.exact = True
     return X.ExactModel(model, exact_last, device), nullcontext()
 
