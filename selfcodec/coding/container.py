@@ -64,9 +64,9 @@ FORMAT_VERSION = 1
 #: Container layout version of layered files: FORMAT_VERSION plus the layered flag and layer CRCs.
 LAYERED_FORMAT_VERSION = 2
 #: Entropy-coder bitstream version (constriction 0.5.x ANS / range coder streams). Version 4: the
-#: tables come from the exact probability path (selfcodec/exact.py, fast-family models) and a
-#: lossy file's pixel_crc field holds the CRC-32 of its coded integers; models without an exact
-#: path still write FLOAT_CODER_VERSION, whose tables come from float networks.
+#: tables come from the exact probability path (selfcodec/exact.py) and a lossy file's pixel_crc
+#: field holds the CRC-32 of its coded integers. FLOAT_CODER_VERSION: the tables of float networks
+#: (files written before; this build still reads them, and writes them only when asked to).
 CODER_VERSION = 4
 FLOAT_CODER_VERSION = 3
 
