@@ -34,7 +34,8 @@ import torch.nn.functional as F
 ACT_FRAC = 10
 ACT_ONE = float(1 << ACT_FRAC)
 ACT_LIMIT = float(1 << 18)  # activations within +-256
-WEIGHT_LIMIT = float(1 << 15)  # weight numerators: 16-bit signed
+WEIGHT_BITS = 15
+WEIGHT_LIMIT = float(1 << WEIGHT_BITS)  # weight numerators: 16-bit signed
 EXACT_LIMIT = float(1 << 53)  # every integer below this is a float64
 
 _DTYPE = [torch.float64]
@@ -125,14 +126,14 @@ def _digits(n: torch.Tensor, bits: int) -> list:
         n = q
 
 
-def _linear(op, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def _linear(op, x: torch.Tensor, w: torch.Tensor, transposed: bool = False) -> torch.Tensor:
     """op(x, w) of integer tensors, exact: in float64 directly (the bound was checked), in
     float32 as limbs of 7 bits whose partial sums stay below 2^24 (fan-in < 2^12:
     checked)."""
     dtype = _DTYPE[-1]
     if dtype == torch.float64:
         return op(x, w)
-    fan_in = w[0].numel() if op is not F.conv_transpose2d else w[:, 0].numel()
+    fan_in = w[:, 0].numel() if transposed else w[0].numel()  # (a transposed conv's weight is (in, out, kh, kw))
     if fan_in * 64 * 64 >= 1 << 24:
         raise ValueError(f"a fan-in of {fan_in} is too large for exact float32 limbs")
     total = torch.zeros((), dtype=torch.float64)
@@ -175,8 +176,12 @@ class IntConv(nn.Module):
         super().__init__()
         self.transposed, self.kw = transposed, kw
         peak = float(w.abs().max())
-        self.shift = math.floor(math.log2(WEIGHT_LIMIT / peak)) if peak > 0 else 0
-        while float(torch.round(w.abs().max() * 2.0 ** self.shift)) > WEIGHT_LIMIT:
+        # the largest power-of-two scale that keeps every weight within WEIGHT_LIMIT, from frexp's
+        # exponent and exact comparisons (not log2, which libm may round either way at a power of two)
+        self.shift = WEIGHT_BITS - math.frexp(peak)[1] if peak > 0 else 0
+        while peak > 0 and _round(peak * 2.0 ** (self.shift + 1)) <= WEIGHT_LIMIT:
+            self.shift += 1
+        while _round(peak * 2.0 ** self.shift) > WEIGHT_LIMIT:
             self.shift -= 1
         self.register_buffer("w", torch.round(w * 2.0 ** self.shift))
         b = bias if bias is not None else torch.zeros(w.shape[1 if transposed else 0], dtype=torch.float64)
@@ -186,7 +191,7 @@ class IntConv(nn.Module):
 
     def forward(self, x):
         op = F.conv_transpose2d if self.transposed else F.conv2d
-        acc = _linear(lambda a, w: op(a, w, **self.kw), x, self.w) + self.b
+        acc = _linear(lambda a, w: op(a, w, **self.kw), x, self.w, self.transposed) + self.b
         return _clip(acc / 2.0 ** self.shift)
 
 
