@@ -54,6 +54,18 @@ def stamp_line(meta: dict) -> str:
             + f" · `{meta.get('command', '?')}`_")
 
 
+def _shipped_as(sc: dict) -> str:
+    """', now shipped as NAME' when the run's weights are a shipped model other than its name says."""
+    from selfcodec import zoo
+
+    try:
+        name = zoo.find_by_hash(bytes.fromhex(sc.get("model_hash", "")))
+    except ValueError:
+        return ""
+    said = sc.get("model")
+    return f", now shipped as `{name}`" if name and name != (zoo.DEFAULT_MODEL if said == "default" else said) else ""
+
+
 def kodak_block(j: dict, readme: Path, results: Path, title: str = "### Kodak rate–quality") -> list[str]:
     from .kodak_rd import headline_rows, speed_rows
 
@@ -63,7 +75,7 @@ def kodak_block(j: dict, readme: Path, results: Path, title: str = "### Kodak ra
     L.append(f"{meta['n_images']} images{' (quick)' if meta.get('quick') else ''}"
              + (f", centre-cropped to {meta['crop']}" if meta.get("crop") else "")
              + "; bpp over the whole file, PSNR over RGB; BD-rate against JPEG 4:2:0 of the same run"
-             + (f"; selfcodec model `{sc.get('model')}` ({sc.get('model_hash', '?')[:16]}), levels "
+             + (f"; selfcodec model `{sc.get('model')}` ({sc.get('model_hash', '?')[:16]}{_shipped_as(sc)}), levels "
                 f"{sc.get('levels')}, decoded at level {sc.get('decode_level')}" if sc else "; selfcodec not run")
              + ". selfcodec best of modes = Pareto front over every (mode, level)."
              + (f" rec2-search{sc['search']['steps']}: rec2 with `encode --search {sc['search']['steps']}`, levels "
