@@ -61,7 +61,8 @@ def info(data) -> dict:
     """What .svae bytes (or a .svae file: path or file object) hold, from the header and stream table.
 
     Returns a dict: model, model_hash, mode, level, width, height, colour, tiles, bytes,
-    header_bytes, bpp, streams (bytes per stream), pixel_crc32, format_version, coder_version.
+    header_bytes, bpp, streams (bytes per stream), pixel_crc32 and crc_of (what it guards: the pixels, or a
+    lossy file's coded integers), format_version, coder_version.
     Runs no network and loads no weights (it does import the codec, hence torch: the stream
     names come from the model's configuration). See :func:`selfcodec.api.info`.
     """

@@ -295,7 +295,10 @@ def info(data: bytes) -> dict:
            "width": header.width, "height": header.height, "colour": C.COLOUR_NAMES.get(header.colour),
            "tiles": len(tiles), "bytes": len(data), "header_bytes": len(data) - sum(streams.values()),
            "bpp": 8 * len(data) / (header.width * header.height), "streams": streams,
-           "pixel_crc32": f"{header.pixel_crc:08x}", "format_version": header.format_version,
+           "pixel_crc32": f"{header.pixel_crc:08x}",
+           "crc_of": ("coded integers" if header.coder_version == C.CODER_VERSION and mode != "lossless" and not header.layered
+                      else "layers' coded integers" if header.layered and mode != "lossless" else "pixels"),
+           "format_version": header.format_version,
            "coder_version": header.coder_version}
     if header.layered:
         modes = LY.modes_of(levels) if levels >= 0 else ["rec1", "rec2"]

@@ -157,3 +157,12 @@ def test_decoding_on_a_gpu_without_one_is_a_clear_error(tiny_fast_models, natura
     (tmp_path / "a.svae").write_bytes(data)
     res = CliRunner().invoke(main, ["decode", str(tmp_path / "a.svae"), "--model", path, "--device", "cuda"])
     assert res.exit_code != 0 and "no CUDA GPU" in res.output and not (tmp_path / "a.png").exists()
+
+
+def test_info_says_what_the_header_crc_guards(tiny_fast_models, natural):
+    path = tiny_fast_models["selfvae-downscale"]
+    img = np.ascontiguousarray(natural[:32, :32])
+    assert api.info(api.encode(img, "rec2", 2, model=path))["crc_of"] == "coded integers"
+    assert api.info(api.encode(img, "lossless", 2, model=path))["crc_of"] == "pixels"
+    with mock.patch.object(X, "supports", lambda model: False):
+        assert api.info(api.encode(img, "rec2", 2, model=path))["crc_of"] == "pixels"
