@@ -342,27 +342,28 @@ _NETS = {True: ("dec_0", "prior", "dec"), False: ("dec_0", "prior_img", "prior_l
                                                   "dec_img", "dec_body")}
 
 
-def _integer_nets(model) -> dict:
-    """The model's probability networks converted, once per state of its weights (the version
-    counters of its tensors change with every in-place update)."""
+def _per_weights(model, slot: str, build):
+    """build(model), kept on the model once per state of its weights (the version counters of its
+    tensors change with every in-place update, so changed weights are never served stale)."""
     key = tuple(t._version for t in model.state_dict().values())
-    cached = model.__dict__.get("_integer_nets")
+    cached = model.__dict__.get(slot)
     if cached is None or cached[0] != key:
-        nets = {}
-        for name in _NETS[_fast(model)] + tuple(n for n in ("context", "context0") if hasattr(model, n)):
-            net = getattr(model, name)
-            nets[name] = [integer_copy(m) for m in net] if isinstance(net, nn.ModuleList) else integer_copy(net)
-        cached = model.__dict__["_integer_nets"] = (key, nets)
+        cached = model.__dict__[slot] = (key, build(model))
     return cached[1]
+
+
+def _convert(model) -> dict:
+    nets = {}
+    for name in _NETS[_fast(model)] + tuple(n for n in ("context", "context0") if hasattr(model, n)):
+        net = getattr(model, name)
+        nets[name] = [integer_copy(m) for m in net] if isinstance(net, nn.ModuleList) else integer_copy(net)
+    return nets
 
 
 def _on_device(model, device: torch.device):
     if device.type == "cpu":
         return model
-    cache = model.__dict__.setdefault("_device_copies", {})
-    if str(device) not in cache:
-        cache[str(device)] = copy.deepcopy(model).to(device)
-    return cache[str(device)]
+    return _per_weights(model, f"_on_{device}", lambda m: copy.deepcopy(m).to(device))
 
 
 class ExactModel:
@@ -377,7 +378,7 @@ class ExactModel:
 
     def __init__(self, model, exact_last: bool, device="cpu"):
         self._model, self.exact_last, self.device = model, exact_last, torch.device(device)
-        self._nets, self._is_fast = _integer_nets(model), _fast(model)
+        self._nets, self._is_fast = _per_weights(model, "_integer_nets", _convert), _fast(model)
 
     def __getattr__(self, name):
         return getattr(self._model, name)
@@ -440,7 +441,7 @@ class ExactModel:
 
     def u_code_prior(self):
         mean, log_scale = self._model.u_code_prior()
-        return mean.detach().double(), from_grid(torch.round(log_scale.detach().double() * ACT_ONE))
+        return mean.detach().double(), from_grid(to_grid(log_scale))
 
     def coding_steps(self, level: int) -> list:
         return self._model.coding_steps(level, to_step=step_from_log2)

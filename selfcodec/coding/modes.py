@@ -122,13 +122,38 @@ def _posterior_mean(params: torch.Tensor, gaussian: bool) -> torch.Tensor:
     return params.chunk(2, 1)[0] if gaussian else params
 
 
-class _Encoder:
-    """Walks the chain with the true image: quantizes and codes what the plan sends.
-    streams[0] is the latents' stream, written by finish() once every latent is known.
-    crc: CRC-32 of every coded integer (latents, then images, in walk order).
-    exact: the tables come from the exact path (exact.ExactModel's outputs)."""
+class _CRCs:
+    """A side's CRC-32 of every integer it codes (latents, then images, in walk order); image()
+    is the side's _image() and its CRC. exact: the tables come from the exact path
+    (exact.ExactModel's outputs)."""
 
     exact, crc = False, 0
+
+    def image(self, *args, **kwargs):
+        out = self._image(*args, **kwargs)
+        self._coded_image(out)
+        return out
+
+    def _coded(self, sym, layer):
+        self.crc = zlib.crc32(_int_bytes(sym), self.crc)
+
+    def _coded_image(self, img):
+        self.crc = image_crc(img, self.crc)
+
+
+class _LayerCRCs(_CRCs):
+    """The CRCs of a layered side: one per latent layer, then one per image."""
+
+    def _coded(self, sym, layer):
+        self.crcs[layer] = zlib.crc32(_int_bytes(sym), self.crcs[layer])
+
+    def _coded_image(self, img):
+        self.crcs.append(image_crc(img))
+
+
+class _Encoder(_CRCs):
+    """Walks the chain with the true image: quantizes and codes what the plan sends.
+    streams[0] is the latents' stream, written by finish() once every latent is known."""
 
     def __init__(self, imgs, searched=None):
         self.imgs, self.streams, self.bits = imgs, [b""], [0.0]
@@ -140,7 +165,7 @@ class _Encoder:
         m, idx = _latent_tables(mean, log_scale, step, self.exact)
         value = self.searched.pop(0) if self.searched else posterior_mean()
         sym = np.rint((_np(value) - m) / step).astype(np.int64)
-        self.crc = zlib.crc32(_int_bytes(sym), self.crc)
+        self._coded(sym, layer)
         self._keep(sym, idx, layer)
         return torch.from_numpy(m + step * sym).float()
 
@@ -153,11 +178,6 @@ class _Encoder:
         for sym, idx in reversed(self.latents):  # a stack: the first decoded goes on last
             S.gaussian_encode(sym, idx, coder)
         self.streams[0] = S.finish(coder)
-
-    def image(self, k, params, c, mixtures, step, y=None, stage=None):
-        out = self._image(k, params, c, mixtures, step, y, stage)
-        self.crc = image_crc(out, self.crc)
-        return out
 
     def _image(self, k, params, c, mixtures, step, y=None, stage=None):
         v = _pixels(self.imgs[k])
@@ -184,9 +204,7 @@ class _Encoder:
         return _to_image(v, self.imgs[k].shape)
 
 
-class _Decoder:
-    exact, crc = False, 0
-
+class _Decoder(_CRCs):
     def __init__(self, streams, shape0):
         self.streams, self.shape0 = list(streams), shape0
         self.latents = S.section_coder(self._next())
@@ -199,25 +217,16 @@ class _Decoder:
     def latent(self, posterior_mean, mean, log_scale, step, layer=0):
         m, idx = _latent_tables(mean, log_scale, step, self.exact)
         sym = S.gaussian_decode(self._coder(layer), idx)
-        self.crc = zlib.crc32(_int_bytes(sym), self.crc)
-        self._seen(sym, layer)
+        self._coded(sym, layer)
         return torch.from_numpy(m + step * sym).float()
 
     def _coder(self, layer):
         return self.latents
 
-    def _seen(self, sym, layer):
-        pass
-
     def finish(self):
         S.check_done(self.latents)
         if self.streams:
             raise CodecError("the file has more streams than its mode needs")
-
-    def image(self, k, params, c, mixtures, step, y=None, stage=None):
-        out = self._image(k, params, c, mixtures, step, y, stage)
-        self.crc = image_crc(out, self.crc)
-        return out
 
     def _image(self, k, params, c, mixtures, step, y=None, stage=None):
         arrays = _dmol_arrays(params, c, mixtures, self.exact)
@@ -237,16 +246,7 @@ class _Decoder:
         return _to_image(v, shape)
 
 
-class _ImageCRCs:
-    """Appends the CRC of each image a layered side codes to its layers' CRCs."""
-
-    def image(self, *args, **kwargs):
-        out = super().image(*args, **kwargs)
-        self.crcs.append(image_crc(out))
-        return out
-
-
-class _LayeredEncoder(_ImageCRCs, _Encoder):
+class _LayeredEncoder(_LayerCRCs, _Encoder):
     """An encoder that keeps each latent layer (û; every ẑ) in a stream of its own, then the
     images, and a CRC of each layer's coded integers."""
 
@@ -259,7 +259,6 @@ class _LayeredEncoder(_ImageCRCs, _Encoder):
     def _keep(self, sym, idx, layer):
         self.by_layer[layer].append((sym, idx))
         self.bits[layer] += S.gaussian_bits(sym, idx)
-        self.crcs[layer] = zlib.crc32(_int_bytes(sym), self.crcs[layer])
 
     def finish(self):
         for i, latents in enumerate(self.by_layer):
@@ -269,7 +268,7 @@ class _LayeredEncoder(_ImageCRCs, _Encoder):
             self.streams[i] = S.finish(coder)
 
 
-class _LayeredDecoder(_ImageCRCs, _Decoder):
+class _LayeredDecoder(_LayerCRCs, _Decoder):
     def __init__(self, streams, shape0, n_latent_layers):
         self.streams, self.shape0 = list(streams), shape0
         self.coders = [S.section_coder(self._next()) for _ in range(n_latent_layers)]
@@ -277,9 +276,6 @@ class _LayeredDecoder(_ImageCRCs, _Decoder):
 
     def _coder(self, layer):
         return self.coders[layer]
-
-    def _seen(self, sym, layer):
-        self.crcs[layer] = zlib.crc32(_int_bytes(sym), self.crcs[layer])
 
     def finish(self):
         for coder in self.coders:
