@@ -354,7 +354,7 @@ def _per_weights(model, slot: str, build):
 
 def _convert(model) -> dict:
     nets = {}
-    for name in _NETS[_fast(model)] + tuple(n for n in ("context", "context0") if hasattr(model, n)):
+    for name in _NETS[_fast(model)] + tuple(n for n in ("context", "context0", "hyper_s") if hasattr(model, n)):
         net = getattr(model, name)
         nets[name] = [integer_copy(m) for m in net] if isinstance(net, nn.ModuleList) else integer_copy(net)
     return nets
@@ -439,12 +439,24 @@ class ExactModel:
 
         return SelfVAE.staged_image(self, k, params, h, img_prev, draw)  # with this class's stage_params
 
-    def u_code_prior(self):
-        mean, log_scale = self._model.u_code_prior()
+    def u_code_prior(self, v=None, size=None):
+        """û's prior; given v̂, the factorized one plus the integer hyper synthesis's offsets
+        (float64 sums of a float32 parameter and a grid value: exact)."""
+        mean, log_scale = self._model.u_code_mean.detach().double(), self._model.u_code_log_scale.detach().double()
+        if v is not None:
+            dm, dls = from_grid(self._nets["hyper_s"](to_grid(v), size)).chunk(2, 1)
+            mean, log_scale = mean + dm, log_scale + dls
+        return mean, from_grid(to_grid(log_scale.clamp(-6.0, 6.0)))
+
+    def v_code_prior(self):
+        mean, log_scale = self._model.v_code_prior()
         return mean.detach().double(), from_grid(to_grid(log_scale))
 
     def coding_steps(self, level: int) -> list:
         return self._model.coding_steps(level, to_step=step_from_log2)
+
+    def v_coding_steps(self, level: int):
+        return self._model.v_coding_steps(level, to_step=step_from_log2)
 
 
 def dmol_point(params: torch.Tensor, c: int, k: int, how: str = "mean") -> torch.Tensor:

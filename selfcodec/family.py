@@ -63,9 +63,18 @@ class Config:
     network: str = "densenet"
     mid_ch: int = 64  # fast networks: width of the layers at 1/4 resolution (cfg.ch: at 1/8 and below)
     head_ch: int = 32  # fast networks: width of the layers at 1/2 resolution
+    # Fast networks: channels of a hyperprior latent v for û at 1/4 of û's side (0: û under its
+    # factorized prior alone). v is coded first, under a factorized prior; û then under a mean
+    # and scale per element computed from v̂ (Ballé et al. 2018; Minnen et al. 2018).
+    u_hyper: int = 0
+    # The upscale of the coarser image that images[k]'s DMoL means are offsets from (downscale):
+    # "bilinear" (earlier weights) or "bicubic" (what cgen and crec must never fall below).
+    up_base: str = "bilinear"
 
     def __post_init__(self):
         self.rd_lambdas = tuple(float(v) for v in self.rd_lambdas)  # JSON gives a list
+        if self.up_base not in ("bilinear", "bicubic"):
+            raise ValueError(f"up_base must be bilinear or bicubic, not {self.up_base!r}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -278,11 +287,12 @@ class SelfVAE(nn.Module):
         return (params, h) if features else params
 
     def offset_means(self, params, prev, k):
-        """The DMoL means of images[k] as offsets from the bilinear upscale of the coarser image
-        (scaled to [-1, 1]): the network only has to learn the detail, and starts from a good
-        reconstruction."""
+        """The DMoL means of images[k] as offsets from the upscale (cfg.up_base) of the coarser
+        image (scaled to [-1, 1]): the network only has to learn the detail, and starts from a
+        good reconstruction. Both upscales have dyadic 2x weights (bicubic: -27/256, 225/256, ...),
+        so on the exact path's grid values they are exact."""
         n, c = self.cfg.mixtures, self.img_ch[k]
-        up = F.interpolate(prev, scale_factor=2, mode="bilinear", align_corners=False).repeat_interleave(n, dim=1)
+        up = F.interpolate(prev, scale_factor=2, mode=self.cfg.up_base, align_corners=False).repeat_interleave(n, dim=1)
         b, _, h, w = up.shape
         zeros = up.new_zeros(())  # one added tensor, not slices of params: their backward is cheap
         offset = torch.cat([zeros.expand(b, n, h, w), up, zeros.expand(b, params.shape[1] - n - c * n, h, w)], 1)
@@ -351,12 +361,15 @@ class SelfVAE(nn.Module):
         grid; to_step(log2 steps) -> steps replaces numpy's exp2 (exact.step_from_log2: a table)."""
         import numpy as np
 
-        v = self.rd_log2_step.detach().double().cpu().numpy()[level - 1]
-        steps = to_step(v) if to_step else np.maximum(np.rint(np.exp2(v) * 256.0), 1.0) / 256.0
+        steps = grid_steps(self.rd_log2_step, level, to_step)
         sizes = np.cumsum(self._latent_channels())[:-1]
         return [s[None, :, None, None] for s in np.split(steps, sizes)]
 
-    def u_code_prior(self):
+    has_hyper = False  # a hyperprior for û (fast.FastSelfVAE with cfg.u_hyper)
+
+    def u_code_prior(self, v=None, size=None):
+        """û's coding prior (mean, log_scale): per channel; given v̂ (a model with a hyperprior)
+        per element of a û of spatial `size`."""
         return self.u_code_mean, self.u_code_log_scale.clamp(-6.0, 6.0)
 
     # ---- the objective ------------------------------------------------------------------
@@ -455,9 +468,16 @@ class SelfVAE(nn.Module):
             e = (t - mean) / s
             return noisy, t + s * (torch.round(e) - e).detach()
 
-        u_rate, u = quantize(self.q_u(imgs[0]), steps[0], cm)
+        u_t, rate_v = self.q_u(imgs[0]), 0.0
+        if self.has_hyper:  # v̂ first; û's prior from it. Its rate counts as û's.
+            vm, vls = self.v_code_prior()
+            v_step = self.v_steps(level_idx)
+            v_rate, v = quantize(self.q_v(u_t), v_step, vm)
+            rate_v = -D.gaussian_bin_log_prob(v_rate, vm, vls, v_step)
+            cm, cls = self.u_code_prior(v, u_t.shape[-2:])
+        u_rate, u = quantize(u_t, steps[0], cm)
         flow_trains = any(p.requires_grad for p in self.flow.parameters())
-        out = {"rate_u": -D.gaussian_bin_log_prob(u_rate, cm, cls, steps[0]),
+        out = {"rate_u": rate_v - D.gaussian_bin_log_prob(u_rate, cm, cls, steps[0]),
                "flow_u": -self.flow.log_prob(u.detach()) if flow_trains else torch.zeros(len(x), device=x.device)}
         params = self.p_img0(u)
         re, rate_z, prev, h = [-self.dmol_log_prob(imgs[0], params, cfg.mixtures)], 0.0, u, None
@@ -482,6 +502,15 @@ class SelfVAE(nn.Module):
         out.update(rate_z=rate_z, sse=((xhat - x.float()) ** 2).flatten(1).sum(1), re_x=re[-1], re_y=sum(re[:-1]),
                    mse_y=mse_y)
         return out
+
+
+def grid_steps(log2_steps: torch.Tensor, level: int, to_step=None):
+    """Row `level` (1-based) of a (levels, C) table of learned log2 steps -> float64 steps on the
+    1/256 grid (at least 1/256); to_step(log2 steps) replaces numpy's exp2."""
+    import numpy as np
+
+    v = log2_steps.detach().double().cpu().numpy()[level - 1]
+    return to_step(v) if to_step else np.maximum(np.rint(np.exp2(v) * 256.0), 1.0) / 256.0
 
 
 def round_around(t, mean, step):

@@ -10,6 +10,8 @@ with Ballé-style transforms that spend their compute at 1/4 resolution and belo
   of the coarser image and the latent below, so u does for z what a hyperprior does.
 - The decoder of images[k] sees images[k-1] twice (space-to-depth at 1/8 and at the head), and
   for the downscale transform its means are offsets from the upscaled images[k-1].
+- With cfg.u_hyper, û has a hyperprior of its own: a latent v at 1/4 of û's side gives û a
+  mean and scale per element (u does for z what a hyperprior does; v does it for u).
 
 The paper's DenseNet networks (family.SelfVAE) stay for the density-estimation presets.
 """
@@ -21,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import distributions as D
-from .family import SelfVAE
+from .family import SelfVAE, grid_steps
 from .flows import RealNVP
 from .nets import scale_image
 
@@ -137,6 +139,26 @@ class PriorNet(nn.Module):
         return self.head(torch.relu(h))
 
 
+class HyperSynthesis(nn.Module):
+    """v̂ -> offsets of û's (mean, log_scale) from its factorized prior, cropped to û's size.
+    The last layer starts at zero, so a model gaining a hyperprior starts where it was."""
+
+    def __init__(self, v_ch: int, ch: int, u_ch: int):
+        super().__init__()
+        self.body = nn.Sequential(conv_up(v_ch, ch), nn.ReLU(), conv_up(ch, ch), nn.ReLU(),
+                                  nn.Conv2d(ch, 2 * u_ch, 3, padding=1))
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, v, size):
+        return self.body(v)[..., :size[0], :size[1]]
+
+
+def hyper_side(n: int) -> int:
+    """v's side for a û of side n: two stride-2 convolutions that round up."""
+    return ((n + 1) // 2 + 1) // 2
+
+
 class FastSelfVAE(SelfVAE):
     """The selfVAE with the fast networks (widths: see width_at)."""
 
@@ -164,6 +186,45 @@ class FastSelfVAE(SelfVAE):
             self.dec.append(ImageDecoder(cfg.z_ch, D.dmol_channels(self.img_ch[k], n), self.steps_of[k], width_for(k),
                                          self.img_ch[k - 1], self.ratio))
         self.flow = RealNVP(cfg.u_ch, cfg.flow_hidden, cfg.flow_blocks)
+        if cfg.u_hyper:
+            if not cfg.rd_lambdas:
+                raise ValueError("the hyperprior for û (u_hyper) is for rate-distortion models")
+            v, ch = cfg.u_hyper, cfg.ch
+            self.hyper_a = nn.Sequential(nn.Conv2d(cfg.u_ch, ch, 3, padding=1), nn.ReLU(), conv_down(ch, ch), nn.ReLU(),
+                                         conv_down(ch, v))
+            self.hyper_s = HyperSynthesis(v, ch, cfg.u_ch)
+            self.v_code_mean = nn.Parameter(torch.zeros(1, v, 1, 1))
+            self.v_code_log_scale = nn.Parameter(torch.zeros(1, v, 1, 1))
+            self.v_log2_step = nn.Parameter(torch.zeros(len(cfg.rd_lambdas), v))  # per level, as rd_log2_step
+
+    @property
+    def has_hyper(self) -> bool:
+        return bool(self.cfg.u_hyper)
+
+    def q_v(self, u):
+        """v (continuous) from û's posterior mean."""
+        return self.hyper_a(u.to(self.hyper_a[0].weight.dtype)).float()
+
+    def v_code_prior(self):
+        return self.v_code_mean, self.v_code_log_scale.clamp(-6.0, 6.0)
+
+    def v_shape(self, u_shape) -> tuple:
+        return (u_shape[0], self.cfg.u_hyper, hyper_side(u_shape[2]), hyper_side(u_shape[3]))
+
+    def u_code_prior(self, v=None, size=None):
+        mean, log_scale = self.u_code_mean, self.u_code_log_scale
+        if v is not None:
+            dm, dls = self.hyper_s(v, size).float().chunk(2, 1)
+            mean, log_scale = mean + dm, log_scale + dls
+        return mean, log_scale.clamp(-6.0, 6.0)
+
+    def v_steps(self, level_idx: torch.Tensor) -> torch.Tensor:
+        """v's quantization steps for 0-based levels (B,): (B, Cv, 1, 1)."""
+        return torch.exp2(self.v_log2_step.float()[level_idx])[:, :, None, None]
+
+    def v_coding_steps(self, level: int, to_step=None):
+        """v's steps at a level (1-based) as coding_steps gives û's: float64 (1, Cv, 1, 1) on the 1/256 grid."""
+        return grid_steps(self.v_log2_step, level, to_step)[None, :, None, None]
 
     def width_at(self, div: int) -> int:
         """Feature width at 1/div of x: cfg.ch at 1/8 and below, mid_ch at 1/4, head_ch above."""

@@ -187,8 +187,9 @@ def train(a: TrainArgs) -> dict:
     elif a.init:  # (strict=False: an ELBO model may start a rate-distortion run, whose steps it lacks)
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in load_tensors(Path(a.init)).items()},
                                                     strict=False)
-        # (and a model gaining a refine filter or context nets starts them fresh: they begin adding nothing)
-        if unexpected or {m for m in missing if not m.startswith(("refine_net.", "context.", "context0."))} - {"rd_log2_step"}:
+        # (and a model gaining a refine filter, context nets or a hyperprior starts them fresh: they begin adding nothing)
+        fresh = ("refine_net.", "context.", "context0.", "hyper_a.", "hyper_s.", "v_code_")
+        if unexpected or {m for m in missing if not m.startswith(fresh)} - {"rd_log2_step", "v_log2_step"}:
             raise ValueError(f"{a.init} does not fit this model: missing {missing}, unexpected {unexpected}")
     else:
         data_dependent_init(model, batch())
@@ -216,8 +217,9 @@ def train(a: TrainArgs) -> dict:
     if resuming:
         ema = {k: v.to(device) for k, v in load_tensors(run / "ckpt.safetensors", "ema.").items()}
     # The learned steps move 10x faster: at the base rate a step would take ~1000 updates to halve.
-    fast = [p for n, p in model.named_parameters() if n == "rd_log2_step" and p.requires_grad]
-    rest = [p for n, p in model.named_parameters() if n != "rd_log2_step" and p.requires_grad]
+    step_tables = ("rd_log2_step", "v_log2_step")
+    fast = [p for n, p in model.named_parameters() if n in step_tables and p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if n not in step_tables and p.requires_grad]
     opt = torch.optim.Adamax([{"params": rest, "lr_mult": 1.0}, {"params": fast, "lr_mult": 10.0}], lr=a.lr,
                              foreach=True)
     if resuming and (run / "optim.pt").exists():

@@ -35,6 +35,9 @@ def build_tiny(path: Path, preset: str = "selfvae-downscale", seed: int = 0, **o
         side = 2 * model.multiple
         x = torch.randint(0, 256, (2, 3, side, side)).float()
         data_dependent_init(model, x)
+        if model.has_hyper:  # its last layer starts at zero (no offsets): give the test some
+            torch.nn.init.normal_(model.hyper_s.body[-1].weight, std=0.1)
+            torch.nn.init.normal_(model.hyper_s.body[-1].bias, std=0.3)
         save_model(model.eval(), path)
     finally:
         torch.random.set_rng_state(state)
@@ -91,6 +94,13 @@ def tiny_fast_models(model_dir) -> dict:
     lam = (0.005, 0.01, 0.02)
     return {p: str(build_tiny(model_dir / f"tiny-fast-{p}.safetensors", p, seed=8, network="fast", rd_lambdas=lam))
             for p in ("selfvae-downscale", "selfvae-downscale-3l", "selfvae-sketch", "vae")}
+
+
+@pytest.fixture(scope="session")
+def tiny_fast_hyper(model_dir) -> str:
+    """The fast downscale model with a hyperprior for û and means offset from a bicubic upscale."""
+    return str(build_tiny(model_dir / "tiny-fast-hyper.safetensors", "selfvae-downscale", seed=9, network="fast",
+                          rd_lambdas=(0.005, 0.01, 0.02), u_hyper=4, up_base="bicubic"))
 
 
 @pytest.fixture(scope="session")

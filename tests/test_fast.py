@@ -68,23 +68,28 @@ def test_fast_defaults_apply_only_to_the_fast_family():
         build_model(make_config("selfvae-downscale", network="nope"))
 
 
-def test_rd_terms_with_the_ypreview_and_cgen_weights_train_every_part():
+@pytest.mark.parametrize("extra", [{}, dict(u_hyper=4, up_base="bicubic")])
+def test_rd_terms_with_the_ypreview_and_cgen_weights_train_every_part(extra):
     m = build_model(make_config("selfvae-downscale", network="fast", ch=16, mid_ch=8, head_ch=8, u_ch=4, z_ch=8,
-                                mixtures=1, rd_lambdas=(0.01, 0.02)))
+                                mixtures=1, rd_lambdas=(0.01, 0.02), **extra))
+    if extra:  # the hyperprior's last layer starts at zero; past the first update gradients reach all of it
+        torch.nn.init.normal_(m.hyper_s.body[-1].weight, std=0.1)
     x = torch.randint(0, 256, (4, 3, 32, 32)).float()
     t = m(x, level_idx=torch.tensor([0, 1, 0, 1]), quant="mixed", cgen=1)
     assert t["mse_cgen"].shape == (1,) and t["mse_y"].shape == (4,)
     loss = rd_loss(t, torch.tensor([0.01, 0.02, 0.01, 0.02]), 32 * 32, 0.01, y_weight=0.02, cgen_weight=0.1)
     loss.backward()
-    for name in ("enc_u", "dec_0", "enc_z", "prior", "dec", "rd_log2_step"):
+    for name in ("enc_u", "dec_0", "enc_z", "prior", "dec", "rd_log2_step") + (("hyper_a", "hyper_s", "v_log2_step",
+                                                                            "v_code_mean") if extra else ()):
         grads = [p.grad for n, p in m.named_parameters() if n.split(".")[0] == name]
         assert grads and all(g is not None and torch.isfinite(g).all() for g in grads), name
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-def test_every_mode_of_every_fast_preset_decodes_what_the_encoder_predicted(tiny_fast_models, preset, natural):
-    path = tiny_fast_models[preset]
-    levels = build_model(make_config(preset, network="fast")).cfg.levels
+@pytest.mark.parametrize("preset", PRESETS + ("hyperprior",))
+def test_every_mode_of_every_fast_preset_decodes_what_the_encoder_predicted(tiny_fast_models, tiny_fast_hyper, preset,
+                                                                            natural):
+    path = tiny_fast_hyper if preset == "hyperprior" else tiny_fast_models[preset]
+    levels = zoo.load(path)[0].cfg.levels
     img = np.ascontiguousarray(natural[:40, :56])  # not a multiple of 16: padded and cropped
     for mode in [m for m in M.modes_for(levels) if m in api.MODES or m.endswith("-y1")]:
         rep = api.encode_report(img, mode=mode, level=2, model=path)

@@ -36,7 +36,7 @@ def test_search_lowers_the_true_objective_and_returns_its_best_iterate(rd_model,
     assert min(history[1:]) < history[0], history  # the search found cheaper latents than the encoder's guess
     steps = [torch.from_numpy(s).float() for s in m.coding_steps(3)]
     with torch.no_grad():
-        _, again = S._objective(m, m.images(x), best, steps, LAMBDAS[2])
+        _, again = S._objective(m, m.images(x), best, steps, LAMBDAS[2], m.u_code_prior())
     assert again == pytest.approx(min(history), rel=1e-5)
     assert all(p.requires_grad for p in m.parameters())  # the model is left as it was
 
@@ -48,6 +48,15 @@ def test_searched_files_decode_exactly_with_the_plain_decoder(rd_model, natural)
         rep = api.encode_report(img, "rec2", level, model=rd_model, search=4)
         assert rep["data"] != plain["data"], level
         assert np.array_equal(api.decode(rep["data"], model=rd_model, as_array=True), rep["recon"]), level
+
+
+def test_searched_files_of_a_model_with_a_hyperprior_decode_exactly(tiny_fast_hyper, natural):
+    """The search keeps the encoder's v̂ and moves û and ẑ under the prior v̂ gives û."""
+    img = natural[:40, :56]
+    plain = api.encode_report(img, "rec2", 2, model=tiny_fast_hyper)
+    rep = api.encode_report(img, "rec2", 2, model=tiny_fast_hyper, search=4)
+    assert rep["data"] != plain["data"]
+    assert np.array_equal(api.decode(rep["data"], model=tiny_fast_hyper, as_array=True), rep["recon"])
 
 
 def test_search_refuses_other_modes_and_elbo_models(rd_model, tiny_model, natural):

@@ -9,6 +9,7 @@ above it are sent (`send_z`) or inferred (the prior's mean). Images above `sent`
 point estimate (mixture mean) of their likelihood.
 """
 
+import functools
 import struct
 import zlib
 from contextlib import contextmanager, nullcontext
@@ -334,14 +335,22 @@ def latent_steps_rd(model, level: int):
     return model.coding_steps(level)
 
 
-def _code_u(model, side, step):
-    """û through `side` (coded by the encoder, decoded by the decoder) under its factorized prior."""
+def _code_u(model, side, step, level):
+    """û through `side` (coded by the encoder, decoded by the decoder) under its factorized
+    prior; for a model with a hyperprior, v̂ first (under its own), then û under the prior from v̂."""
     imgs = getattr(side, "imgs", None)  # only the encoder evaluates the posteriors
-    cm, cls = model.u_code_prior()
     h0, w0 = side.shape0
     shape = (1, model.cfg.u_ch, h0 >> model.u_down, w0 >> model.u_down)
-    return side.latent(lambda: _posterior_mean(model.q_u(imgs[0]), model.cfg.posterior == "gaussian"),
-                       cm.expand(shape), cls.expand(shape), step)
+    u_mean = functools.cache(lambda: _posterior_mean(model.q_u(imgs[0]), model.cfg.posterior == "gaussian"))
+    if model.has_hyper:
+        vm, vls = model.v_code_prior()
+        v_shape = model.v_shape(shape)
+        v = side.latent(lambda: model.q_v(u_mean()), vm.expand(v_shape), vls.expand(v_shape),
+                        model.v_coding_steps(level))
+        cm, cls = model.u_code_prior(v, shape[-2:])
+    else:
+        cm, cls = model.u_code_prior()
+    return side.latent(u_mean, cm.expand(shape), cls.expand(shape), step)
 
 
 def _stages(model, k, params, h, img_prev):
@@ -383,7 +392,7 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
     learned = latent_steps_rd(model, level)
     imgs = getattr(side, "imgs", None)  # only the encoder evaluates the posteriors
     step_u = learned[0] if learned else (lat_step if plan.sent < 0 else 1.0)
-    prev = _code_u(model, side, step_u)
+    prev = _code_u(model, side, step_u, level)
     out, h = [], None
     for k in range(K + 1):
         if k == 0:
@@ -426,7 +435,7 @@ def walk_layered(model, n_layers: int, level: int, side, how: str = "mean") -> t
     n_latent = latent_layers(K)
     send_z = n_layers >= 2 and K >= 1
     sent = n_layers - n_latent - 1  # the finest image sent exactly; -1: none
-    u = _code_u(model, side, steps[0])
+    u = _code_u(model, side, steps[0], level)
 
     p0, h0_feats = model.p_img0(u, features=True)
     est, zs, prev, h = [_point(model, 0, p0, h0_feats, None, how)], [], u, h0_feats

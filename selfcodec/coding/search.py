@@ -23,12 +23,12 @@ def _round_ste(t, mean, step):
     return straight_through(t, round_around(t, mean, step))
 
 
-def _objective(model, imgs, lats, steps, lam):
+def _objective(model, imgs, lats, steps, lam, u_prior):
     """(surrogate loss to descend, true loss of the rounded latents as a float), both in bits
-    per pixel + lam * MSE (0..255) of the rec2 reconstruction."""
+    per pixel + lam * MSE (0..255) of the rec2 reconstruction; u_prior: û's (mean, log_scale)."""
     cfg = model.cfg
     pixels = imgs[-1].shape[-1] * imgs[-1].shape[-2]
-    cm, cls = model.u_code_prior()
+    cm, cls = u_prior
     # The decoders read the rounded latents (straight-through gradient). The surrogate rate is
     # the bin probability at the continuous latent, smooth in it; the true rate is the rounded
     # latent's, what the entropy coder pays.
@@ -52,7 +52,7 @@ def _objective(model, imgs, lats, steps, lam):
 
 
 def search_latents(model, x: torch.Tensor, level: int, iters: int, lr: float = 0.02) -> tuple[list, list]:
-    """Latents [u, z_1, ..., z_K] (continuous, each (1, C, h, w)) for coding x (1, 3, H, W,
+    """Latents [u, z_1, ..., z_K] ([v, u, z_1, ...] with a hyperprior; continuous, each (1, C, h, w)) for coding x (1, 3, H, W,
     0..255 floats) with `model` at `level` in mode rec2: the encoder's guess refined by `iters`
     Adam steps (lr in units of each channel's quantization step, cosine-decayed to 0), keeping
     the iterate whose rounded latents score best on the true objective, so the result is never
@@ -70,6 +70,12 @@ def search_latents(model, x: torch.Tensor, level: int, iters: int, lr: float = 0
             start = [model.q_u(imgs[0])] + [model.q_z(k, imgs[k]) for k in range(1, model.cfg.levels + 1)]
         if model.cfg.posterior == "gaussian":
             start = [t.chunk(2, 1)[0] for t in start]
+        fixed, u_prior = [], model.u_code_prior()
+        if model.has_hyper:  # v̂ stays the encoder's (of its guess of û); its rate is the same for every iterate
+            # (rounded around the prior's mean; the codec's rounds around its quantized mean: nearly always the same)
+            fixed = [model.q_v(start[0])]
+            v = round_around(fixed[0], model.v_code_prior()[0], torch.from_numpy(model.v_coding_steps(level)).float())
+            u_prior = model.u_code_prior(v, start[0].shape[-2:])
         # In units of the step, so that one learning rate suits every channel and level.
         scaled = [(t / s).requires_grad_(True) for t, s in zip(start, steps)]
         opt = torch.optim.Adam(scaled, lr=lr)
@@ -77,7 +83,7 @@ def search_latents(model, x: torch.Tensor, level: int, iters: int, lr: float = 0
         best, history = None, []
         for i in range(iters + 1):
             lats = [t * s for t, s in zip(scaled, steps)]
-            loss, true_loss = _objective(model, imgs, lats, steps, lam)
+            loss, true_loss = _objective(model, imgs, lats, steps, lam, u_prior)
             if not history or true_loss < min(history):
                 best = [t.detach().clone() for t in lats]
             history.append(true_loss)
@@ -90,4 +96,4 @@ def search_latents(model, x: torch.Tensor, level: int, iters: int, lr: float = 0
     finally:
         for p, g in zip(model.parameters(), grads):
             p.requires_grad_(g)
-    return best, history
+    return fixed + best, history
