@@ -75,10 +75,13 @@ def architecture(cfg: dict) -> str:
     """The network in one line: the fast family's widths, or the DenseNet's."""
     head = f"`{cfg['name']}`: transform `{cfg['transform']}`, {cfg['levels']} self-supervised level(s), "
     if cfg.get("network") == "fast":
+        hyper = (f"a hyperprior for û (v: {cfg['u_hyper']} ch at 1/{2 ** (cfg['latent_down'] + 2)} of x, factorized; "
+                 f"û's mean and scale per element from v̂), " if cfg.get("u_hyper") else "û under a factorized prior, ")
         return (head + f"fast networks (`selfcodec/fast.py`: 5x5 stride-2 convolutions with GDN, 4x4 transposed ones "
                 f"with inverse GDN; widths {cfg['ch']} at 1/8 and below, {cfg['mid_ch']} at 1/4, {cfg['head_ch']} at 1/2, "
                 f"no layer at full resolution), latents u {cfg['u_ch']} ch / z {cfg['z_ch']} ch at "
-                f"1/{2 ** cfg['latent_down']} of x, {cfg['mixtures']} logistic mixture(s), RealNVP {cfg['flow_blocks']} "
+                f"1/{2 ** cfg['latent_down']} of x, {hyper}{cfg['mixtures']} logistic mixture(s), means offset from a "
+                f"{cfg.get('up_base', 'bilinear')} upscale of y, RealNVP {cfg['flow_blocks']} "
                 f"blocks, posterior `{cfg['posterior']}`")
     return (head + f"{cfg['ch']} channels, DenseNet growth {cfg['growth']} x {cfg['layers']} layers, latents u "
             f"{cfg['u_ch']} ch / z {cfg['z_ch']} ch at 1/{2 ** cfg['latent_down']} of their image, {cfg['mixtures']} "
