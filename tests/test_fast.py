@@ -130,3 +130,16 @@ def test_files_naming_a_model_that_was_renamed_decode_with_it(tmp_path, monkeypa
     want = api.decode(data, as_array=True)
     (tmp_path / "selfvae-downscale-fast.safetensors").rename(tmp_path / "selfvae-downscale-renamed.safetensors")
     assert np.array_equal(api.decode(data, as_array=True), want)
+
+
+def test_a_model_gaining_a_hyperprior_starts_with_the_factorized_prior_it_had():
+    m = build_model(make_config("selfvae-downscale", network="fast", ch=16, mid_ch=8, head_ch=8, u_ch=4, z_ch=8,
+                                mixtures=1, rd_lambdas=(0.01,), u_hyper=4))
+    with torch.no_grad():
+        m.u_code_mean.normal_()
+        u = m.q_u(m.images(torch.randint(0, 256, (1, 3, 48, 80)).float())[0])  # û 3 x 5: v 1 x 2; û's prior cropped
+        v = torch.round(m.q_v(u))
+        assert u.shape == (1, 4, 3, 5) and v.shape == m.v_shape(u.shape) == (1, 4, 1, 2)
+        mean, log_scale = m.u_code_prior(v, u.shape[-2:])
+    assert mean.shape == log_scale.shape == u.shape
+    assert torch.equal(mean, m.u_code_mean.expand_as(u)) and torch.equal(log_scale, m.u_code_log_scale.expand_as(u))
