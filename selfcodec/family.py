@@ -349,8 +349,7 @@ class SelfVAE(nn.Module):
     def latent_steps(self, level_idx: torch.Tensor) -> list:
         """Quantization steps of a rate-distortion model for 0-based levels (B,): [u, z_1, ..]
         each (B, C, 1, 1)."""
-        steps = torch.exp2(self.rd_log2_step.float()[level_idx])[:, :, None, None]
-        return list(steps.split(self._latent_channels(), 1))
+        return list(level_steps(self.rd_log2_step, level_idx).split(self._latent_channels(), 1))
 
     def _latent_channels(self) -> list:
         """Channels of u, z_1, ..., z_K: the columns of rd_log2_step in order."""
@@ -502,6 +501,12 @@ class SelfVAE(nn.Module):
         out.update(rate_z=rate_z, sse=((xhat - x.float()) ** 2).flatten(1).sum(1), re_x=re[-1], re_y=sum(re[:-1]),
                    mse_y=mse_y)
         return out
+
+
+def level_steps(log2_steps: torch.Tensor, level_idx: torch.Tensor) -> torch.Tensor:
+    """Rows `level_idx` (0-based, (B,)) of a (levels, C) table of learned log2 steps -> the
+    steps training quantizes with, (B, C, 1, 1)."""
+    return torch.exp2(log2_steps.float()[level_idx])[:, :, None, None]
 
 
 def grid_steps(log2_steps: torch.Tensor, level: int, to_step=None):

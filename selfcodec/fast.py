@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import distributions as D
-from .family import SelfVAE, grid_steps
+from .family import SelfVAE, grid_steps, level_steps
 from .flows import RealNVP
 from .nets import scale_image
 
@@ -203,7 +203,7 @@ class FastSelfVAE(SelfVAE):
 
     def q_v(self, u):
         """v (continuous) from û's posterior mean."""
-        return self.hyper_a(u.to(self.hyper_a[0].weight.dtype)).float()
+        return self.hyper_a(u).float()
 
     def v_code_prior(self):
         return self.v_code_mean, self.v_code_log_scale.clamp(-6.0, 6.0)
@@ -220,7 +220,7 @@ class FastSelfVAE(SelfVAE):
 
     def v_steps(self, level_idx: torch.Tensor) -> torch.Tensor:
         """v's quantization steps for 0-based levels (B,): (B, Cv, 1, 1)."""
-        return torch.exp2(self.v_log2_step.float()[level_idx])[:, :, None, None]
+        return level_steps(self.v_log2_step, level_idx)
 
     def v_coding_steps(self, level: int, to_step=None):
         """v's steps at a level (1-based) as coding_steps gives û's: float64 (1, Cv, 1, 1) on the 1/256 grid."""

@@ -16,6 +16,7 @@ import torch
 
 from .. import distributions as D
 from ..family import round_around, straight_through
+from . import streams as S
 
 
 def _round_ste(t, mean, step):
@@ -72,9 +73,9 @@ def search_latents(model, x: torch.Tensor, level: int, iters: int, lr: float = 0
             start = [t.chunk(2, 1)[0] for t in start]
         fixed, u_prior = [], model.u_code_prior()
         if model.has_hyper:  # v̂ stays the encoder's (of its guess of û); its rate is the same for every iterate
-            # (rounded around the prior's mean; the codec's rounds around its quantized mean: nearly always the same)
             fixed = [model.q_v(start[0])]
-            v = round_around(fixed[0], model.v_code_prior()[0], torch.from_numpy(model.v_coding_steps(level)).float())
+            m = torch.from_numpy(S.quantize_mean(model.v_code_prior()[0].detach().numpy())).float()  # as the codec rounds it
+            v = round_around(fixed[0], m, torch.from_numpy(model.v_coding_steps(level)).float())
             u_prior = model.u_code_prior(v, start[0].shape[-2:])
         # In units of the step, so that one learning rate suits every channel and level.
         scaled = [(t / s).requires_grad_(True) for t, s in zip(start, steps)]
