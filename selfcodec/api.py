@@ -73,7 +73,8 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
         if layered:
             streams, bits, rec, tile_crcs = M.encode_tile_layered(net, padded, level, exact=exact)
         else:
-            streams, bits, rec, tile_crc = M.encode_tile(net, padded, plan, level, search=search, exact=exact)
+            streams, bits, rec, tile_crc = M.encode_tile(net, padded, plan, level, search=search, exact=exact,
+                                                         valid=(th, tw))
             tile_crcs = [tile_crc]
         crcs.append(tile_crcs)
         tiles.append(streams)
@@ -87,7 +88,8 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
                       tile_h=tile_side if tile_side < h else 0, tile_w=tile_side if tile_side < w else 0,
                       n_streams=len(est), pixel_crc=_check_crc(exact and not layered, mode, recon, crcs),
                       coder_version=C.CODER_VERSION if exact else C.FLOAT_CODER_VERSION,
-                      layer_crcs=tuple(M.combine_crcs(crcs)) if layered else ())
+                      layer_crcs=tuple(M.combine_crcs(crcs)) if layered else (),
+                      upscale_choice=not layered and M.has_upscale_choice(net, plan))
     data = C.pack(header, tiles, alpha)
     real = [sum(len(t[i]) for t in tiles) for i in range(len(names))]
     return {"data": data, "recon": recon, "meta": meta, "seconds": time.perf_counter() - t0,
@@ -167,13 +169,16 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
     if header.n_streams != len(M.stream_names(plan, net.cfg.levels)):
         raise FormatError(f"the file holds {header.n_streams} streams per tile; mode {M.MODE_NAMES[header.mode]} needs "
                           f"{len(M.stream_names(plan, net.cfg.levels))}")
+    if header.upscale_choice and not M.has_upscale_choice(net, plan):
+        raise FormatError(f"corrupt header: an upscale choice in a {M.MODE_NAMES[header.mode]} file of {net.cfg.name!r}")
     h, w = header.height, header.width
     exact = header.coder_version == C.CODER_VERSION
     rgb, crcs = np.empty((h, w, 3), np.uint8), []
     for (top, left, th, tw), streams in zip(C.tile_grid(h, w, header.tile_h, header.tile_w), tiles):
         ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
         try:
-            rec, crc = M.decode_tile(net, streams, ph, pw, plan, header.level, exact=exact, device=device)
+            rec, crc = M.decode_tile(net, streams, ph, pw, plan, header.level, exact=exact, device=device,
+                                     choice=header.upscale_choice)
         except CodecError:
             raise
         except Exception as e:  # the entropy decoder met bytes it cannot parse
@@ -227,6 +232,8 @@ def _decode_layered(data: bytes, model, partial: bool, device=torch.device("cpu"
     if LY.layered_mode(K, header.n_streams) != M.MODE_NAMES.get(header.mode):
         raise FormatError(f"corrupt header: {header.n_streams} layers do not make a file of mode code {header.mode}")
     C.require_coder_version(header, pixel_streams=n > (2 if K else 1))
+    if header.upscale_choice and not M.has_upscale_choice(net, plan):
+        raise FormatError(f"corrupt header: an upscale choice in a {M.MODE_NAMES[header.mode]} file of {net.cfg.name!r}")
     h, w = header.height, header.width
     exact = header.coder_version == C.CODER_VERSION
     rgb, crcs = np.empty((h, w, 3), np.uint8), []

@@ -82,7 +82,7 @@ def test_estimated_bits_match_real_bytes(natural_reports, mode):
 def test_sizes_order_on_natural_image(natural_reports):
     size = {m: len(r["data"]) for m, r in natural_reports.items()}
     assert size["rec1"] < size["rec2"]
-    assert size["cgen"] < size["crec"]
+    assert size["cgen"] <= size["crec"]  # equal where both carry the upscale of ŷ (crec then sends no ẑ)
     assert size["crec"] < size["lossless"]
 
 

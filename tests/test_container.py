@@ -24,6 +24,7 @@ from selfcodec.coding.container import (
     FIXED_HEADER_BYTES,
     FORMAT_VERSION,
     MAX_NAME_BYTES,
+    UPSCALE_FORMAT_VERSION,
     Header,
     pack,
     peek_header,
@@ -128,6 +129,17 @@ def test_round_trip(kw, alpha):
     assert alpha2 == alpha
     assert peek_header(data) == h
     assert all(type(s) is bytes for t in tiles2 for s in t)
+
+
+def test_upscale_choice_round_trips_as_format_version_3():
+    h = _header(upscale_choice=True, tile_h=64, tile_w=64)
+    data = pack(h, _tiles(h, random.Random(3)))
+    assert data[4] == UPSCALE_FORMAT_VERSION and data[6] & 0x10
+    h2 = unpack(data)[0]
+    assert h2.upscale_choice and peek_header(data) == h2
+    assert pack(_header(), _tiles(_header(), random.Random(3)))[4] == FORMAT_VERSION  # without it: version 1
+    with pytest.raises(ValueError, match="no upscale choice"):
+        pack(_header(upscale_choice=True, layer_crcs=(1, 2)), _tiles(_header(), random.Random(3)))
 
 
 def test_round_trip_empty_and_large_streams():
@@ -255,6 +267,9 @@ def test_peek_header_needs_only_header():
     "kw, match",
     [
         (dict(flags=COLOUR_RGB | 0x08), "reserved flag"),
+        (dict(flags=COLOUR_RGB | 0x10), "reserved flag"),  # the upscale choice needs version 3
+        (dict(format_version=UPSCALE_FORMAT_VERSION), "without the upscale-choice flag"),
+        (dict(format_version=UPSCALE_FORMAT_VERSION, flags=COLOUR_RGB | 0x18), "reserved flag"),
         (dict(flags=3), "colour"),
         (dict(height=0), "empty image"),
         (dict(width=0), "empty image"),

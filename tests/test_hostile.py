@@ -142,7 +142,8 @@ def _forge(data: bytes, **fields) -> bytes:
     streams = [t[i] for i in range(h.n_streams) for t in tiles] if h.layered else [s for t in tiles for s in t]
     payload = (alpha or b"") + b"".join(streams) if h.layered else b"".join(streams) + (alpha or b"")
     raw = dict(format_version=h.format_version, coder_version=h.coder_version, layer_crcs=list(h.layer_crcs),
-               flags=h.colour | (4 if alpha is not None else 0) | (8 if h.layered else 0), name=h.model_name.encode(),
+               flags=h.colour | (4 if alpha is not None else 0) | (8 if h.layered else 0) | (16 if h.upscale_choice else 0),
+               name=h.model_name.encode(),
                model_hash=h.model_hash, mode=h.mode, level=h.level, height=h.height, width=h.width,
                pad_h=h.pad_h, pad_w=h.pad_w, tile_h=h.tile_h, tile_w=h.tile_w, n_streams=h.n_streams,
                pixel_crc=h.pixel_crc, alpha_len=len(alpha) if alpha is not None else None,

@@ -161,7 +161,9 @@ def _with_refine(rd_model, path, active: bool):
     return str(path)
 
 
-def test_a_new_refine_filter_decodes_as_before_and_an_active_one_exactly(rd_model, natural, tmp_path):
+def test_a_new_refine_filter_decodes_as_before_and_an_active_one_exactly(rd_model, natural, tmp_path, monkeypatch):
+    # the filter's effect on x̂: not the bicubic upscale a random model's crec tile would carry instead
+    monkeypatch.setattr(M, "has_upscale_choice", lambda model, plan: False)
     fresh = _with_refine(rd_model, tmp_path / "fresh.safetensors", active=False)
     active = _with_refine(rd_model, tmp_path / "active.safetensors", active=True)
     for mode in M.modes_for(1):

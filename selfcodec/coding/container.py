@@ -12,6 +12,10 @@ Layout (little-endian)::
     stream length table (n_tiles * n_streams varints) | [layer CRCs: n_streams u32] |
     header_crc u32 | payload: streams in table order, then alpha bytes
 
+A cgen or crec file of a downscale model (format version 3, flags bit 4) begins every tile's
+latents stream with the encoder's upscale choice (coding/modes.py, has_upscale_choice); the
+layout is version 1's.
+
 A layered file (format version 2, flags bit 3) stores its streams layer by layer: the alpha
 bytes first, then stream 0 of every tile, then stream 1 of every tile, ...; its length table
 is in that order too, and a CRC-32 of each layer's coded integers follows it, so a prefix of
@@ -52,6 +56,7 @@ __all__ = [
     "unpack_layers",
     "pack_layers",
     "LAYERED_FORMAT_VERSION",
+    "UPSCALE_FORMAT_VERSION",
     "tile_grid",
     "header_size",
     "encode_varint",
@@ -63,6 +68,9 @@ MAGIC = b"SVAE"
 FORMAT_VERSION = 1
 #: Container layout version of layered files: FORMAT_VERSION plus the layered flag and layer CRCs.
 LAYERED_FORMAT_VERSION = 2
+#: FORMAT_VERSION's layout with the upscale-choice flag: each tile's latents stream begins with a
+#: choice symbol (cgen and crec files; older readers refuse the version instead of misreading it).
+UPSCALE_FORMAT_VERSION = 3
 #: Entropy-coder bitstream version (constriction 0.5.x ANS / range coder streams). Version 4: the
 #: tables come from the exact probability path (selfcodec/exact.py) and a lossy file's pixel_crc
 #: field holds the CRC-32 of its coded integers. FLOAT_CODER_VERSION: the tables of float networks
@@ -95,7 +103,8 @@ FIXED_HEADER_BYTES = 39
 _FLAG_COLOUR_MASK = 0x03
 _FLAG_ALPHA = 0x04
 _FLAG_LAYERED = 0x08
-_FLAG_RESERVED = 0xF8  # version 1; version 2 reserves 0xF0
+_FLAG_UPSCALE_CHOICE = 0x10
+_RESERVED = {FORMAT_VERSION: 0xF8, LAYERED_FORMAT_VERSION: 0xF0, UPSCALE_FORMAT_VERSION: 0xE8}  # flag bits per version
 
 _U8_MAX = 0xFF
 _U32_MAX = 0xFFFFFFFF
@@ -120,6 +129,8 @@ class Header:
     format_version: int = FORMAT_VERSION
     #: one CRC-32 per layer (stream index) of its coded integers; empty for a file without layers
     layer_crcs: tuple = ()
+    #: every tile's latents stream begins with the upscale choice (format version 3)
+    upscale_choice: bool = False
 
     @property
     def layered(self) -> bool:
@@ -219,8 +230,10 @@ def _validate_for_pack(header: Header) -> bytes:
         raise ValueError(f"model name is {len(name)} UTF-8 bytes; at most {MAX_NAME_BYTES}")
     if not isinstance(header.model_hash, (bytes, bytearray)) or len(header.model_hash) != MODEL_HASH_BYTES:
         raise ValueError(f"model_hash must be {MODEL_HASH_BYTES} bytes")
-    want = LAYERED_FORMAT_VERSION if header.layered else FORMAT_VERSION
-    if header.format_version not in (FORMAT_VERSION, want) or (header.format_version != want and not header.layered):
+    if header.layered and header.upscale_choice:
+        raise ValueError("a layered file carries no upscale choice")
+    want = _format_version(header)
+    if header.format_version not in (FORMAT_VERSION, want):  # the default, or the version the file needs
         raise ValueError(f"this build writes format version {want} for this file, not {header.format_version}")
     if header.layered and len(header.layer_crcs) != header.n_streams:
         raise ValueError(f"a layered file needs one CRC per stream: {len(header.layer_crcs)} for {header.n_streams}")
@@ -256,7 +269,8 @@ def pack(header: Header, tiles: list[list[bytes]], alpha: bytes | None = None) -
         if len(streams) != header.n_streams:
             raise ValueError(f"tile {i} has {len(streams)} streams; header says {header.n_streams}")
 
-    flags = header.colour | (_FLAG_ALPHA if alpha is not None else 0) | (_FLAG_LAYERED if header.layered else 0)
+    flags = (header.colour | (_FLAG_ALPHA if alpha is not None else 0) | (_FLAG_LAYERED if header.layered else 0)
+             | (_FLAG_UPSCALE_CHOICE if header.upscale_choice else 0))
     if header.layered:  # alpha first, then layer by layer
         streams = [bytes(ts[i]) for i in range(header.n_streams) for ts in tiles]
         payload = (bytes(alpha) if alpha is not None else b"") + b"".join(streams)
@@ -264,7 +278,7 @@ def pack(header: Header, tiles: list[list[bytes]], alpha: bytes | None = None) -
         streams = [bytes(s) for ts in tiles for s in ts]
         payload = b"".join(streams) + (bytes(alpha) if alpha is not None else b"")
     return _pack_raw(
-        format_version=LAYERED_FORMAT_VERSION if header.layered else FORMAT_VERSION,
+        format_version=_format_version(header),
         coder_version=header.coder_version,
         flags=flags,
         name=name,
@@ -380,18 +394,19 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
     r = _Reader(data)
     r.pos = len(MAGIC)
     format_version = r.u8("format version")
-    if format_version not in (FORMAT_VERSION, LAYERED_FORMAT_VERSION):
+    if format_version not in _RESERVED:
         raise FormatError(
             f"unsupported .svae format version {format_version}; this build reads version {FORMAT_VERSION} "
-            f"(and {LAYERED_FORMAT_VERSION} for layered files)"
+            f"(and {LAYERED_FORMAT_VERSION} for layered files, {UPSCALE_FORMAT_VERSION} for files with an upscale choice)"
         )
     coder_version, flags, name_len = r.unpack("<BBB", "header")
-    reserved = _FLAG_RESERVED if format_version == FORMAT_VERSION else _FLAG_RESERVED & ~_FLAG_LAYERED
-    if flags & reserved:
+    if flags & _RESERVED[format_version]:
         raise FormatError(f"corrupt header: reserved flag bits set (flags=0x{flags:02x})")
-    layered = bool(flags & _FLAG_LAYERED)
+    layered, upscale_choice = bool(flags & _FLAG_LAYERED), bool(flags & _FLAG_UPSCALE_CHOICE)
     if format_version == LAYERED_FORMAT_VERSION and not layered:
         raise FormatError("corrupt header: a version-2 file without the layered flag")
+    if format_version == UPSCALE_FORMAT_VERSION and not upscale_choice:
+        raise FormatError("corrupt header: a version-3 file without the upscale-choice flag")
     colour = flags & _FLAG_COLOUR_MASK
     if colour not in COLOUR_NAMES:
         raise FormatError(f"corrupt header: unknown colour type {colour}")
@@ -454,8 +469,15 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
         coder_version=coder_version,
         format_version=format_version,
         layer_crcs=tuple(layer_crcs),
+        upscale_choice=upscale_choice,
     )
     return header, payload_crc, lengths, alpha_len, r.pos
+
+
+def _format_version(header: Header) -> int:
+    if header.layered:
+        return LAYERED_FORMAT_VERSION
+    return UPSCALE_FORMAT_VERSION if header.upscale_choice else FORMAT_VERSION
 
 
 def peek_header(data: bytes) -> Header:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .. import distributions as D
 from .. import exact as X
@@ -65,6 +66,22 @@ def _has(mode, levels):
         return True
     except CodecError:
         return False
+
+
+def has_upscale_choice(model, plan: Plan) -> bool:
+    """Whether a tile may carry, instead of the model's x̂, the bicubic upscale of the image it
+    sends (cgen and crec of a downscale model): the encoder, which has x, sends the closer of
+    the two, so these modes are never worse than that upscale. One symbol says which."""
+    return model.cfg.transform == "downscale" and 0 <= plan.sent < model.cfg.levels
+
+
+def upscale_sent(model, img: torch.Tensor, sent: int) -> torch.Tensor:
+    """images[sent] brought to x's size by one bicubic upscale (a = -0.75, as OpenCV's INTER_CUBIC)."""
+    factor = model.ratio ** (model.cfg.levels - sent)
+    return F.interpolate(img.float(), scale_factor=factor, mode="bicubic", align_corners=False)
+
+
+_CHOICE_IDX = S.scale_index(np.array([0.5]))  # the choice symbol's table (0: x̂, 1: the upscale): about a bit
 
 
 def stream_names(plan: Plan, levels: int) -> list:
@@ -125,15 +142,16 @@ def _posterior_mean(params: torch.Tensor, gaussian: bool) -> torch.Tensor:
 
 class _CRCs:
     """A side's CRC-32 of every integer it codes (latents, then images, in walk order); image()
-    is the side's _image() and its CRC. exact: the tables come from the exact path
-    (exact.ExactModel's outputs)."""
+    is the side's _image() and its CRC (the last image it returned: `sent`). exact: the tables
+    come from the exact path (exact.ExactModel's outputs). choice: the tile's upscale choice
+    (None: the file has none; see has_upscale_choice)."""
 
-    exact, crc = False, 0
+    exact, crc, choice, sent = False, 0, None, None
 
     def image(self, *args, **kwargs):
-        out = self._image(*args, **kwargs)
-        self._coded_image(out)
-        return out
+        self.sent = self._image(*args, **kwargs)
+        self._coded_image(self.sent)
+        return self.sent
 
     def _coded(self, sym, layer):
         self.crc = zlib.crc32(_int_bytes(sym), self.crc)
@@ -173,6 +191,14 @@ class _Encoder(_CRCs):
     def _keep(self, sym, idx, layer):
         self.latents.append((sym, idx))
         self.bits[0] += S.gaussian_bits(sym, idx)
+
+    def code_choice(self):
+        """The upscale choice set by encode_tile, coded first in the latents' stream."""
+        if self.choice is not None:
+            sym = np.array([int(self.choice)], dtype=np.int64)
+            self._coded(sym, 0)
+            self._keep(sym, _CHOICE_IDX, 0)
+        return self.choice
 
     def finish(self):
         coder = S.section_coder()
@@ -223,6 +249,17 @@ class _Decoder(_CRCs):
 
     def _coder(self, layer):
         return self.latents
+
+    def code_choice(self):
+        """The tile's upscale choice, if the file has them (choice set to True before the walk)."""
+        if self.choice is None:
+            return None
+        sym = S.gaussian_decode(self.latents, _CHOICE_IDX)
+        if sym[0] not in (0, 1):
+            raise CodecError(f"corrupt stream: upscale choice {int(sym[0])} (0 or 1 expected)")
+        self._coded(sym, 0)
+        self.choice = bool(sym[0])
+        return self.choice
 
     def finish(self):
         S.check_done(self.latents)
@@ -392,9 +429,12 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
     learned = latent_steps_rd(model, level)
     imgs = getattr(side, "imgs", None)  # only the encoder evaluates the posteriors
     step_u = learned[0] if learned else (lat_step if plan.sent < 0 else 1.0)
+    upscale = side.code_choice()  # True: x̂ is the upscale of the image sent, and no ẑ above it is sent
     prev = _code_u(model, side, step_u, level)
     out, h = [], None
     for k in range(K + 1):
+        if upscale and k == plan.sent + 1:
+            return upscale_sent(model, out[plan.sent], plan.sent)
         if k == 0:
             params, h = model.p_img0(prev, features=True)
         else:
@@ -525,10 +565,12 @@ def check_search(model, plan: Plan) -> None:
 
 
 def encode_tile(model, tile: np.ndarray, plan: Plan, level: int, how: str = "mean", search: int = 0,
-                exact: bool = False):
+                exact: bool = False, valid: tuple | None = None):
     """tile: uint8 (h, w, 3) with h, w multiples of model.multiple. search: steps of the
     encoder-side latent search (rec2 with a rate-distortion model; 0: the encoder's guess).
-    exact: the tables from the exact probability path (exact.ExactModel).
+    exact: the tables from the exact probability path (exact.ExactModel). Where the plan has
+    an upscale choice, the tile carries whichever of x̂ and the upscale is closer to the tile's
+    `valid` (height, width) part (the rest is padding).
     Returns (streams, estimated bits per stream, predicted reconstruction uint8 (h, w, 3),
     CRC-32 of the coded integers)."""
     x = _tile_tensor(tile)
@@ -536,19 +578,38 @@ def encode_tile(model, tile: np.ndarray, plan: Plan, level: int, how: str = "mea
     if search:
         check_search(model, plan)
         searched, _ = search_latents(model, x, level, search)
+    choice = False if has_upscale_choice(model, plan) else None
+    enc, rec = _encode_walk(model, x, plan, level, how, searched, exact, choice)
+    if choice is not None:
+        vh, vw = valid or tile.shape[:2]
+        up = _to_uint8(upscale_sent(model, enc.sent, plan.sent))
+        if _sse(up, tile, vh, vw) < _sse(rec, tile, vh, vw):
+            enc, rec = _encode_walk(model, x, plan, level, how, searched, exact, True)
+    return enc.streams, enc.bits, rec, enc.crc
+
+
+def _encode_walk(model, x, plan, level, how, searched, exact, choice):
     enc = _Encoder(model.images(x), searched)
+    enc.choice = choice
     net, threads = _for_coding(model, enc, exact, exact_last=plan.sent == model.cfg.levels)
     with threads:
         xhat = walk(net, plan, level, enc, how)
     enc.finish()
-    return enc.streams, enc.bits, _to_uint8(xhat), enc.crc
+    return enc, _to_uint8(xhat)
+
+
+def _sse(a: np.ndarray, b: np.ndarray, h: int, w: int) -> int:
+    d = a[:h, :w].astype(np.int64) - b[:h, :w].astype(np.int64)
+    return int((d * d).sum())
 
 
 def decode_tile(model, streams: list, h: int, w: int, plan: Plan, level: int, how: str = "mean", exact: bool = False,
-                device="cpu"):
-    """-> (reconstruction uint8 (h, w, 3), CRC-32 of the decoded integers)."""
+                device="cpu", choice: bool = False):
+    """-> (reconstruction uint8 (h, w, 3), CRC-32 of the decoded integers). choice: the tile
+    begins with an upscale choice (a file of format version 3)."""
     r = model.ratio ** model.cfg.levels
     dec = _Decoder(streams, (h // r, w // r))
+    dec.choice = True if choice else None
     net, threads = _for_coding(model, dec, exact, plan.sent == model.cfg.levels, device)
     with threads:
         xhat = walk(net, plan, level, dec, how)

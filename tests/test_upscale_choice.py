@@ -1,0 +1,76 @@
+"""cgen and crec are never worse than the bicubic upscale of the y they send: the encoder,
+which has x, sends whichever of the model's x̂ and that upscale is closer, and one symbol at
+the start of the tile's latents stream tells the decoder (format version 3)."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from selfcodec import api, zoo
+from selfcodec.coding import container as C
+from selfcodec.coding import modes as M
+from selfcodec.coding import streams as S
+from selfcodec.transforms import downscale
+
+
+def _sse(a, b) -> int:
+    return int(((a.astype(np.int64) - b.astype(np.int64)) ** 2).sum())
+
+
+def _bicubic_of_sent_y(img: np.ndarray, level: int) -> np.ndarray:
+    """What a cgen/crec decoder holds, upscaled by OpenCV: y = d(x), binned as the level codes it."""
+    y = downscale(torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float())[0].permute(1, 2, 0).numpy()
+    y = y.astype(np.uint8)
+    step = M.LEVELS[level][1]
+    y = S.bin_values(y, step).astype(np.uint8) if step > 1 else y
+    return cv2.resize(y, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_CUBIC)
+
+
+@pytest.mark.parametrize("which", ["densenet", "fast"])
+@pytest.mark.parametrize("mode", ["cgen", "crec"])
+def test_never_worse_than_the_bicubic_upscale_of_the_y_sent(tiny_model, tiny_fast_hyper, natural, which, mode):
+    model = tiny_model if which == "densenet" else tiny_fast_hyper
+    for level in (1, 3):
+        rep = api.encode_report(natural, mode, level, model=model)
+        assert rep["data"][4] == C.UPSCALE_FORMAT_VERSION
+        out = api.decode(rep["data"], model=model, as_array=True)
+        assert np.array_equal(out, rep["recon"])
+        bicubic = _bicubic_of_sent_y(natural, level)
+        assert _sse(out, natural) <= _sse(bicubic, natural)
+        # a random model's x̂ is far from x: the tile carries the upscale, OpenCV's to within rounding
+        assert np.abs(out.astype(int) - bicubic).max() <= 1
+
+
+@pytest.mark.parametrize("choice", [False, True])
+def test_either_choice_decodes_to_what_the_encoder_predicted(tiny_fast_hyper, natural, choice):
+    net = zoo.load(tiny_fast_hyper)[0]
+    plan = M.plan_for("crec", net.cfg.levels)
+    x = M._tile_tensor(natural)
+    for exact in (False, True):
+        enc, rec = M._encode_walk(net, x, plan, 2, "mean", None, exact, choice)
+        if choice:  # no ẑ: the same latents stream as cgen's
+            cgen, _ = M._encode_walk(net, x, M.plan_for("cgen", net.cfg.levels), 2, "mean", None, exact, True)
+            assert enc.streams == cgen.streams
+        out, crc = M.decode_tile(net, enc.streams, *natural.shape[:2], plan, 2, exact=exact, choice=True)
+        assert np.array_equal(out, rec) and crc == enc.crc
+
+
+def test_files_without_the_choice_still_decode(tiny_model, natural, monkeypatch):
+    with monkeypatch.context() as m:  # as files of format version 1 were written
+        m.setattr(M, "has_upscale_choice", lambda model, plan: False)
+        rep = api.encode_report(natural, "cgen", 2, model=tiny_model)
+    assert rep["data"][4] == C.FORMAT_VERSION
+    assert np.array_equal(api.decode(rep["data"], model=tiny_model, as_array=True), rep["recon"])
+
+
+def test_no_choice_where_there_is_no_upscale_to_send(tiny_model, tiny_sketch, natural):
+    assert api.encode(natural, "rec2", model=tiny_model)[4] == C.FORMAT_VERSION
+    assert api.encode(natural, "cgen", model=tiny_sketch)[4] == C.FORMAT_VERSION  # a sketch is no low-res x
+
+
+def test_a_choice_in_a_mode_without_one_is_a_clear_error(tiny_model, natural):
+    header, tiles, alpha = C.unpack(api.encode(natural, "rec2", model=tiny_model))
+    header.upscale_choice = True
+    with pytest.raises(api.FormatError, match="upscale choice in a rec2 file"):
+        api.decode(C.pack(header, tiles, alpha), model=tiny_model)
