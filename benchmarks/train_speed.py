@@ -1,9 +1,10 @@
 """Training throughput in pixels per second: the step each model is trained with (the
 rate-distortion objective with `--quant mixed` for a rate-distortion model, else the ELBO),
-same batch and crops for all, in fp32 and in bf16 autocast with channels_last, in one run.
+same batch and crops for all, in fp32 and in bf16 autocast with channels_last, in one run whose
+steps interleave the models.
 Writes benchmarks/results/train_speed.json with each model's best and its ratio to the first.
 
-    python -m benchmarks.train_speed [MODEL ...] [--batch 8] [--crop 128] [--steps 6] [--threads 2]
+    python -m benchmarks.train_speed [MODEL ...] [--batch 8] [--crop 128] [--steps 6 (rounds)] [--threads 2]
 
 MODEL is a .safetensors file or a training run's folder (its configuration is read; the
 weights are not: speed does not depend on them); by default the earlier default
@@ -38,11 +39,10 @@ def _config(spec: str):
     return read_config(zoo.model_path(spec))
 
 
-def measure(cfg, bf16: bool, batch: int, crop: int, steps: int) -> float:
-    """Seconds per training step: the median of `steps` timed steps after two warm-up steps (which
-    compile the likelihood); the median, as other work on the machine only ever adds time."""
+def make_step(cfg, bf16: bool, batch: int, crop: int):
+    """One training step of the model, as its runs train it, run twice to warm up (which
+    compiles the likelihood)."""
     torch.manual_seed(0)
-    torch._dynamo.reset()  # each model compiles its own likelihood graphs (the recompile limit is per function)
     m = build_model(cfg)
     m.dmol_log_prob = torch.compile(D.dmol_log_prob, dynamic=False)
     m.dmol_mean = torch.compile(D.dmol_mean, dynamic=False)
@@ -74,12 +74,29 @@ def measure(cfg, bf16: bool, batch: int, crop: int, steps: int) -> float:
 
     for _ in range(2):
         step()
-    times = []
-    for _ in range(steps):
+    return step
+
+
+def measure_interleaved(steps: dict, rounds: int) -> dict:
+    """Seconds per step of each named step function: the median of its timed steps, taken in
+    `rounds` rounds that run every function in turn (a fast one several times, up to the median
+    function's step time), so drift in the machine's speed (other tenants, clocks) reaches
+    every model alike; the median, as other work only ever adds time."""
+    first = {}
+    for name, step in steps.items():
         t0 = time.perf_counter()
         step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        first[name] = time.perf_counter() - t0
+    target = statistics.median(first.values())
+    reps = {name: max(1, min(10, round(target / t))) for name, t in first.items()}
+    times = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            for _ in range(reps[name]):
+                t0 = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main():
@@ -92,13 +109,15 @@ def main():
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/train_speed.json"))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    torch._dynamo.config.cache_size_limit = 64  # every model's likelihood graphs stay compiled side by side
     pixels = a.batch * a.crop * a.crop
+    cfgs = {spec: _config(spec) for spec in a.models}
+    steps = {(spec, bf16): make_step(cfg, bf16, a.batch, a.crop) for spec, cfg in cfgs.items() for bf16 in (False, True)}
+    secs = measure_interleaved(steps, a.steps)
     rows, first = {}, None
-    for spec in a.models:
-        cfg = _config(spec)
+    for spec, cfg in cfgs.items():
         params = sum(p.numel() for p in build_model(cfg).parameters())
-        s32 = measure(cfg, False, a.batch, a.crop, a.steps)
-        s16 = measure(cfg, True, a.batch, a.crop, a.steps)
+        s32, s16 = secs[(spec, False)], secs[(spec, True)]
         best = min(s32, s16)
         first = first or best
         rows[spec] = {"network": cfg.network, "parameters": params, "s_per_step_fp32": s32, "s_per_step_bf16": s16,
@@ -110,7 +129,7 @@ def main():
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
                platform.processor())
     out = {"meta": {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu": cpu,
-                    "threads": a.threads, "batch": a.batch, "crop": a.crop, "steps": a.steps,
+                    "threads": a.threads, "batch": a.batch, "crop": a.crop, "rounds": a.steps, "interleaved": True,
                     "torch": torch.__version__, "command": " ".join(["python -m benchmarks.train_speed"] + sys.argv[1:])},
            "models": rows}
     a.out.parent.mkdir(parents=True, exist_ok=True)
