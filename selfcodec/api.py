@@ -71,7 +71,8 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
     for top, left, th, tw in grid:
         padded = _pad(rgb[top:top + th, left:left + tw], net.multiple)
         if layered:
-            streams, bits, rec, tile_crcs = M.encode_tile_layered(net, padded, level, exact=exact)
+            streams, bits, rec, tile_crcs = M.encode_tile_layered(net, padded, level, exact=exact,
+                                                                  choices=M.has_layered_choices(net), valid=(th, tw))
         else:
             streams, bits, rec, tile_crc = M.encode_tile(net, padded, plan, level, search=search, exact=exact,
                                                          valid=(th, tw))
@@ -89,7 +90,7 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
                       n_streams=len(est), pixel_crc=_check_crc(exact and not layered, mode, recon, crcs),
                       coder_version=C.CODER_VERSION if exact else C.FLOAT_CODER_VERSION,
                       layer_crcs=tuple(M.combine_crcs(crcs)) if layered else (),
-                      upscale_choice=not layered and M.has_upscale_choice(net, plan))
+                      upscale_choice=M.has_layered_choices(net) if layered else M.has_upscale_choice(net, plan))
     data = C.pack(header, tiles, alpha)
     real = [sum(len(t[i]) for t in tiles) for i in range(len(names))]
     return {"data": data, "recon": recon, "meta": meta, "seconds": time.perf_counter() - t0,
@@ -178,7 +179,7 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
         ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
         try:
             rec, crc = M.decode_tile(net, streams, ph, pw, plan, header.level, exact=exact, device=device,
-                                     choice=header.upscale_choice)
+                                     choice=header.upscale_choice, valid=(th, tw))
         except CodecError:
             raise
         except Exception as e:  # the entropy decoder met bytes it cannot parse
@@ -232,8 +233,8 @@ def _decode_layered(data: bytes, model, partial: bool, device=torch.device("cpu"
     if LY.layered_mode(K, header.n_streams) != M.MODE_NAMES.get(header.mode):
         raise FormatError(f"corrupt header: {header.n_streams} layers do not make a file of mode code {header.mode}")
     C.require_coder_version(header, pixel_streams=n > (2 if K else 1))
-    if header.upscale_choice and not M.has_upscale_choice(net, plan):
-        raise FormatError(f"corrupt header: an upscale choice in a {M.MODE_NAMES[header.mode]} file of {net.cfg.name!r}")
+    if header.upscale_choice and not M.has_layered_choices(net):
+        raise FormatError(f"corrupt header: upscale choices in a layered file of {net.cfg.name!r}")
     h, w = header.height, header.width
     exact = header.coder_version == C.CODER_VERSION
     rgb, crcs = np.empty((h, w, 3), np.uint8), []
@@ -241,7 +242,8 @@ def _decode_layered(data: bytes, model, partial: bool, device=torch.device("cpu"
         ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
         try:
             rec, tile_crcs = M.decode_tile_layered(net, [layer[t] for layer in layers], ph, pw, header.level,
-                                                   exact=exact, device=device)
+                                                   exact=exact, device=device, choices=header.upscale_choice,
+                                                   valid=(th, tw))
         except CodecError:
             raise
         except Exception as e:  # the entropy decoder met bytes it cannot parse

@@ -138,8 +138,10 @@ def test_upscale_choice_round_trips_as_format_version_3():
     h2 = unpack(data)[0]
     assert h2.upscale_choice and peek_header(data) == h2
     assert pack(_header(), _tiles(_header(), random.Random(3)))[4] == FORMAT_VERSION  # without it: version 1
-    with pytest.raises(ValueError, match="no upscale choice"):
-        pack(_header(upscale_choice=True, layer_crcs=(1, 2)), _tiles(_header(), random.Random(3)))
+    layered = _header(upscale_choice=True, layer_crcs=(1, 2))  # a layered file's choices: version 3 too
+    data = C.pack_layers(layered, [[b"ab"], [b"c"]])
+    assert data[4] == UPSCALE_FORMAT_VERSION and data[6] & 0x18 == 0x18
+    assert C.unpack_layers(data)[0].upscale_choice
 
 
 def test_round_trip_empty_and_large_streams():
@@ -269,7 +271,7 @@ def test_peek_header_needs_only_header():
         (dict(flags=COLOUR_RGB | 0x08), "reserved flag"),
         (dict(flags=COLOUR_RGB | 0x10), "reserved flag"),  # the upscale choice needs version 3
         (dict(format_version=UPSCALE_FORMAT_VERSION), "without the upscale-choice flag"),
-        (dict(format_version=UPSCALE_FORMAT_VERSION, flags=COLOUR_RGB | 0x18), "reserved flag"),
+        (dict(format_version=UPSCALE_FORMAT_VERSION, flags=COLOUR_RGB | 0x30), "reserved flag"),
         (dict(flags=3), "colour"),
         (dict(height=0), "empty image"),
         (dict(width=0), "empty image"),

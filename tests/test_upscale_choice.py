@@ -1,6 +1,7 @@
 """cgen and crec are never worse than the bicubic upscale of the y they send: the encoder,
 which has x, sends whichever of the model's x̂ and that upscale is closer, and one symbol at
-the start of the tile's latents stream tells the decoder (format version 3)."""
+the start of the tile's latents stream tells the decoder (format version 3); a layered file
+holds one per image below x at the end of its first layer, for the prefixes that end there."""
 
 import cv2
 import numpy as np
@@ -48,12 +49,34 @@ def test_either_choice_decodes_to_what_the_encoder_predicted(tiny_fast_hyper, na
     plan = M.plan_for("crec", net.cfg.levels)
     x = M._tile_tensor(natural)
     for exact in (False, True):
-        enc, rec = M._encode_walk(net, x, plan, 2, "mean", None, exact, choice)
+        enc, rec = M._encode_walk(net, x, plan, 2, "mean", None, exact, [choice])
         if choice:  # no ẑ: the same latents stream as cgen's
-            cgen, _ = M._encode_walk(net, x, M.plan_for("cgen", net.cfg.levels), 2, "mean", None, exact, True)
+            cgen, _ = M._encode_walk(net, x, M.plan_for("cgen", net.cfg.levels), 2, "mean", None, exact, [True])
             assert enc.streams == cgen.streams
         out, crc = M.decode_tile(net, enc.streams, *natural.shape[:2], plan, 2, exact=exact, choice=True)
         assert np.array_equal(out, rec) and crc == enc.crc
+
+
+@pytest.mark.parametrize("which", ["tiny_model", "tiny_model_3l"])
+def test_a_layered_files_image_prefixes_are_never_worse_than_the_upscale(request, natural, which):
+    model = request.getfixturevalue(which)
+    lossless = api.encode(natural, "lossless", 1, model=model)
+    assert lossless[4] == C.UPSCALE_FORMAT_VERSION
+    assert np.array_equal(api.decode(lossless, model=model, as_array=True), natural)
+    cuts = {"crec": 2} if which == "tiny_model" else {"crec": 2, "crec-y1": 4}  # upscale factor to x
+    for mode, factor in cuts.items():
+        out = api.decode(api.truncate(lossless, mode), model=model, as_array=True)
+        # the image a prefix ends at is sent exactly: y = d(x), (for crec-y1) d(d(x))
+        y = natural
+        for _ in range(factor // 2):
+            y = downscale(torch.from_numpy(y.copy()).permute(2, 0, 1)[None].float())[0].permute(1, 2, 0).numpy()
+            y = y.astype(np.uint8)
+        bicubic = cv2.resize(y, (natural.shape[1], natural.shape[0]), interpolation=cv2.INTER_CUBIC)
+        assert _sse(out, natural) <= _sse(bicubic, natural), mode
+        if factor == 2:  # a random model's x̂ is far from x: the prefix is the upscale (to within rounding)
+            assert np.abs(out.astype(int) - bicubic).max() <= 1
+    for mode in ("rec1", "rec2"):  # the other prefixes read past the choices
+        api.decode(api.truncate(lossless, mode), model=model)
 
 
 def test_files_without_the_choice_still_decode(tiny_model, natural, monkeypatch):
@@ -62,6 +85,13 @@ def test_files_without_the_choice_still_decode(tiny_model, natural, monkeypatch)
         rep = api.encode_report(natural, "cgen", 2, model=tiny_model)
     assert rep["data"][4] == C.FORMAT_VERSION
     assert np.array_equal(api.decode(rep["data"], model=tiny_model, as_array=True), rep["recon"])
+    with monkeypatch.context() as m:  # a layered file of format version 2
+        m.setattr(M, "has_layered_choices", lambda model: False)
+        lossless = api.encode(natural, "lossless", 2, model=tiny_model)
+    assert lossless[4] == C.LAYERED_FORMAT_VERSION
+    cut = api.truncate(lossless, "crec")
+    assert np.array_equal(api.decode(lossless, model=tiny_model, as_array=True), natural)
+    assert api.decode(cut, model=tiny_model, as_array=True).shape == natural.shape
 
 
 def test_no_choice_where_there_is_no_upscale_to_send(tiny_model, tiny_sketch, natural):
@@ -74,3 +104,11 @@ def test_a_choice_in_a_mode_without_one_is_a_clear_error(tiny_model, natural):
     header.upscale_choice = True
     with pytest.raises(api.FormatError, match="upscale choice in a rec2 file"):
         api.decode(C.pack(header, tiles, alpha), model=tiny_model)
+
+
+def test_the_upscale_of_a_padded_tile_is_the_images_own(tiny_model, natural):
+    img = np.ascontiguousarray(natural[:42, :58])  # padded to the model's multiple: the padding stays out of it
+    rep = api.encode_report(img, "cgen", 5, model=tiny_model)
+    out = api.decode(rep["data"], model=tiny_model, as_array=True)
+    assert np.array_equal(out, rep["recon"])
+    assert np.abs(out.astype(int) - _bicubic_of_sent_y(img, 5)).max() <= 1

@@ -13,8 +13,9 @@ Layout (little-endian)::
     header_crc u32 | payload: streams in table order, then alpha bytes
 
 A cgen or crec file of a downscale model (format version 3, flags bit 4) begins every tile's
-latents stream with the encoder's upscale choice (coding/modes.py, has_upscale_choice); the
-layout is version 1's.
+latents stream with the encoder's upscale choice (coding/modes.py, has_upscale_choice); a
+layered file of one (version 3, flags bits 3 and 4) ends each tile's first layer with one
+per image below x. The layout is otherwise version 1's or 2's.
 
 A layered file (format version 2, flags bit 3) stores its streams layer by layer: the alpha
 bytes first, then stream 0 of every tile, then stream 1 of every tile, ...; its length table
@@ -68,8 +69,9 @@ MAGIC = b"SVAE"
 FORMAT_VERSION = 1
 #: Container layout version of layered files: FORMAT_VERSION plus the layered flag and layer CRCs.
 LAYERED_FORMAT_VERSION = 2
-#: FORMAT_VERSION's layout with the upscale-choice flag: each tile's latents stream begins with a
-#: choice symbol (cgen and crec files; older readers refuse the version instead of misreading it).
+#: The layout of version 1, or of version 2 with the layered flag, plus the upscale-choice flag:
+#: the tiles' latents streams carry choice symbols (cgen and crec files, and layered files whose
+#: crec prefix has one; older readers refuse the version instead of misreading the streams).
 UPSCALE_FORMAT_VERSION = 3
 #: Entropy-coder bitstream version (constriction 0.5.x ANS / range coder streams). Version 4: the
 #: tables come from the exact probability path (selfcodec/exact.py) and a lossy file's pixel_crc
@@ -104,7 +106,7 @@ _FLAG_COLOUR_MASK = 0x03
 _FLAG_ALPHA = 0x04
 _FLAG_LAYERED = 0x08
 _FLAG_UPSCALE_CHOICE = 0x10
-_RESERVED = {FORMAT_VERSION: 0xF8, LAYERED_FORMAT_VERSION: 0xF0, UPSCALE_FORMAT_VERSION: 0xE8}  # flag bits per version
+_RESERVED = {FORMAT_VERSION: 0xF8, LAYERED_FORMAT_VERSION: 0xF0, UPSCALE_FORMAT_VERSION: 0xE0}  # flag bits per version
 
 _U8_MAX = 0xFF
 _U32_MAX = 0xFFFFFFFF
@@ -230,8 +232,6 @@ def _validate_for_pack(header: Header) -> bytes:
         raise ValueError(f"model name is {len(name)} UTF-8 bytes; at most {MAX_NAME_BYTES}")
     if not isinstance(header.model_hash, (bytes, bytearray)) or len(header.model_hash) != MODEL_HASH_BYTES:
         raise ValueError(f"model_hash must be {MODEL_HASH_BYTES} bytes")
-    if header.layered and header.upscale_choice:
-        raise ValueError("a layered file carries no upscale choice")
     want = _format_version(header)
     if header.format_version not in (FORMAT_VERSION, want):  # the default, or the version the file needs
         raise ValueError(f"this build writes format version {want} for this file, not {header.format_version}")
@@ -475,9 +475,9 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
 
 
 def _format_version(header: Header) -> int:
-    if header.layered:
-        return LAYERED_FORMAT_VERSION
-    return UPSCALE_FORMAT_VERSION if header.upscale_choice else FORMAT_VERSION
+    if header.upscale_choice:
+        return UPSCALE_FORMAT_VERSION
+    return LAYERED_FORMAT_VERSION if header.layered else FORMAT_VERSION
 
 
 def peek_header(data: bytes) -> Header:

@@ -75,10 +75,20 @@ def has_upscale_choice(model, plan: Plan) -> bool:
     return model.cfg.transform == "downscale" and 0 <= plan.sent < model.cfg.levels
 
 
-def upscale_sent(model, img: torch.Tensor, sent: int) -> torch.Tensor:
-    """images[sent] brought to x's size by one bicubic upscale (a = -0.75, as OpenCV's INTER_CUBIC)."""
+def has_layered_choices(model) -> bool:
+    """Whether a layered file's prefixes that end at an image below x (crec's) carry the choice too."""
+    return model.cfg.transform == "downscale" and model.cfg.levels >= 1
+
+
+def upscale_sent(model, img: torch.Tensor, sent: int, valid: tuple | None = None) -> torch.Tensor:
+    """images[sent] brought to x's size by one bicubic upscale (a = -0.75, as OpenCV's INTER_CUBIC)
+    of its part over the tile's `valid` (h, w) pixels, so the padding does not reach the image."""
     factor = model.ratio ** (model.cfg.levels - sent)
-    return F.interpolate(img.float(), scale_factor=factor, mode="bicubic", align_corners=False)
+    H, W = img.shape[-2] * factor, img.shape[-1] * factor
+    if valid is not None:
+        img = img[..., :-(-valid[0] // factor), :-(-valid[1] // factor)]
+    up = F.interpolate(img.float(), scale_factor=factor, mode="bicubic", align_corners=False)
+    return F.pad(up, (0, W - up.shape[-1], 0, H - up.shape[-2]), mode="replicate")
 
 
 _CHOICE_IDX = S.scale_index(np.array([0.5]))  # the choice symbol's table (0: x̂, 1: the upscale): about a bit
@@ -143,10 +153,10 @@ def _posterior_mean(params: torch.Tensor, gaussian: bool) -> torch.Tensor:
 class _CRCs:
     """A side's CRC-32 of every integer it codes (latents, then images, in walk order); image()
     is the side's _image() and its CRC (the last image it returned: `sent`). exact: the tables
-    come from the exact path (exact.ExactModel's outputs). choice: the tile's upscale choice
-    (None: the file has none; see has_upscale_choice)."""
+    come from the exact path (exact.ExactModel's outputs). choices: the tile's upscale choices
+    (None: the file has none; see has_upscale_choice), which code_choices(n) codes."""
 
-    exact, crc, choice, sent = False, 0, None, None
+    exact, crc, choices, sent, valid = False, 0, None, None, None  # valid: the tile's (h, w) without padding
 
     def image(self, *args, **kwargs):
         self.sent = self._image(*args, **kwargs)
@@ -192,13 +202,13 @@ class _Encoder(_CRCs):
         self.latents.append((sym, idx))
         self.bits[0] += S.gaussian_bits(sym, idx)
 
-    def code_choice(self):
-        """The upscale choice set by encode_tile, coded first in the latents' stream."""
-        if self.choice is not None:
-            sym = np.array([int(self.choice)], dtype=np.int64)
+    def code_choices(self, n: int) -> list:
+        """Code the upscale choices set before (self.choices, n of them) in the latents' stream(s)."""
+        for c in self.choices:
+            sym = np.array([int(c)], dtype=np.int64)
             self._coded(sym, 0)
             self._keep(sym, _CHOICE_IDX, 0)
-        return self.choice
+        return self.choices
 
     def finish(self):
         coder = S.section_coder()
@@ -250,16 +260,16 @@ class _Decoder(_CRCs):
     def _coder(self, layer):
         return self.latents
 
-    def code_choice(self):
-        """The tile's upscale choice, if the file has them (choice set to True before the walk)."""
-        if self.choice is None:
-            return None
-        sym = S.gaussian_decode(self.latents, _CHOICE_IDX)
-        if sym[0] not in (0, 1):
-            raise CodecError(f"corrupt stream: upscale choice {int(sym[0])} (0 or 1 expected)")
-        self._coded(sym, 0)
-        self.choice = bool(sym[0])
-        return self.choice
+    def code_choices(self, n: int) -> list:
+        """Decode n upscale choices from the latents' stream (layer 0's in a layered file)."""
+        self.choices = []
+        for _ in range(n):
+            sym = S.gaussian_decode(self._coder(0), _CHOICE_IDX)
+            if sym[0] not in (0, 1):
+                raise CodecError(f"corrupt stream: upscale choice {int(sym[0])} (0 or 1 expected)")
+            self._coded(sym, 0)
+            self.choices.append(bool(sym[0]))
+        return self.choices
 
     def finish(self):
         S.check_done(self.latents)
@@ -429,12 +439,13 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
     learned = latent_steps_rd(model, level)
     imgs = getattr(side, "imgs", None)  # only the encoder evaluates the posteriors
     step_u = learned[0] if learned else (lat_step if plan.sent < 0 else 1.0)
-    upscale = side.code_choice()  # True: x̂ is the upscale of the image sent, and no ẑ above it is sent
+    # first in the stream; True: x̂ is the upscale of the image sent, and no ẑ above it is sent
+    upscale = side.choices is not None and side.code_choices(1)[0]
     prev = _code_u(model, side, step_u, level)
     out, h = [], None
     for k in range(K + 1):
         if upscale and k == plan.sent + 1:
-            return upscale_sent(model, out[plan.sent], plan.sent)
+            return upscale_sent(model, out[plan.sent], plan.sent, side.valid)
         if k == 0:
             params, h = model.p_img0(prev, features=True)
         else:
@@ -488,6 +499,8 @@ def walk_layered(model, n_layers: int, level: int, side, how: str = "mean") -> t
             params, h = model.p_img(k, prev, est[k - 1], features=True)
             est.append(_point(model, k, params, h, est[k - 1], how))
     if sent < 0:
+        if side.choices is not None:  # a decoder's: read to the end of the layer; only image prefixes use them
+            side.code_choices(K)
         return model.refine(est[K], h) if send_z and how == "mean" else est[K]
     exact = []
     for k in range(sent + 1):
@@ -496,19 +509,41 @@ def walk_layered(model, n_layers: int, level: int, side, how: str = "mean") -> t
         stage = _stages(model, k, params, h, prev_img)
         y = prev_img if (k >= 1 and cfg.y_consistent) else None
         exact.append(side.image(k, params, model.img_ch[k], cfg.mixtures, 1, y, stage))
-    img = exact[sent]
+    img = _chain_from(model, zs, exact[sent], sent, how)
+    if side.choices is not None:  # last in layer 0: for each image below x, whether its prefix is the upscale
+        if imgs is not None:  # the encoder, which codes every layer, decides them
+            x = _to_uint8(imgs[K])
+            side.choices = [_upscale_is_closer(model, x, side.valid, exact[j], j,
+                                               _to_uint8(_chain_from(model, zs, exact[j], j, how, (params, h))))
+                            for j in range(K)]
+        chosen = side.code_choices(K)
+        if sent < K and chosen[sent]:
+            img = upscale_sent(model, exact[sent], sent, side.valid)
+    return img
+
+
+def _chain_from(model, zs, img, sent: int, how: str, x_params=None) -> torch.Tensor:
+    """x̂ from images[sent] and the ẑ above it (x itself when sent is x). x_params: x's decoder
+    output given images[K-1] = img, if at hand (the lossless walk computed it to code x; from
+    the integer synthesis there, where a cut file's decoder runs the float one: the two x̂
+    differ by rounding at most, which is all the encoder's choice can differ by)."""
+    K, h = model.cfg.levels, None
     for k in range(sent + 1, K + 1):
-        params, h = model.p_img(k, zs[k - 1], img, features=True)
+        params, h = x_params if (k == K and k == sent + 1 and x_params) else model.p_img(k, zs[k - 1], img, features=True)
         img = _point(model, k, params, h, img, how)
-    return model.refine(img, h) if sent < K and how == "mean" else img
+    return model.refine(img, h.float()) if sent < K and how == "mean" else img
 
 
-def encode_tile_layered(model, tile: np.ndarray, level: int, how: str = "mean", exact: bool = False):
+def encode_tile_layered(model, tile: np.ndarray, level: int, how: str = "mean", exact: bool = False,
+                        choices: bool = False, valid: tuple | None = None):
     """encode_tile for a layered lossless file: (streams, estimated bits, reconstruction,
-    CRC of each layer's coded integers), one entry per layer_names(levels)."""
+    CRC of each layer's coded integers), one entry per layer_names(levels). choices: code, for
+    each image below x, whether the prefix ending at it is the image's upscale (the closer to
+    the tile's `valid` part than the prefix's x̂; see has_layered_choices)."""
     x = _tile_tensor(tile)
     n_layers = len(layer_names(model.cfg.levels))
     enc = _LayeredEncoder(model.images(x), latent_layers(model.cfg.levels))
+    enc.choices, enc.valid = ([] if choices else None), valid
     net, threads = _for_coding(model, enc, exact, exact_last=True)
     with threads:
         xhat = walk_layered(net, n_layers, level, enc, how)
@@ -517,10 +552,12 @@ def encode_tile_layered(model, tile: np.ndarray, level: int, how: str = "mean", 
 
 
 def decode_tile_layered(model, streams: list, h: int, w: int, level: int, how: str = "mean", exact: bool = False,
-                        device="cpu"):
-    """The first len(streams) layers of a tile -> (reconstruction uint8, each layer's CRC)."""
+                        device="cpu", choices: bool = False, valid: tuple | None = None):
+    """The first len(streams) layers of a tile -> (reconstruction uint8, each layer's CRC).
+    choices: layer 0 ends with the upscale choices (a file of format version 3); valid: as decode_tile's."""
     r = model.ratio ** model.cfg.levels
     dec = _LayeredDecoder(streams, (h // r, w // r), min(len(streams), latent_layers(model.cfg.levels)))
+    dec.choices, dec.valid = ([] if choices else None), valid
     net, threads = _for_coding(model, dec, exact, len(streams) == len(layer_names(model.cfg.levels)), device)
     with threads:
         xhat = walk_layered(net, len(streams), level, dec, how)
@@ -578,19 +615,22 @@ def encode_tile(model, tile: np.ndarray, plan: Plan, level: int, how: str = "mea
     if search:
         check_search(model, plan)
         searched, _ = search_latents(model, x, level, search)
-    choice = False if has_upscale_choice(model, plan) else None
-    enc, rec = _encode_walk(model, x, plan, level, how, searched, exact, choice)
-    if choice is not None:
-        vh, vw = valid or tile.shape[:2]
-        up = _to_uint8(upscale_sent(model, enc.sent, plan.sent))
-        if _sse(up, tile, vh, vw) < _sse(rec, tile, vh, vw):
-            enc, rec = _encode_walk(model, x, plan, level, how, searched, exact, True)
+    choice = [False] if has_upscale_choice(model, plan) else None
+    enc, rec = _encode_walk(model, x, plan, level, how, searched, exact, choice, valid)
+    if choice is not None and _upscale_is_closer(model, tile, valid, enc.sent, plan.sent, rec):
+        enc, rec = _encode_walk(model, x, plan, level, how, searched, exact, [True], valid)
     return enc.streams, enc.bits, rec, enc.crc
 
 
-def _encode_walk(model, x, plan, level, how, searched, exact, choice):
+def _upscale_is_closer(model, x: np.ndarray, valid, img_sent: torch.Tensor, sent: int, rec: np.ndarray) -> bool:
+    """Whether the upscale of images[sent] is closer than `rec` to x's `valid` (h, w) part, in squared error."""
+    h, w = valid or x.shape[:2]
+    return _sse(_to_uint8(upscale_sent(model, img_sent, sent, valid)), x, h, w) < _sse(rec, x, h, w)
+
+
+def _encode_walk(model, x, plan, level, how, searched, exact, choices, valid=None):
     enc = _Encoder(model.images(x), searched)
-    enc.choice = choice
+    enc.choices, enc.valid = choices, valid
     net, threads = _for_coding(model, enc, exact, exact_last=plan.sent == model.cfg.levels)
     with threads:
         xhat = walk(net, plan, level, enc, how)
@@ -604,12 +644,13 @@ def _sse(a: np.ndarray, b: np.ndarray, h: int, w: int) -> int:
 
 
 def decode_tile(model, streams: list, h: int, w: int, plan: Plan, level: int, how: str = "mean", exact: bool = False,
-                device="cpu", choice: bool = False):
+                device="cpu", choice: bool = False, valid: tuple | None = None):
     """-> (reconstruction uint8 (h, w, 3), CRC-32 of the decoded integers). choice: the tile
-    begins with an upscale choice (a file of format version 3)."""
+    begins with an upscale choice (a file of format version 3); valid: the tile's (h, w)
+    without padding, as the encoder had it."""
     r = model.ratio ** model.cfg.levels
     dec = _Decoder(streams, (h // r, w // r))
-    dec.choice = True if choice else None
+    dec.choices, dec.valid = ([] if choice else None), valid
     net, threads = _for_coding(model, dec, exact, plan.sent == model.cfg.levels, device)
     with threads:
         xhat = walk(net, plan, level, dec, how)
