@@ -509,16 +509,18 @@ def walk_layered(model, n_layers: int, level: int, side, how: str = "mean") -> t
         stage = _stages(model, k, params, h, prev_img)
         y = prev_img if (k >= 1 and cfg.y_consistent) else None
         exact.append(side.image(k, params, model.img_ch[k], cfg.mixtures, 1, y, stage))
-    img = _chain_from(model, zs, exact[sent], sent, how)
-    if side.choices is not None:  # last in layer 0: for each image below x, whether its prefix is the upscale
-        if imgs is not None:  # the encoder, which codes every layer, decides them
-            x = _to_uint8(imgs[K])
-            side.choices = [_upscale_is_closer(model, x, side.valid, exact[j], j,
-                                               _to_uint8(_chain_from(model, zs, exact[j], j, how, (params, h))))
-                            for j in range(K)]
+    # the choices end layer 0: for each image below x, whether the prefix ending there is its upscale
+    if side.choices is not None and imgs is None:  # a decoder's: after û, so they can be read now
         chosen = side.code_choices(K)
         if sent < K and chosen[sent]:
-            img = upscale_sent(model, exact[sent], sent, side.valid)
+            return upscale_sent(model, exact[sent], sent, side.valid)
+    img = _chain_from(model, zs, exact[sent], sent, how)
+    if side.choices is not None and imgs is not None:  # the encoder, which codes every layer, decides them
+        x = _to_uint8(imgs[K])
+        side.choices = [_upscale_is_closer(model, x, side.valid, exact[j], j,
+                                           _to_uint8(_chain_from(model, zs, exact[j], j, how, (params, h))))
+                        for j in range(K)]
+        side.code_choices(K)
     return img
 
 
@@ -535,7 +537,7 @@ def _chain_from(model, zs, img, sent: int, how: str, x_params=None) -> torch.Ten
 
 
 def encode_tile_layered(model, tile: np.ndarray, level: int, how: str = "mean", exact: bool = False,
-                        choices: bool = False, valid: tuple | None = None):
+                        choices: bool | None = None, valid: tuple | None = None):
     """encode_tile for a layered lossless file: (streams, estimated bits, reconstruction,
     CRC of each layer's coded integers), one entry per layer_names(levels). choices: code, for
     each image below x, whether the prefix ending at it is the image's upscale (the closer to
@@ -543,6 +545,7 @@ def encode_tile_layered(model, tile: np.ndarray, level: int, how: str = "mean", 
     x = _tile_tensor(tile)
     n_layers = len(layer_names(model.cfg.levels))
     enc = _LayeredEncoder(model.images(x), latent_layers(model.cfg.levels))
+    choices = has_layered_choices(model) if choices is None else choices
     enc.choices, enc.valid = ([] if choices else None), valid
     net, threads = _for_coding(model, enc, exact, exact_last=True)
     with threads:
@@ -552,10 +555,12 @@ def encode_tile_layered(model, tile: np.ndarray, level: int, how: str = "mean", 
 
 
 def decode_tile_layered(model, streams: list, h: int, w: int, level: int, how: str = "mean", exact: bool = False,
-                        device="cpu", choices: bool = False, valid: tuple | None = None):
+                        device="cpu", choices: bool | None = None, valid: tuple | None = None):
     """The first len(streams) layers of a tile -> (reconstruction uint8, each layer's CRC).
-    choices: layer 0 ends with the upscale choices (a file of format version 3); valid: as decode_tile's."""
+    choices: layer 0 ends with the upscale choices (a file of format version 3; None: as
+    encode_tile_layered writes them); valid: as decode_tile's."""
     r = model.ratio ** model.cfg.levels
+    choices = has_layered_choices(model) if choices is None else choices
     dec = _LayeredDecoder(streams, (h // r, w // r), min(len(streams), latent_layers(model.cfg.levels)))
     dec.choices, dec.valid = ([] if choices else None), valid
     net, threads = _for_coding(model, dec, exact, len(streams) == len(layer_names(model.cfg.levels)), device)
@@ -644,11 +649,12 @@ def _sse(a: np.ndarray, b: np.ndarray, h: int, w: int) -> int:
 
 
 def decode_tile(model, streams: list, h: int, w: int, plan: Plan, level: int, how: str = "mean", exact: bool = False,
-                device="cpu", choice: bool = False, valid: tuple | None = None):
+                device="cpu", choice: bool | None = None, valid: tuple | None = None):
     """-> (reconstruction uint8 (h, w, 3), CRC-32 of the decoded integers). choice: the tile
-    begins with an upscale choice (a file of format version 3); valid: the tile's (h, w)
-    without padding, as the encoder had it."""
+    begins with an upscale choice (a file of format version 3; None: as encode_tile writes
+    them); valid: the tile's (h, w) without padding, as the encoder had it."""
     r = model.ratio ** model.cfg.levels
+    choice = has_upscale_choice(model, plan) if choice is None else choice
     dec = _Decoder(streams, (h // r, w // r))
     dec.choices, dec.valid = ([] if choice else None), valid
     net, threads = _for_coding(model, dec, exact, plan.sent == model.cfg.levels, device)
