@@ -67,15 +67,16 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
     recon = np.empty_like(rgb)
     names = LY.layer_names(net.cfg.levels) if layered else M.stream_names(plan, net.cfg.levels)
     exact = X.supports(net)  # tables every machine rebuilds exactly
+    choice = M.has_layered_choices(net) if layered else M.has_upscale_choice(net, plan)  # upscale choices coded
     tiles, est, crcs = [], np.zeros(len(names)), []
     for top, left, th, tw in grid:
         padded = _pad(rgb[top:top + th, left:left + tw], net.multiple)
         if layered:
-            streams, bits, rec, tile_crcs = M.encode_tile_layered(net, padded, level, exact=exact,
-                                                                  choices=M.has_layered_choices(net), valid=(th, tw))
+            streams, bits, rec, tile_crcs = M.encode_tile_layered(net, padded, level, exact=exact, choices=choice,
+                                                                  valid=(th, tw))
         else:
             streams, bits, rec, tile_crc = M.encode_tile(net, padded, plan, level, search=search, exact=exact,
-                                                         valid=(th, tw))
+                                                         choice=choice, valid=(th, tw))
             tile_crcs = [tile_crc]
         crcs.append(tile_crcs)
         tiles.append(streams)
@@ -90,7 +91,7 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
                       n_streams=len(est), pixel_crc=_check_crc(exact and not layered, mode, recon, crcs),
                       coder_version=C.CODER_VERSION if exact else C.FLOAT_CODER_VERSION,
                       layer_crcs=tuple(M.combine_crcs(crcs)) if layered else (),
-                      upscale_choice=M.has_layered_choices(net) if layered else M.has_upscale_choice(net, plan))
+                      upscale_choice=choice)
     data = C.pack(header, tiles, alpha)
     real = [sum(len(t[i]) for t in tiles) for i in range(len(names))]
     return {"data": data, "recon": recon, "meta": meta, "seconds": time.perf_counter() - t0,

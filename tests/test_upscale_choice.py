@@ -9,14 +9,11 @@ import pytest
 import torch
 
 from selfcodec import api, zoo
+from selfcodec.metrics import mse
 from selfcodec.coding import container as C
 from selfcodec.coding import modes as M
 from selfcodec.coding import streams as S
 from selfcodec.transforms import downscale
-
-
-def _sse(a, b) -> int:
-    return int(((a.astype(np.int64) - b.astype(np.int64)) ** 2).sum())
 
 
 def _sent_y(img: np.ndarray, level: int = 5, times: int = 1) -> np.ndarray:
@@ -50,7 +47,7 @@ def test_never_worse_than_the_bicubic_upscale_of_the_y_sent(tiny_model, tiny_fas
         out = api.decode(rep["data"], model=model, as_array=True)
         assert np.array_equal(out, rep["recon"])
         y = _sent_y(natural, level)
-        assert _sse(out, natural) <= _sse(_torch_bicubic(y, natural), natural)
+        assert mse(out, natural) <= mse(_torch_bicubic(y, natural), natural)
         # a random model's x̂ is far from x: the tile carries the upscale, OpenCV's to within rounding
         assert np.abs(out.astype(int) - _opencv_bicubic(y, natural)).max() <= 1
 
@@ -79,7 +76,7 @@ def test_a_layered_files_image_prefixes_are_never_worse_than_the_upscale(request
     for mode, factor in cuts.items():
         out = api.decode(api.truncate(lossless, mode), model=model, as_array=True)
         y = _sent_y(natural, 5, factor // 2)  # the image a prefix ends at is sent exactly: d(x), (crec-y1) d(d(x))
-        assert _sse(out, natural) <= _sse(_torch_bicubic(y, natural), natural), mode
+        assert mse(out, natural) <= mse(_torch_bicubic(y, natural), natural), mode
         if factor == 2:  # a random model's x̂ is far from x: the prefix is the upscale (to within rounding)
             assert np.abs(out.astype(int) - _opencv_bicubic(y, natural)).max() <= 1
     for mode in ("rec1", "rec2"):  # the other prefixes read past the choices

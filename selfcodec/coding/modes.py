@@ -24,6 +24,7 @@ from .. import exact as X
 from ..errors import CodecError
 from ..family import STAGE_OF_PHASE, phase_planes
 from ..layers import latent_layers, layer_names
+from ..metrics import mse
 from . import streams as S
 from .search import search_latents
 
@@ -607,12 +608,13 @@ def check_search(model, plan: Plan) -> None:
 
 
 def encode_tile(model, tile: np.ndarray, plan: Plan, level: int, how: str = "mean", search: int = 0,
-                exact: bool = False, valid: tuple | None = None):
+                exact: bool = False, choice: bool | None = None, valid: tuple | None = None):
     """tile: uint8 (h, w, 3) with h, w multiples of model.multiple. search: steps of the
     encoder-side latent search (rec2 with a rate-distortion model; 0: the encoder's guess).
-    exact: the tables from the exact probability path (exact.ExactModel). Where the plan has
-    an upscale choice, the tile carries whichever of x̂ and the upscale is closer to the tile's
-    `valid` (height, width) part (the rest is padding).
+    exact: the tables from the exact probability path (exact.ExactModel). choice: code an
+    upscale choice (None: where the plan has one, has_upscale_choice): the tile carries
+    whichever of x̂ and the upscale is closer to the tile's `valid` (height, width) part (the
+    rest is padding).
     Returns (streams, estimated bits per stream, predicted reconstruction uint8 (h, w, 3),
     CRC-32 of the coded integers)."""
     x = _tile_tensor(tile)
@@ -620,9 +622,9 @@ def encode_tile(model, tile: np.ndarray, plan: Plan, level: int, how: str = "mea
     if search:
         check_search(model, plan)
         searched, _ = search_latents(model, x, level, search)
-    choice = [False] if has_upscale_choice(model, plan) else None
-    enc, rec = _encode_walk(model, x, plan, level, how, searched, exact, choice, valid)
-    if choice is not None and _upscale_is_closer(model, tile, valid, enc.sent, plan.sent, rec):
+    choice = has_upscale_choice(model, plan) if choice is None else choice
+    enc, rec = _encode_walk(model, x, plan, level, how, searched, exact, [False] if choice else None, valid)
+    if choice and _upscale_is_closer(model, tile, valid, enc.sent, plan.sent, rec):
         enc, rec = _encode_walk(model, x, plan, level, how, searched, exact, [True], valid)
     return enc.streams, enc.bits, rec, enc.crc
 
@@ -630,7 +632,8 @@ def encode_tile(model, tile: np.ndarray, plan: Plan, level: int, how: str = "mea
 def _upscale_is_closer(model, x: np.ndarray, valid, img_sent: torch.Tensor, sent: int, rec: np.ndarray) -> bool:
     """Whether the upscale of images[sent] is closer than `rec` to x's `valid` (h, w) part, in squared error."""
     h, w = valid or x.shape[:2]
-    return _sse(_to_uint8(upscale_sent(model, img_sent, sent, valid)), x, h, w) < _sse(rec, x, h, w)
+    up = _to_uint8(upscale_sent(model, img_sent, sent, valid))
+    return mse(up[:h, :w], x[:h, :w]) < mse(rec[:h, :w], x[:h, :w])
 
 
 def _encode_walk(model, x, plan, level, how, searched, exact, choices, valid=None):
@@ -642,10 +645,6 @@ def _encode_walk(model, x, plan, level, how, searched, exact, choices, valid=Non
     enc.finish()
     return enc, _to_uint8(xhat)
 
-
-def _sse(a: np.ndarray, b: np.ndarray, h: int, w: int) -> int:
-    d = a[:h, :w].astype(np.int64) - b[:h, :w].astype(np.int64)
-    return int((d * d).sum())
 
 
 def decode_tile(model, streams: list, h: int, w: int, plan: Plan, level: int, how: str = "mean", exact: bool = False,
