@@ -18,6 +18,7 @@ from . import data as datamod
 from .checkpoint import atomic_save, load_model, load_tensors, read_config, read_metadata, save_model
 from .fileio import atomic_write
 from .family import Config, SelfVAE, bpd, build_model, loss_from_terms, make_config, rd_loss, scale_z
+from .narrow import narrow_state
 from .nets import data_dependent_init
 
 LOG_FIELDS = ["step", "seconds", "lr", "loss", "nelbo", "re_x", "re_y", "kl_u", "kl_z", "u_code", "img_per_s"]
@@ -185,8 +186,13 @@ def train(a: TrainArgs) -> dict:
     if resuming:
         model.load_state_dict(load_tensors(run / "ckpt.safetensors", "model."))
     elif a.init:  # (strict=False: an ELBO model may start a rate-distortion run, whose steps it lacks)
-        missing, unexpected = model.load_state_dict({k: v.float() for k, v in load_tensors(Path(a.init)).items()},
-                                                    strict=False)
+        src = {k: v.float() for k, v in load_tensors(Path(a.init)).items()}
+        own = model.state_dict()
+        if any(k in own and own[k].shape != t.shape for k, t in src.items()):  # --set narrower widths
+            src = narrow_state(src, model)
+            if rank == 0:
+                print(f"narrowed {a.init}'s layers to this model's widths (each keeps its first channels)", flush=True)
+        missing, unexpected = model.load_state_dict(src, strict=False)
         # (and a model gaining a refine filter, context nets or a hyperprior starts them fresh: they begin adding nothing)
         fresh = ("refine_net.", "context.", "context0.", "hyper_a.", "hyper_s.", "v_code_")
         if unexpected or {m for m in missing if not m.startswith(fresh)} - {"rd_log2_step", "v_log2_step"}:
