@@ -646,7 +646,6 @@ def _encode_walk(model, x, plan, level, how, searched, exact, choices, valid=Non
     return enc, _to_uint8(xhat)
 
 
-
 def decode_tile(model, streams: list, h: int, w: int, plan: Plan, level: int, how: str = "mean", exact: bool = False,
                 device="cpu", choice: bool | None = None, valid: tuple | None = None):
     """-> (reconstruction uint8 (h, w, 3), CRC-32 of the decoded integers). choice: the tile
