@@ -129,6 +129,22 @@ def rd_log_terms(terms: dict, lv: torch.Tensor, n_levels: int, pixels: int) -> d
     return out
 
 
+def trim_log(log_path: Path, last_step: int) -> None:
+    """Drop the log's rows past the checkpoint a run resumes from: their steps are trained again,
+    and left in place they would appear twice (with a jump back in time) in the curve and the card."""
+    if not log_path.exists():
+        return
+    with open(log_path, newline="") as f:
+        rows = list(csv.reader(f))
+    if len(rows) < 2:
+        return
+    kept = [rows[0]] + [r for r in rows[1:] if r and float(r[0]) <= last_step]
+    if len(kept) < len(rows):
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows(kept)
+        atomic_write(log_path, out.getvalue().encode())
+
+
 def save_checkpoint(run: Path, model, ema: dict, opt, step: int, seconds: float):
     tensors = {f"model.{k}": v.detach().cpu() for k, v in model.state_dict().items()}
     tensors.update({f"ema.{k}": v.detach().cpu() for k, v in ema.items()})
@@ -240,6 +256,8 @@ def train(a: TrainArgs) -> dict:
     pixels = a.crop * a.crop
     log_fields = rd_fields(n_levels) if rd else LOG_FIELDS
     log_path = run / "log.csv"
+    if resuming and rank == 0:
+        trim_log(log_path, step)
     new_log = not log_path.exists()
     log_file = open(log_path, "a", newline="") if rank == 0 else None
     writer = csv.DictWriter(log_file, log_fields) if log_file else None

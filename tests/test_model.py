@@ -83,7 +83,11 @@ def test_short_training_lowers_the_loss(tmp_path):
     # --resume continues from the checkpoint instead of starting over
     args.steps = 70
     args.resume = True
+    with open(run / "log.csv", "a") as f:  # rows a stopped run logged after its last checkpoint
+        f.write(rows[-1].replace("60,", "65,", 1) + "\n")
     assert train(args)["step"] == 70
+    steps = [float(r.split(",")[0]) for r in (run / "log.csv").read_text().splitlines()[1:]]
+    assert steps[-2:] == [60, 70], steps  # the orphan row gone, the resumed run logged after it
 
 
 def test_realnvp_inverts_and_its_logdet_is_the_jacobian():
