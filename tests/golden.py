@@ -1,0 +1,82 @@
+"""Golden hashes of the codec's output: SHA-256 of the .svae bytes and of the decoded pixels of
+the bundled sample (or a crop of it) for every shipped model, mode and level. A change meant to
+move code without changing what it computes must leave every hash as it was.
+
+    python -m tests.golden --write            # regenerate tests/golden_sample.json (slow: every model, full sample)
+    python -m tests.golden --write --crop 64  # the small table the CI test checks
+
+Hashes are taken with one torch thread, the way the exact path is meant to be independent of.
+"""
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ASSET = Path(__file__).resolve().parents[1] / "selfcodec" / "assets" / "kodim23-crop.png"
+GOLDEN = Path(__file__).resolve().parent / "golden_sample.json"
+MODES = ["rec1", "rec2", "cgen", "crec", "lossless"]
+LEVELS = [1, 2, 3, 4, 5, 6, 7]
+
+
+def sample(crop: int | None = None) -> np.ndarray:
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(ASSET).convert("RGB"))
+    if crop:
+        h, w = rgb.shape[:2]
+        top, left = (h - crop) // 2, (w - crop) // 2
+        rgb = np.ascontiguousarray(rgb[top:top + crop, left:left + crop])
+    return rgb
+
+
+def hashes(rgb: np.ndarray, model: str, mode: str, level: int) -> dict:
+    """{"file": sha256 of the .svae bytes, "pixels": sha256 of the decoded uint8 pixels}, or
+    {"error": the CodecError's class} for a mode the model does not have."""
+    import selfcodec
+    from selfcodec.errors import CodecError
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        data = selfcodec.encode(rgb, mode=mode, level=level, model=model)
+        pixels = selfcodec.decode(data, model=model, as_array=True)
+    except CodecError as e:
+        return {"error": type(e).__name__}
+    finally:
+        torch.set_num_threads(threads)
+    return {"file": hashlib.sha256(data).hexdigest(), "pixels": hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()}
+
+
+def table(models: list, crop: int | None, levels=LEVELS, modes=MODES) -> dict:
+    rgb = sample(crop)
+    out = {}
+    for model in models:
+        for mode in modes:
+            for level in levels:
+                out[f"{model}/{mode}/{level}"] = hashes(rgb, model, mode, level)
+                print(model, mode, level, out[f"{model}/{mode}/{level}"], flush=True)
+    return out
+
+
+def main(argv=None):
+    from selfcodec import zoo
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--write", action="store_true")
+    ap.add_argument("--crop", type=int, default=0, help="centre crop side (0: the whole sample)")
+    ap.add_argument("--models", default=",".join(zoo.available()))
+    a = ap.parse_args(argv)
+    key = f"crop{a.crop}" if a.crop else "full"
+    got = table(a.models.split(","), a.crop or None)
+    if a.write:
+        golden = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
+        golden.setdefault(key, {}).update(got)
+        GOLDEN.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
