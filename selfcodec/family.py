@@ -14,7 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import chain
 from . import distributions as D
+from .chain import Walker
 from .flows import RealNVP
 from .nets import DenseBlock, Down, Up, WNConv2d, scale_image
 from .transforms import TRANSFORMS
@@ -388,44 +390,9 @@ class SelfVAE(nn.Module):
         level_idx, the rate-distortion terms of rd_forward instead."""
         if level_idx is not None:
             return self.rd_forward(x, level_idx, quant, cgen)
-        cfg, imgs = self.cfg, self.images(x)
-        out = {}
-        u, mu_u, ls_u = self._latent(self.q_u(imgs[0]), sample)
-        log_pu = self.flow.log_prob(u)
-        if ls_u is None:
-            out["kl_u"] = -log_pu
-            log_q = torch.zeros_like(log_pu)
-        else:
-            log_q = D.gaussian_log_density(u, mu_u, ls_u)
-            out["kl_u"] = log_q - log_pu
-        code_mean, code_ls = self.u_code_prior()
-        out["u_code"] = -D.gaussian_bin_log_prob(u.detach(), code_mean, code_ls)
-        params, h = self.p_img0(u, features=True)
-        re = [-self.dmol_log_prob(imgs[0], self.x_params(0, params, h, imgs[0], None), cfg.mixtures)]
-        kl_z, log_w = [], -re[0] + log_pu - log_q
-        prev = u
-        for k in range(1, cfg.levels + 1):
-            z, mu_z, ls_z = self._latent(self.q_z(k, imgs[k]), sample)
-            pm, pls = self.p_z(k, imgs[k - 1], prev)
-            if ls_z is None:
-                lp = D.gaussian_bin_log_prob(z, pm, pls)
-                kl_z.append(-lp)
-                log_w = log_w + lp
-            else:
-                kl_z.append(D.gaussian_kl(mu_z, ls_z, pm, pls))
-                log_w = log_w + D.gaussian_log_density(z, pm, pls) - D.gaussian_log_density(z, mu_z, ls_z)
-            params, h = self.p_img(k, z, imgs[k - 1], features=True)
-            re.append(-self.img_log_prob(k, imgs[k], self.x_params(k, params, h, imgs[k], imgs[k - 1])))
-            log_w = log_w - re[-1]
-            prev = z
-        out["re_x"] = re[-1]
-        out["re_y"] = sum(re[:-1]) if len(re) > 1 else torch.zeros_like(re[0])
-        out["kl_z"] = sum(kl_z) if kl_z else torch.zeros_like(re[0])
-        out["nelbo"] = out["re_x"] + out["re_y"] + out["kl_u"] + out["kl_z"]
-        out["log_w"] = log_w
-        for k, (r, kz) in enumerate(zip(re[1:], kl_z), start=1):
-            out[f"re_{k}"], out[f"kl_z{k}"] = r, kz
-        return out
+        walker = _ElboWalker(self.images(x), sample)
+        chain.run(self, walker)
+        return walker.terms()
 
     def img_log_prob(self, k: int, img, params):
         """log p(images[k] | its decoder's params), nats per image; for k >= 1 given
@@ -450,56 +417,145 @@ class SelfVAE(nn.Module):
         is skipped (zeros) while the flow is frozen."""
         if quant not in ("noise", "round", "mixed"):
             raise ValueError(f"quant must be noise, round or mixed, not {quant!r}")
-        cfg, imgs = self.cfg, self.images(x)
-        steps = self.latent_steps(level_idx)
-        cm, cls = self.u_code_prior()
+        walker = _RDWalker(self.images(x), self.latent_steps(level_idx), level_idx, quant, cgen)
+        xhat = chain.run(self, walker)[-1]
+        return walker.terms(xhat, x)
 
-        def quantize(t, s, mean):  # -> (latent the rate is taken of, latent the decoders read)
-            noisy = t + (torch.rand_like(t) - 0.5) * s
-            rounded = round_around(t, mean, s)
-            if quant == "noise":
-                return noisy, noisy
-            if quant == "round":
-                return rounded, rounded
-            # rounded in value; the gradient reaches t as the identity's and the step as the rounding
-            # error's (t + s * (n - (t - mean) / s)): with straight_through(t, rounded) no distortion
-            # reached the learned steps, only the rate, and they grew until the latents said nothing
-            e = (t - mean) / s
-            return noisy, t + s * (torch.round(e) - e).detach()
 
-        u_t, rate_v = self.q_u(imgs[0]), 0.0
-        if self.has_hyper:  # v̂ first; û's prior from it. Its rate counts as û's.
-            vm, vls = self.v_code_prior()
-            v_step = self.v_steps(level_idx)
-            v_rate, v = quantize(self.q_v(u_t), v_step, vm)
+class _ElboWalker(Walker):
+    """The ELBO's chain: every latent drawn from its posterior (or its mean), every image the
+    true one, scored under its likelihood; KL terms and one importance weight along the way."""
+
+    def __init__(self, imgs, sample: bool):
+        self.imgs, self.sample = imgs, sample
+        self.out, self.re, self.kl_z, self.log_w_z = {}, [], [], []
+
+    def u(self, model):
+        u, mu_u, ls_u = model._latent(model.q_u(self.imgs[0]), self.sample)
+        self.log_pu = model.flow.log_prob(u)
+        if ls_u is None:
+            self.out["kl_u"] = -self.log_pu
+            self.log_q = torch.zeros_like(self.log_pu)
+        else:
+            self.log_q = D.gaussian_log_density(u, mu_u, ls_u)
+            self.out["kl_u"] = self.log_q - self.log_pu
+        code_mean, code_ls = model.u_code_prior()
+        self.out["u_code"] = -D.gaussian_bin_log_prob(u.detach(), code_mean, code_ls)
+        return u
+
+    def z(self, model, k, prior, img_prev, prev):
+        z, mu_z, ls_z = model._latent(model.q_z(k, self.imgs[k]), self.sample)
+        pm, pls = prior()
+        if ls_z is None:
+            lp = D.gaussian_bin_log_prob(z, pm, pls)
+            self.kl_z.append(-lp)
+            self.log_w_z.append((lp,))
+        else:
+            self.kl_z.append(D.gaussian_kl(mu_z, ls_z, pm, pls))
+            self.log_w_z.append((D.gaussian_log_density(z, pm, pls), -D.gaussian_log_density(z, mu_z, ls_z)))
+        return z
+
+    def image(self, model, k, decode, img_prev):
+        params, h = decode()
+        img = self.imgs[k]
+        self.re.append(-model.img_log_prob(k, img, model.x_params(k, params, h, img, img_prev)))
+        return img
+
+    def terms(self) -> dict:
+        out, re, kl_z = self.out, self.re, self.kl_z
+        log_w = -re[0] + self.log_pu - self.log_q
+        for terms, r in zip(self.log_w_z, re[1:]):  # (log p(z) [, -log q(z)]), added in this order
+            for t in terms:
+                log_w = log_w + t
+            log_w = log_w - r
+        out["re_x"] = re[-1]
+        out["re_y"] = sum(re[:-1]) if len(re) > 1 else torch.zeros_like(re[0])
+        out["kl_z"] = sum(kl_z) if kl_z else torch.zeros_like(re[0])
+        out["nelbo"] = out["re_x"] + out["re_y"] + out["kl_u"] + out["kl_z"]
+        out["log_w"] = log_w
+        for k, (r, kz) in enumerate(zip(re[1:], kl_z), start=1):
+            out[f"re_{k}"], out[f"kl_z{k}"] = r, kz
+        return out
+
+
+class Rec2Walker(Walker):
+    """rec2's chain as training sees it: each coarser image is the rounded mean of its
+    likelihood (straight-through, as the codec rounds it), x̂ the mean of x's after the refine
+    filter. Subclasses say how û and ẑ stand in for the coded latents; with `score`, each
+    true image's code length along the chain is kept too (re)."""
+
+    def __init__(self, imgs, score: bool):
+        self.imgs, self.score, self.re, self.mse_y = imgs, score, [], None
+
+    def image(self, model, k, decode, img_prev):
+        params, h = decode()
+        if self.score:
+            self.re.append(-model.img_log_prob(k, self.imgs[k], params))
+        mean = model.dmol_mean(params, model.img_ch[k], model.cfg.mixtures)
+        if k == model.cfg.levels:
+            return model.refine(mean, h)
+        self.mse_y = ((mean - self.imgs[k].float()) ** 2).flatten(1).mean(1)
+        return straight_through(mean, torch.round(mean))  # the codec rounds it; gradients pass
+
+
+class _RDWalker(Rec2Walker):
+    """The rate-distortion objective's chain: latents quantized as `quant` says, their rates
+    under the codec's own priors."""
+
+    def __init__(self, imgs, steps, level_idx, quant: str, cgen: int):
+        super().__init__(imgs, score=True)
+        self.steps, self.level_idx, self.quant, self.cgen = steps, level_idx, quant, cgen
+        self.out, self.rate_z = {}, 0.0
+
+    def quantize(self, t, s, mean):
+        """-> (latent the rate is taken of, latent the decoders read)"""
+        noisy = t + (torch.rand_like(t) - 0.5) * s
+        rounded = round_around(t, mean, s)
+        if self.quant == "noise":
+            return noisy, noisy
+        if self.quant == "round":
+            return rounded, rounded
+        # rounded in value; the gradient reaches t as the identity's and the step as the rounding
+        # error's (t + s * (n - (t - mean) / s)): with straight_through(t, rounded) no distortion
+        # reached the learned steps, only the rate, and they grew until the latents said nothing
+        e = (t - mean) / s
+        return noisy, t + s * (torch.round(e) - e).detach()
+
+    def u(self, model):
+        u_t, rate_v = model.q_u(self.imgs[0]), 0.0
+        cm, cls = model.u_code_prior()
+        if model.has_hyper:  # v̂ first; û's prior from it. Its rate counts as û's.
+            vm, vls = model.v_code_prior()
+            v_step = model.v_steps(self.level_idx)
+            v_rate, v = self.quantize(model.q_v(u_t), v_step, vm)
             rate_v = -D.gaussian_bin_log_prob(v_rate, vm, vls, v_step)
-            cm, cls = self.u_code_prior(v, u_t.shape[-2:])
-        u_rate, u = quantize(u_t, steps[0], cm)
-        flow_trains = any(p.requires_grad for p in self.flow.parameters())
-        out = {"rate_u": rate_v - D.gaussian_bin_log_prob(u_rate, cm, cls, steps[0]),
-               "flow_u": -self.flow.log_prob(u.detach()) if flow_trains else torch.zeros(len(x), device=x.device)}
-        params = self.p_img0(u)
-        re, rate_z, prev, h = [-self.dmol_log_prob(imgs[0], params, cfg.mixtures)], 0.0, u, None
-        mse_y = torch.zeros(len(x), device=x.device)
-        for k in range(1, cfg.levels + 1):
-            mean = self.dmol_mean(params, self.img_ch[k - 1], cfg.mixtures)
-            mse_y = ((mean - imgs[k - 1].float()) ** 2).flatten(1).mean(1)
-            img_prev = straight_through(mean, torch.round(mean))  # the codec rounds it; gradients pass
-            pm, pls = self.p_z(k, img_prev, prev)
-            if k == cfg.levels and cgen:
-                # the latent below detached: cgen's error must train the prior and the decoder, not make û
-                # carry x's detail (suspected: with it attached, û took ~80 % of the first run's rate)
-                c_pm, _ = self.p_z(k, imgs[k - 1][:cgen], prev[:cgen].detach())
-                c_x = self.dmol_mean(self.p_img(k, c_pm, imgs[k - 1][:cgen]), self.img_ch[k], cfg.mixtures)
-                out["mse_cgen"] = ((c_x - x[:cgen].float()) ** 2).flatten(1).mean(1)
-            z_rate, z = quantize(self.q_z(k, imgs[k]), steps[k], pm)
-            rate_z = rate_z - D.gaussian_bin_log_prob(z_rate, pm, pls, steps[k])
-            params, h = self.p_img(k, z, img_prev, features=True)
-            re.append(-self.img_log_prob(k, imgs[k], params))
-            prev = z
-        xhat = self.refine(self.dmol_mean(params, self.img_ch[-1], cfg.mixtures), h)
-        out.update(rate_z=rate_z, sse=((xhat - x.float()) ** 2).flatten(1).sum(1), re_x=re[-1], re_y=sum(re[:-1]),
-                   mse_y=mse_y)
+            cm, cls = model.u_code_prior(v, u_t.shape[-2:])
+        u_rate, u = self.quantize(u_t, self.steps[0], cm)
+        flow_trains = any(p.requires_grad for p in model.flow.parameters())
+        n = len(u_t)
+        self.out = {"rate_u": rate_v - D.gaussian_bin_log_prob(u_rate, cm, cls, self.steps[0]),
+                    "flow_u": -model.flow.log_prob(u.detach()) if flow_trains else torch.zeros(n, device=u.device)}
+        return u
+
+    def z(self, model, k, prior, img_prev, prev):
+        pm, pls = prior()
+        n = self.cgen
+        if k == model.cfg.levels and n:
+            # the latent below detached: cgen's error must train the prior and the decoder, not make û
+            # carry x's detail (suspected: with it attached, û took ~80 % of the first run's rate)
+            y = self.imgs[k - 1][:n]
+            c_pm, _ = model.p_z(k, y, prev[:n].detach())
+            c_x = model.dmol_mean(model.p_img(k, c_pm, y), model.img_ch[k], model.cfg.mixtures)
+            self.out["mse_cgen"] = ((c_x - self.imgs[k][:n].float()) ** 2).flatten(1).mean(1)
+        z_rate, z = self.quantize(model.q_z(k, self.imgs[k]), self.steps[k], pm)
+        self.rate_z = self.rate_z - D.gaussian_bin_log_prob(z_rate, pm, pls, self.steps[k])
+        return z
+
+    def terms(self, xhat, x) -> dict:
+        re, out = self.re, self.out
+        mse_y = self.mse_y if self.mse_y is not None else torch.zeros(len(x), device=x.device)
+        out.update(rate_z=self.rate_z, sse=((xhat - x.float()) ** 2).flatten(1).sum(1), re_x=re[-1],
+                   re_y=sum(re[:-1]), mse_y=mse_y)
         return out
 
 

@@ -22,7 +22,9 @@ import math
 import numpy as np
 import torch
 
+from . import chain
 from . import distributions as D
+from .chain import Walker
 from .errors import CodecError
 from .transforms import TRANSFORMS
 
@@ -52,31 +54,36 @@ def _image_out(model, k: int, params: torch.Tensor, how: str, temperature: float
     return D.dmol_point(params, c, m, how)
 
 
+class _GenerateWalker(Walker):
+    """The generative chain from a given u. `known` fixes the first len(known) images (coarsest
+    first); the latent z_k of a known image images[k] is its posterior mean, every other z_k is
+    the prior mean (z="mean") or a draw from the prior with its scale times `temperature`
+    (z="sample"); every other image is drawn from its likelihood (`how`)."""
+
+    def __init__(self, u, known, z: str, temperature: float, how: str):
+        self.u_given, self.known, self.z_how, self.temperature, self.how = u, list(known or []), z, temperature, how
+
+    def u(self, model):
+        return self.u_given
+
+    def z(self, model, k, prior, img_prev, prev):
+        if k < len(self.known):
+            return _posterior_mean(model, model.q_z(k, self.known[k]))
+        pm, pls = prior()
+        return pm if self.z_how == "mean" else pm + self.temperature * torch.exp(pls) * torch.randn_like(pm)
+
+    def image(self, model, k, decode, img_prev):
+        if k < len(self.known):
+            return self.known[k]
+        params, h = decode()
+        return model.staged_image(k, params, h, img_prev, lambda p: _image_out(model, k, p, self.how, self.temperature))
+
+
 def _chain(model, u: torch.Tensor, known: list | None = None, z: str = "mean", temperature: float = 1.0,
            how: str = "mean") -> list:
-    """Walk the generative chain from u; returns [images[0], ..., images[K]] (float 0..255).
-
-    `known` fixes the first len(known) images (coarsest first); the latent z_k of a known image
-    images[k] is its posterior mean, every other z_k is the prior mean (z="mean") or a draw from
-    the prior with its scale times `temperature` (z="sample").
-    """
-    known = list(known or [])
-    out, prev = [], u
-    for k in range(model.cfg.levels + 1):
-        if k < len(known):
-            if k > 0:
-                prev = _posterior_mean(model, model.q_z(k, known[k]))
-            out.append(known[k])
-            continue
-        if k == 0:
-            params, h = model.p_img0(u, features=True)
-        else:
-            pm, pls = model.p_z(k, out[k - 1], prev)
-            prev = pm if z == "mean" else pm + temperature * torch.exp(pls) * torch.randn_like(pm)
-            params, h = model.p_img(k, prev, out[k - 1], features=True)
-        prev_img = out[k - 1] if k else None
-        out.append(model.staged_image(k, params, h, prev_img, lambda p, k=k: _image_out(model, k, p, how, temperature)))
-    return out
+    """Walk the generative chain from u (see _GenerateWalker); returns [images[0], ..., images[K]]
+    (float 0..255)."""
+    return chain.run(model, _GenerateWalker(u, known, z, temperature, how))
 
 
 def _to_uint8(t: torch.Tensor) -> np.ndarray:

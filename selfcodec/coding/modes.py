@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from .. import distributions as D
 from .. import exact as X
 from ..errors import CodecError
+from .. import chain
+from ..chain import Walker
 from ..family import STAGE_OF_PHASE, phase_planes
 from ..layers import latent_layers, layer_names
 from ..metrics import mse
@@ -425,6 +427,53 @@ def _point(model, k, params, h, img_prev, how):
     return model.staged_image(k, params, h, img_prev, lambda p: D.dmol_point(p, c, n, how))
 
 
+class _CodingWalker(Walker):
+    """The chain as a plain file codes it: `side` (an _Encoder, which holds the true images, or a
+    _Decoder) codes û, the ẑ the plan sends and the images it sends; the others are the prior's
+    mean and the likelihood's point estimate. An upscale choice, first in the stream, may end
+    the chain at the image sent."""
+
+    def __init__(self, plan: Plan, level: int, side, how: str):
+        self.plan, self.level, self.side, self.how = plan, level, side, how
+        self.upscale, self.h = None, None
+
+    def u(self, model):
+        lat_step, _ = LEVELS[self.level]
+        self.learned = latent_steps_rd(model, self.level)
+        step_u = self.learned[0] if self.learned else (lat_step if self.plan.sent < 0 else 1.0)
+        # first in the stream; True: x̂ is the upscale of the image sent, and no ẑ above it is sent
+        self.chosen = self.side.choices is not None and self.side.code_choices(1)[0]
+        return _code_u(model, self.side, step_u, self.level)
+
+    def stop(self, model, k, imgs):
+        if self.chosen and k == self.plan.sent + 1:
+            self.upscale = upscale_sent(model, imgs[self.plan.sent], self.plan.sent, self.side.valid)
+            return True
+        return False
+
+    def z(self, model, k, prior, img_prev, prev):
+        pm, pls = prior()
+        if not (k <= self.plan.sent or self.plan.send_z):
+            return pm
+        step = self.learned[k] if self.learned else (1.0 if k <= self.plan.sent else LEVELS[self.level][0])
+        imgs, gaussian = self.side_images(), model.cfg.posterior == "gaussian"
+        return self.side.latent(lambda: _posterior_mean(model.q_z(k, imgs[k]), gaussian), pm, pls, step)
+
+    def side_images(self):
+        return getattr(self.side, "imgs", None)  # only the encoder evaluates the posteriors
+
+    def image(self, model, k, decode, img_prev):
+        params, self.h = decode()
+        K, sent = model.cfg.levels, self.plan.sent
+        if k > sent:
+            return _point(model, k, params, self.h, img_prev, self.how)
+        step = LEVELS[self.level][1] if (k == sent and k < K) else 1
+        # images[k - 1] = d(images[k]) was sent exactly (only the last image sent may be binned)
+        y = img_prev if (k >= 1 and step == 1 and model.cfg.y_consistent) else None
+        stage = _stages(model, k, params, self.h, img_prev) if step == 1 else None
+        return self.side.image(k, params, model.img_ch[k], model.cfg.mixtures, step, y, stage)
+
+
 @torch.inference_mode()
 def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor:
     """Run the chain once; `side` is an _Encoder (which holds the true images) or a _Decoder.
@@ -434,41 +483,82 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
     both sides; latents are rebuilt from integers so both sides feed the networks the same
     numbers.
     """
-    cfg, K = model.cfg, model.cfg.levels
-    gaussian = cfg.posterior == "gaussian"
-    lat_step, y_step = LEVELS[level]
-    learned = latent_steps_rd(model, level)
-    imgs = getattr(side, "imgs", None)  # only the encoder evaluates the posteriors
-    step_u = learned[0] if learned else (lat_step if plan.sent < 0 else 1.0)
-    # first in the stream; True: x̂ is the upscale of the image sent, and no ẑ above it is sent
-    upscale = side.choices is not None and side.code_choices(1)[0]
-    prev = _code_u(model, side, step_u, level)
-    out, h = [], None
-    for k in range(K + 1):
-        if upscale and k == plan.sent + 1:
-            return upscale_sent(model, out[plan.sent], plan.sent, side.valid)
-        if k == 0:
-            params, h = model.p_img0(prev, features=True)
-        else:
-            pm, pls = model.p_z(k, out[k - 1], prev)
-            if k <= plan.sent or plan.send_z:
-                step = learned[k] if learned else (1.0 if k <= plan.sent else lat_step)
-                prev = side.latent(lambda: _posterior_mean(model.q_z(k, imgs[k]), gaussian), pm, pls, step)
-            else:
-                prev = pm
-            params, h = model.p_img(k, prev, out[k - 1], features=True)
-        c, prev_img = model.img_ch[k], (out[k - 1] if k else None)
-        if k <= plan.sent:
-            step = y_step if (k == plan.sent and k < K) else 1
-            # images[k - 1] = d(images[k]) was sent exactly (only the last image sent may be binned)
-            y = prev_img if (k >= 1 and step == 1 and cfg.y_consistent) else None
-            stage = _stages(model, k, params, h, prev_img) if step == 1 else None
-            out.append(side.image(k, params, c, cfg.mixtures, step, y, stage))
-        else:
-            out.append(_point(model, k, params, h, prev_img, how))
+    walker = _CodingWalker(plan, level, side, how)
+    imgs = chain.run(model, walker)
+    if walker.upscale is not None:
+        return walker.upscale
+    K = model.cfg.levels
     if plan.send_z and plan.sent < K and how == "mean":  # the filter learnt on x̂ from a coded z_K (rec2)
-        return model.refine(out[K], h)
-    return out[K]
+        return model.refine(imgs[K], walker.h)
+    return imgs[K]
+
+
+class _LayeredLatents(Walker):
+    """A layered file's latent layers: û, then every ẑ_k (if sent) under p(z_k | ŷ_{k-1}, the
+    latent below) along rec2's chain of point estimates, so û and ẑ are exactly a rec2 file's.
+    x̂ is computed only when no image is sent (`need_x`)."""
+
+    def __init__(self, steps, level: int, side, how: str, send_z: bool, need_x: bool):
+        self.steps, self.level, self.side, self.how = steps, level, side, how
+        self.send_z, self.need_x = send_z, need_x
+        self.zs, self.h = [], None
+
+    def u(self, model):
+        self.u_hat = _code_u(model, self.side, self.steps[0], self.level)
+        return self.u_hat
+
+    def z(self, model, k, prior, img_prev, prev):
+        pm, pls = prior()
+        if self.send_z:
+            imgs, gaussian = getattr(self.side, "imgs", None), model.cfg.posterior == "gaussian"
+            pm = self.side.latent(lambda: _posterior_mean(model.q_z(k, imgs[k]), gaussian), pm, pls, self.steps[k],
+                                  layer=1)
+        self.zs.append(pm)
+        return pm
+
+    def image(self, model, k, decode, img_prev):
+        if k == model.cfg.levels and k and not self.need_x:
+            return None
+        params, self.h = decode()
+        if k == 0:
+            self.p0 = (params, self.h)
+        return _point(model, k, params, self.h, img_prev, self.how)
+
+
+class _KnownLatents(Walker):
+    """The chain with û and every ẑ known: images[0..sent] sent exactly through `side` (or,
+    without a side, given in `known`), the rest point estimates. p0: images[0]'s decoder output,
+    if at hand; x_params: x's given images[K-1] = known[K-1], if at hand."""
+
+    def __init__(self, u, zs, sent: int, how: str, side=None, known=(), p0=None, x_params=None):
+        self.u_hat, self.zs, self.sent, self.how, self.side = u, zs, sent, how, side
+        self.known, self.p0, self.x_params, self.h = list(known), p0, x_params, None
+
+    def u(self, model):
+        return self.u_hat
+
+    def z(self, model, k, prior, img_prev, prev):
+        return self.zs[k - 1]
+
+    def image(self, model, k, decode, img_prev):
+        if k < len(self.known):
+            return self.known[k]
+        K = model.cfg.levels
+        if k == 0 and self.p0 is not None:
+            params, self.h = self.p0
+        elif k == K and k == self.sent + 1 and self.x_params is not None:
+            params, self.h = self.x_params
+        else:
+            params, self.h = decode()
+        if k > self.sent:
+            return _point(model, k, params, self.h, img_prev, self.how)
+        self.params = (params, self.h)
+        stage = _stages(model, k, params, self.h, img_prev)
+        y = img_prev if (k >= 1 and model.cfg.y_consistent) else None
+        return self.side.image(k, params, model.img_ch[k], model.cfg.mixtures, 1, y, stage)
+
+    def stop(self, model, k, imgs):
+        return self.side is not None and k > self.sent
 
 
 @torch.inference_mode()
@@ -479,62 +569,45 @@ def walk_layered(model, n_layers: int, level: int, side, how: str = "mean") -> t
     coarsest first, images[0] under p(images[0] | û) and images[k] under p(images[k] |
     images[k-1], ẑ_k). Returns x̂: x itself when every layer is there, else the chain's
     reconstruction from the finest image sent (or from ŷ and ẑ, or û alone)."""
-    cfg, K = model.cfg, model.cfg.levels
-    gaussian = cfg.posterior == "gaussian"
+    K = model.cfg.levels
     learned = latent_steps_rd(model, level)
     steps = learned if learned else [LEVELS[level][0]] * (K + 1)
     imgs = getattr(side, "imgs", None)
-    n_latent = latent_layers(K)
     send_z = n_layers >= 2 and K >= 1
-    sent = n_layers - n_latent - 1  # the finest image sent exactly; -1: none
-    u = _code_u(model, side, steps[0], level)
-
-    p0, h0_feats = model.p_img0(u, features=True)
-    est, zs, prev, h = [_point(model, 0, p0, h0_feats, None, how)], [], u, h0_feats
-    for k in range(1, K + 1):
-        pm, pls = model.p_z(k, est[k - 1], prev)
-        prev = (side.latent(lambda: _posterior_mean(model.q_z(k, imgs[k]), gaussian), pm, pls, steps[k], layer=1)
-                if send_z else pm)
-        zs.append(prev)
-        if k < K or sent < 0:
-            params, h = model.p_img(k, prev, est[k - 1], features=True)
-            est.append(_point(model, k, params, h, est[k - 1], how))
+    sent = n_layers - latent_layers(K) - 1  # the finest image sent exactly; -1: none
+    lat = _LayeredLatents(steps, level, side, how, send_z, need_x=sent < 0)
+    est = chain.run(model, lat)
     if sent < 0:
         if side.choices is not None:  # a decoder's: read to the end of the layer; only image prefixes use them
             side.code_choices(K)
-        return model.refine(est[K], h) if send_z and how == "mean" else est[K]
-    exact = []
-    for k in range(sent + 1):
-        params, h = (p0, h0_feats) if k == 0 else model.p_img(k, zs[k - 1], exact[k - 1], features=True)
-        prev_img = exact[k - 1] if k else None
-        stage = _stages(model, k, params, h, prev_img)
-        y = prev_img if (k >= 1 and cfg.y_consistent) else None
-        exact.append(side.image(k, params, model.img_ch[k], cfg.mixtures, 1, y, stage))
+        return model.refine(est[K], lat.h) if send_z and how == "mean" else est[K]
+    coded = _KnownLatents(lat.u_hat, lat.zs, sent, how, side, p0=lat.p0)
+    exact = chain.run(model, coded)
     # the choices end layer 0: for each image below x, whether the prefix ending there is its upscale
     if side.choices is not None and imgs is None:  # a decoder's: after û, so they can be read now
         chosen = side.code_choices(K)
         if sent < K and chosen[sent]:
             return upscale_sent(model, exact[sent], sent, side.valid)
-    img = _chain_from(model, zs, exact[sent], sent, how)
+    img = _chain_from(model, lat.u_hat, lat.zs, exact, sent, how)
     if side.choices is not None and imgs is not None:  # the encoder, which codes every layer, decides them
         x = _to_uint8(imgs[K])
         side.choices = [_upscale_is_closer(model, x, side.valid, exact[j], j,
-                                           _to_uint8(_chain_from(model, zs, exact[j], j, how, (params, h))))
+                                           _to_uint8(_chain_from(model, lat.u_hat, lat.zs, exact, j, how,
+                                                                 coded.params)))
                         for j in range(K)]
         side.code_choices(K)
     return img
 
 
-def _chain_from(model, zs, img, sent: int, how: str, x_params=None) -> torch.Tensor:
-    """x̂ from images[sent] and the ẑ above it (x itself when sent is x). x_params: x's decoder
-    output given images[K-1] = img, if at hand (the lossless walk computed it to code x; from
-    the integer synthesis there, where a cut file's decoder runs the float one: the two x̂
-    differ by rounding at most, which is all the encoder's choice can differ by)."""
-    K, h = model.cfg.levels, None
-    for k in range(sent + 1, K + 1):
-        params, h = x_params if (k == K and k == sent + 1 and x_params) else model.p_img(k, zs[k - 1], img, features=True)
-        img = _point(model, k, params, h, img, how)
-    return model.refine(img, h.float()) if sent < K and how == "mean" else img
+def _chain_from(model, u, zs, exact: list, sent: int, how: str, x_params=None) -> torch.Tensor:
+    """x̂ from images[0..sent] (`exact`) and the ẑ above them (x itself when sent is x). x_params:
+    x's decoder output given images[K-1] = exact[K-1], if at hand (the lossless walk computed it
+    to code x; from the integer synthesis there, where a cut file's decoder runs the float one:
+    the two x̂ differ by rounding at most, which is all the encoder's choice can differ by)."""
+    K = model.cfg.levels
+    walker = _KnownLatents(u, zs, sent, how, known=exact[:sent + 1], x_params=x_params)
+    img = chain.run(model, walker)[K]
+    return model.refine(img, walker.h.float()) if sent < K and how == "mean" else img
 
 
 def encode_tile_layered(model, tile: np.ndarray, level: int, how: str = "mean", exact: bool = False,

@@ -14,8 +14,9 @@ import math
 
 import torch
 
+from .. import chain
 from .. import distributions as D
-from ..family import round_around, straight_through
+from ..family import Rec2Walker, round_around, straight_through
 from . import streams as S
 
 
@@ -24,32 +25,40 @@ def _round_ste(t, mean, step):
     return straight_through(t, round_around(t, mean, step))
 
 
+class _SearchWalker(Rec2Walker):
+    """rec2's chain from given continuous latents: the decoders read them rounded
+    (straight-through gradient). The surrogate rate (soft) is the bin probability at the
+    continuous latent, smooth in it; the true rate (hard) is the rounded latent's, what the
+    entropy coder pays."""
+
+    def __init__(self, imgs, lats, steps, u_prior):
+        super().__init__(imgs, score=False)
+        self.lats, self.steps, self.u_prior = lats, steps, u_prior
+
+    def u(self, model):
+        cm, cls = self.u_prior
+        u = _round_ste(self.lats[0], cm, self.steps[0])
+        self.soft = -D.gaussian_bin_log_prob(self.lats[0], cm, cls, self.steps[0])
+        self.hard = -D.gaussian_bin_log_prob(u.detach(), cm, cls, self.steps[0])
+        return u
+
+    def z(self, model, k, prior, img_prev, prev):
+        pm, pls = prior()
+        z = _round_ste(self.lats[k], pm, self.steps[k])
+        self.soft = self.soft - D.gaussian_bin_log_prob(self.lats[k], pm, pls, self.steps[k])
+        self.hard = self.hard - D.gaussian_bin_log_prob(z.detach(), pm.detach(), pls.detach(), self.steps[k])
+        return z
+
+
 def _objective(model, imgs, lats, steps, lam, u_prior):
     """(surrogate loss to descend, true loss of the rounded latents as a float), both in bits
     per pixel + lam * MSE (0..255) of the rec2 reconstruction; u_prior: û's (mean, log_scale)."""
-    cfg = model.cfg
     pixels = imgs[-1].shape[-1] * imgs[-1].shape[-2]
-    cm, cls = u_prior
-    # The decoders read the rounded latents (straight-through gradient). The surrogate rate is
-    # the bin probability at the continuous latent, smooth in it; the true rate is the rounded
-    # latent's, what the entropy coder pays.
-    u = _round_ste(lats[0], cm, steps[0])
-    soft = -D.gaussian_bin_log_prob(lats[0], cm, cls, steps[0])
-    hard = -D.gaussian_bin_log_prob(u.detach(), cm, cls, steps[0])
-    params, prev, h = model.p_img0(u), u, None
-    for k in range(1, cfg.levels + 1):
-        mean = model.dmol_mean(params, model.img_ch[k - 1], cfg.mixtures)
-        img_prev = straight_through(mean, torch.round(mean))  # the codec rounds ŷ too
-        pm, pls = model.p_z(k, img_prev, prev)
-        z = _round_ste(lats[k], pm, steps[k])
-        soft = soft - D.gaussian_bin_log_prob(lats[k], pm, pls, steps[k])
-        hard = hard - D.gaussian_bin_log_prob(z.detach(), pm.detach(), pls.detach(), steps[k])
-        params, h = model.p_img(k, z, img_prev, features=True)
-        prev = z
-    xhat = model.refine(model.dmol_mean(params, model.img_ch[-1], cfg.mixtures), h)
+    walker = _SearchWalker(imgs, lats, steps, u_prior)
+    xhat = chain.run(model, walker)[-1]
     mse = ((xhat.clamp(0, 255) - imgs[-1]) ** 2).mean()
     scale = 1.0 / (pixels * math.log(2))
-    return soft.sum() * scale + lam * mse, float(hard.detach().sum()) * scale + lam * float(mse.detach())
+    return walker.soft.sum() * scale + lam * mse, float(walker.hard.detach().sum()) * scale + lam * float(mse.detach())
 
 
 def search_latents(model, x: torch.Tensor, level: int, iters: int, lr: float = 0.02) -> tuple[list, list]:

@@ -1,0 +1,50 @@
+"""The selfVAE's chain, written once.
+
+    û -> images[0] | û -> z_1 | images[0], û -> images[1] | images[0], z_1 -> ... -> x | images[K-1], z_K
+
+Training (the ELBO and the rate-distortion objective), the codec's walks (plain and layered),
+the encoder-side latent search and generation all run this one chain; they differ only in how
+each variable is obtained, which a Walker says: drawn from the posterior, quantized, coded
+or decoded through an entropy coder, the prior's mean, a point estimate of the likelihood, or
+the true image. The networks each step calls (model.p_img0, p_z, p_img) are handed to the
+walker as thunks, so a walker that does not need one (a latent it already knows, an image it
+never reconstructs) does not pay for it.
+"""
+
+from functools import partial
+
+
+class Walker:
+    """How one use of the chain obtains its variables. Subclasses override what they need."""
+
+    def u(self, model):
+        """The top latent û (or u)."""
+        raise NotImplementedError
+
+    def z(self, model, k: int, prior, img_prev, prev):
+        """z_k; prior() -> (mean, log_scale) of p(z_k | images[k-1], the latent below)."""
+        raise NotImplementedError
+
+    def image(self, model, k: int, decode, img_prev):
+        """images[k], the value the chain continues with; decode() -> (DMoL params, features)
+        of p(images[k] | ...)."""
+        raise NotImplementedError
+
+    def stop(self, model, k: int, imgs: list) -> bool:
+        """Whether the chain ends before images[k] (k >= 1), with imgs the images so far."""
+        return False
+
+
+def run(model, walker: Walker) -> list:
+    """Walk the chain; returns [images[0], ..., images[K]] as the walker obtained them (fewer
+    if the walker stopped early)."""
+    u = walker.u(model)
+    imgs = [walker.image(model, 0, partial(model.p_img0, u, features=True), None)]
+    prev = u
+    for k in range(1, model.cfg.levels + 1):
+        if walker.stop(model, k, imgs):
+            break
+        img_prev = imgs[k - 1]
+        prev = walker.z(model, k, partial(model.p_z, k, img_prev, prev), img_prev, prev)
+        imgs.append(walker.image(model, k, partial(model.p_img, k, prev, img_prev, features=True), img_prev))
+    return imgs
