@@ -144,6 +144,83 @@ def test_upscale_choice_round_trips_as_format_version_3():
     assert C.unpack_layers(data)[0].upscale_choice
 
 
+_META = {"icc_profile": b"\x00\x00\x02\x30ICC profile bytes", "exif": b"Exif\x00\x00II*\x00", "xmp": b"<x:xmpmeta/>"}
+
+
+@pytest.mark.parametrize("kw", [{}, dict(upscale_choice=True), dict(layer_crcs=(1, 2)),
+                                dict(upscale_choice=True, layer_crcs=(1, 2))])
+def test_metadata_round_trips_as_format_version_4(kw):
+    for metadata in (_META, {"exif": _META["exif"]}):
+        h = _header(metadata=metadata, **kw)
+        data = pack(h, _tiles(h, random.Random(4)), alpha=b"alpha")
+        assert data[4] == C.METADATA_FORMAT_VERSION and data[6] & 0x20
+        h2, tiles, alpha = unpack(data)
+        assert h2.metadata == metadata and peek_header(data) == h2 and alpha == b"alpha"
+        assert (h2.layered, h2.upscale_choice) == (h.layered, h.upscale_choice)
+
+
+def test_files_without_metadata_keep_their_version_and_bytes():
+    for kw, version in [({}, FORMAT_VERSION), (dict(layer_crcs=(1, 2)), C.LAYERED_FORMAT_VERSION),
+                        (dict(upscale_choice=True), UPSCALE_FORMAT_VERSION)]:
+        h = _header(**kw)
+        tiles = _tiles(h, random.Random(5))
+        data = pack(h, tiles)
+        assert data[4] == version and not data[6] & 0x20
+        assert pack(_header(metadata={"icc_profile": b"", "xmp": None}, **kw), tiles) == data  # empty entries: none
+
+
+def test_metadata_is_covered_by_the_header_crc():
+    data = bytearray(pack(_header(metadata=_META), [[b"ab", b"c"]]))
+    at = bytes(data).index(b"ICC profile")
+    data[at] ^= 1
+    _fmt_error(bytes(data), "header CRC mismatch")
+
+
+def _with_metadata_block(block: bytes, flags=COLOUR_RGB | 0x20, version=C.METADATA_FORMAT_VERSION) -> bytes:
+    return _raw(format_version=version, flags=flags, metadata=block)
+
+
+@pytest.mark.parametrize("block, match", [
+    (b"", "block is empty"),
+    (b"\x04\x01a", "kind 4"),  # unknown kind
+    (b"\x02\x01a\x01\x01b", "kind 1"),  # out of order
+    (b"\x01\x01a\x01\x01b", "kind 1"),  # twice
+    (b"\x01\x00", "entry of 0 bytes"),
+    (b"\x01\x05ab", "entry of 5 bytes"),
+])
+def test_malformed_metadata_blocks(block, match):
+    _fmt_error(_with_metadata_block(block), match)
+
+
+def test_metadata_flag_and_version_must_agree():
+    _fmt_error(_with_metadata_block(b"\x01\x01a", version=UPSCALE_FORMAT_VERSION), "reserved flag bits")
+    _fmt_error(_raw(format_version=C.METADATA_FORMAT_VERSION), "without the metadata flag")
+    _fmt_error(_with_metadata_block(b"\x01\x01a", flags=COLOUR_RGB | 0x20 | 0x40), "reserved flag bits")
+
+
+def test_huge_declared_metadata_fails_without_allocating():
+    too_big = _raw(format_version=C.METADATA_FORMAT_VERSION, flags=COLOUR_RGB | 0x20)  # rewrite its length below
+    for size in (C.MAX_METADATA_BYTES + 1, C.MAX_METADATA_BYTES, 2**35 - 1):
+        head = too_big[:too_big.index(b"m") + 1 + 8 + 8 + 2 + 1 + 4 + 4]  # through payload_crc
+        data = head + C.encode_varint(size) + bytes(100)
+        tracemalloc.start()
+        try:
+            _fmt_error(data)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 2**20, f"peak {peak} bytes"
+
+
+def test_pack_rejects_bad_metadata():
+    with pytest.raises(ValueError, match="unknown metadata"):
+        pack(_header(metadata={"comment": b"x"}), [[b"a", b"b"]])
+    with pytest.raises(TypeError):
+        pack(_header(metadata={"xmp": "<x/>"}), [[b"a", b"b"]])
+    with pytest.raises(ValueError, match="at most"):
+        pack(_header(metadata={"xmp": bytes(C.MAX_METADATA_BYTES)}), [[b"a", b"b"]])
+
+
 def test_round_trip_empty_and_large_streams():
     h = _header(tile_h=50, tile_w=65, n_streams=2)
     tiles = [[b"", b""], [b"", b"x"], [b"\x00" * 300, b""], [b"", b"y" * 20000]]

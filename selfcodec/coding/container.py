@@ -8,7 +8,7 @@ Layout (little-endian)::
     magic "SVAE" | format_version u8 | coder_version u8 | flags u8 |
     name_len u8 | name | model_hash[8] | mode u8 | level u8 |
     height u16 | width u16 | pad_h u8 | pad_w u8 | tile_h varint | tile_w varint |
-    n_streams u8 | pixel_crc u32 | payload_crc u32 | [alpha_len varint] |
+    n_streams u8 | pixel_crc u32 | payload_crc u32 | [alpha_len varint] | [metadata_len varint | metadata] |
     stream length table (n_tiles * n_streams varints) | [layer CRCs: n_streams u32] |
     header_crc u32 | payload: streams in table order, then alpha bytes
 
@@ -16,6 +16,10 @@ A cgen or crec file of a downscale model (format version 3, flags bit 4) begins 
 latents stream with the encoder's upscale choice (coding/modes.py, has_upscale_choice); a
 layered file of one (version 3, flags bits 3 and 4) ends each tile's first layer with one
 per image below x. The layout is otherwise version 1's or 2's.
+
+A file that carries the source image's metadata (ICC profile, EXIF, XMP) is format version 4
+with flags bit 5: the metadata block sits in the header, under the header CRC, as entries of
+(kind u8, length varint, bytes); the layout is otherwise version 3's, bits 3 and 4 included.
 
 A layered file (format version 2, flags bit 3) stores its streams layer by layer: the alpha
 bytes first, then stream 0 of every tile, then stream 1 of every tile, ...; its length table
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from selfcodec.errors import FormatError
 
@@ -58,6 +62,9 @@ __all__ = [
     "pack_layers",
     "LAYERED_FORMAT_VERSION",
     "UPSCALE_FORMAT_VERSION",
+    "METADATA_FORMAT_VERSION",
+    "METADATA_KINDS",
+    "MAX_METADATA_BYTES",
     "tile_grid",
     "header_size",
     "encode_varint",
@@ -73,6 +80,10 @@ LAYERED_FORMAT_VERSION = 2
 #: the tiles' latents streams carry choice symbols (cgen and crec files, and layered files whose
 #: crec prefix has one; older readers refuse the version instead of misreading the streams).
 UPSCALE_FORMAT_VERSION = 3
+#: Version 3's layout (layered and upscale-choice flags as there) plus the metadata flag: a
+#: metadata block in the header. Only files that carry metadata are written so; the others keep
+#: their version, so their bytes do not change.
+METADATA_FORMAT_VERSION = 4
 #: Entropy-coder bitstream version (constriction 0.5.x ANS / range coder streams). Version 4: the
 #: tables come from the exact probability path (selfcodec/exact.py) and a lossy file's pixel_crc
 #: field holds the CRC-32 of its coded integers. FLOAT_CODER_VERSION: the tables of float networks
@@ -96,6 +107,11 @@ MAX_NAME_BYTES = 64
 #: Longest LEB128 varint accepted (5 bytes = up to 2**35 - 1).
 MAX_VARINT_BYTES = 5
 MODEL_HASH_BYTES = 8
+#: Metadata entries by kind code, in the order they are stored (names as Pillow's ``Image.info``).
+METADATA_KINDS = {1: "icc_profile", 2: "exif", 3: "xmp"}
+_METADATA_CODES = {v: k for k, v in METADATA_KINDS.items()}
+#: Largest metadata block (all entries with their kind and length bytes): bounds what a header holds.
+MAX_METADATA_BYTES = 1 << 24
 
 #: Bytes of header that do not depend on the name or the streams:
 #: everything except the name bytes, the stream length varints and the alpha
@@ -106,7 +122,9 @@ _FLAG_COLOUR_MASK = 0x03
 _FLAG_ALPHA = 0x04
 _FLAG_LAYERED = 0x08
 _FLAG_UPSCALE_CHOICE = 0x10
-_RESERVED = {FORMAT_VERSION: 0xF8, LAYERED_FORMAT_VERSION: 0xF0, UPSCALE_FORMAT_VERSION: 0xE0}  # flag bits per version
+_FLAG_METADATA = 0x20
+_RESERVED = {FORMAT_VERSION: 0xF8, LAYERED_FORMAT_VERSION: 0xF0, UPSCALE_FORMAT_VERSION: 0xE0,
+             METADATA_FORMAT_VERSION: 0xC0}  # flag bits per version
 
 _U8_MAX = 0xFF
 _U32_MAX = 0xFFFFFFFF
@@ -133,6 +151,8 @@ class Header:
     layer_crcs: tuple = ()
     #: every tile's latents stream begins with the upscale choice (format version 3)
     upscale_choice: bool = False
+    #: the source image's metadata by kind (METADATA_KINDS' names -> bytes; format version 4 if any)
+    metadata: dict = field(default_factory=dict)
 
     @property
     def layered(self) -> bool:
@@ -185,6 +205,46 @@ def decode_varint(data: bytes, pos: int, what: str = "varint") -> tuple[int, int
             return value, pos + i + 1
         shift += 7
     raise FormatError(f"corrupt header: {what} varint longer than {MAX_VARINT_BYTES} bytes")
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def encode_metadata(metadata: dict) -> bytes:
+    """The metadata block: (kind u8, length varint, bytes) for each non-empty entry, in kind order."""
+    unknown = set(metadata) - set(_METADATA_CODES)
+    if unknown:
+        raise ValueError(f"unknown metadata kinds {sorted(unknown)}; the container stores {list(_METADATA_CODES)}")
+    out = bytearray()
+    for code, name in METADATA_KINDS.items():
+        value = metadata.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, (bytes, bytearray)):
+            raise TypeError(f"metadata {name!r} must be bytes, not {type(value).__name__}")
+        if not value:
+            continue
+        out += bytes([code]) + encode_varint(len(value)) + value
+    if len(out) > MAX_METADATA_BYTES:
+        raise ValueError(f"metadata of {len(out)} bytes; at most {MAX_METADATA_BYTES}")
+    return bytes(out)
+
+
+def decode_metadata(block: bytes) -> dict:
+    """encode_metadata's inverse; FormatError unless the block is exactly its canonical form."""
+    out, pos, last = {}, 0, 0
+    while pos < len(block):
+        code = block[pos]
+        if code not in METADATA_KINDS or code <= last:
+            raise FormatError(f"corrupt header: metadata entry of kind {code} (known kinds 1-3, each once, in order)")
+        size, pos = decode_varint(block, pos + 1, "metadata entry length")
+        if size == 0 or size > len(block) - pos:
+            raise FormatError(f"corrupt header: metadata entry of {size} bytes in {len(block) - pos} remaining")
+        out[METADATA_KINDS[code]] = block[pos : pos + size]
+        pos, last = pos + size, code
+    if not out:
+        raise FormatError("corrupt header: the metadata flag is set but the metadata block is empty")
+    return out
 
 
 # --------------------------------------------------------------------------- tiling
@@ -269,8 +329,9 @@ def pack(header: Header, tiles: list[list[bytes]], alpha: bytes | None = None) -
         if len(streams) != header.n_streams:
             raise ValueError(f"tile {i} has {len(streams)} streams; header says {header.n_streams}")
 
+    metadata = encode_metadata(header.metadata)
     flags = (header.colour | (_FLAG_ALPHA if alpha is not None else 0) | (_FLAG_LAYERED if header.layered else 0)
-             | (_FLAG_UPSCALE_CHOICE if header.upscale_choice else 0))
+             | (_FLAG_UPSCALE_CHOICE if header.upscale_choice else 0) | (_FLAG_METADATA if metadata else 0))
     if header.layered:  # alpha first, then layer by layer
         streams = [bytes(ts[i]) for i in range(header.n_streams) for ts in tiles]
         payload = (bytes(alpha) if alpha is not None else b"") + b"".join(streams)
@@ -294,6 +355,7 @@ def pack(header: Header, tiles: list[list[bytes]], alpha: bytes | None = None) -
         n_streams=header.n_streams,
         pixel_crc=header.pixel_crc,
         alpha_len=len(alpha) if alpha is not None else None,
+        metadata=metadata or None,
         lengths=[len(s) for s in streams],
         payload=payload,
         layer_crcs=list(header.layer_crcs),
@@ -323,12 +385,13 @@ def _pack_raw(
     payload_crc: int | None = None,
     header_crc: int | None = None,
     layer_crcs: list | None = None,
+    metadata: bytes | None = None,
 ) -> bytes:
     """Write the byte layout without any semantic checks (``pack`` validates first).
 
     Fields only have to fit their encodings. Used by ``pack`` and by tests/fuzzers to
     build hostile files whose CRCs are nevertheless right. ``alpha_len`` is written
-    iff it is not None (independently of ``flags``).
+    iff it is not None (independently of ``flags``), and so is the metadata block.
     """
     out = bytearray()
     out += MAGIC
@@ -343,6 +406,8 @@ def _pack_raw(
     out += struct.pack("<BII", n_streams, pixel_crc, payload_crc)
     if alpha_len is not None:
         out += encode_varint(alpha_len)
+    if metadata is not None:
+        out += encode_varint(len(metadata)) + metadata
     for n in lengths:
         out += encode_varint(n)
     for c in layer_crcs or ():
@@ -397,7 +462,8 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
     if format_version not in _RESERVED:
         raise FormatError(
             f"unsupported .svae format version {format_version}; this build reads version {FORMAT_VERSION} "
-            f"(and {LAYERED_FORMAT_VERSION} for layered files, {UPSCALE_FORMAT_VERSION} for files with an upscale choice)"
+            f"(and {LAYERED_FORMAT_VERSION} for layered files, {UPSCALE_FORMAT_VERSION} for files with an upscale choice, "
+            f"{METADATA_FORMAT_VERSION} for files with metadata)"
         )
     coder_version, flags, name_len = r.unpack("<BBB", "header")
     if flags & _RESERVED[format_version]:
@@ -407,6 +473,8 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
         raise FormatError("corrupt header: a version-2 file without the layered flag")
     if format_version == UPSCALE_FORMAT_VERSION and not upscale_choice:
         raise FormatError("corrupt header: a version-3 file without the upscale-choice flag")
+    if format_version == METADATA_FORMAT_VERSION and not flags & _FLAG_METADATA:
+        raise FormatError("corrupt header: a version-4 file without the metadata flag")
     colour = flags & _FLAG_COLOUR_MASK
     if colour not in COLOUR_NAMES:
         raise FormatError(f"corrupt header: unknown colour type {colour}")
@@ -428,6 +496,7 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
     if n_streams == 0:
         raise FormatError("corrupt header: zero streams per tile")
     alpha_len = r.varint("alpha length") if has_alpha else None
+    metadata = _read_metadata(r) if flags & _FLAG_METADATA else {}
 
     n_tiles = _n_tiles(height, width, tile_h, tile_w)
     if n_tiles > MAX_TILES:
@@ -470,11 +539,21 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
         format_version=format_version,
         layer_crcs=tuple(layer_crcs),
         upscale_choice=upscale_choice,
+        metadata=metadata,
     )
     return header, payload_crc, lengths, alpha_len, r.pos
 
 
+def _read_metadata(r: _Reader) -> dict:
+    size = r.varint("metadata length")
+    if size > MAX_METADATA_BYTES:
+        raise FormatError(f"corrupt header: metadata block of {size} bytes exceeds {MAX_METADATA_BYTES}")
+    return decode_metadata(r.take(size, "metadata block"))
+
+
 def _format_version(header: Header) -> int:
+    if any(header.metadata.values()):
+        return METADATA_FORMAT_VERSION
     if header.upscale_choice:
         return UPSCALE_FORMAT_VERSION
     return LAYERED_FORMAT_VERSION if header.layered else FORMAT_VERSION
