@@ -502,3 +502,18 @@ def test_random_garbage():
         if i % 2:
             data = b"SVAE" + bytes([FORMAT_VERSION]) + data
         assert _check_only_format_error(data) == "error"
+
+
+def test_file_magic_in_the_docs_identifies_svae_files(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("file") is None:
+        pytest.skip("file(1) is not installed")
+    doc = (ROOT / "docs" / "format.md").read_text(encoding="utf-8")
+    magic = re.search(r"```magic\n(.*?)```", doc, re.S).group(1)
+    (tmp_path / "svae.magic").write_text(magic)
+    (tmp_path / "x.svae").write_bytes(pack(_header(metadata=_META), [[b"ab", b"c"]]))
+    out = subprocess.run(["file", "-m", str(tmp_path / "svae.magic"), str(tmp_path / "x.svae")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "selfcodec .svae image, format version 4, 130x100, RGB, with metadata" in out
