@@ -40,14 +40,18 @@ def _crc(rgb: np.ndarray) -> int:
 
 
 def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=None, tile: int = TILE,
-                  allow_lossy_convert: bool = False, search: int = 0, layered: bool | None = None) -> dict:
+                  allow_lossy_convert: bool = False, search: int = 0, layered: bool | None = None,
+                  strip: bool = False, max_pixels=PILLOW_LIMIT, metadata: dict | None = None) -> dict:
     """Encode and return everything the encoder knows: the file bytes, the reconstruction it
     predicts, the model's estimate of every stream's bits and the real stream sizes.
     search: steps of the encoder-side latent search per tile (rec2 with a rate-distortion
     model; see coding/search.py): slower encoding, fewer bits for the same quality, and files
     any decoder of the model reads. layered (lossless only, the default there): store û, ẑ,
     y and x as layers whose prefixes are the crec, rec2 and rec1 files of `level` (see
-    truncate); layered=False writes the earlier one-chain lossless file."""
+    truncate); layered=False writes the earlier one-chain lossless file. The source's ICC
+    profile, EXIF and XMP are stored in the file unless strip; metadata: entries that replace
+    the source's (icc_profile, exif, xmp -> bytes; b"" drops one). max_pixels: refuse a larger image
+    (UnsupportedImageError), by default above twice PIL.Image.MAX_IMAGE_PIXELS; None: no limit."""
     layered = (mode == "lossless") if layered is None else layered
     if layered and mode != "lossless":
         raise CodecError("only lossless files are written in layers; cut one down with truncate()")
@@ -57,7 +61,7 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
         raise CodecError(f"search steps must be 0 or more, not {search}")
     if tile > MAX_TILE:
         raise CodecError(f"tile side {tile} is larger than the limit of {MAX_TILE} pixels")
-    rgb, meta = load_image(image, allow_lossy_convert=allow_lossy_convert)
+    rgb, meta = load_image(image, allow_lossy_convert=allow_lossy_convert, max_pixels=max_pixels)
     net, digest, name = zoo.load(model if model is not None else zoo.default_for(mode))
     plan = M.plan_for(mode, net.cfg.levels)
     h, w = rgb.shape[:2]
@@ -91,11 +95,15 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
                       n_streams=len(est), pixel_crc=_check_crc(exact and not layered, mode, recon, crcs),
                       coder_version=C.CODER_VERSION if exact else C.FLOAT_CODER_VERSION,
                       layer_crcs=tuple(M.combine_crcs(crcs)) if layered else (),
-                      upscale_choice=choice)
+                      upscale_choice=choice, metadata={} if strip else _kept(meta.metadata, metadata))
     data = C.pack(header, tiles, alpha)
     real = [sum(len(t[i]) for t in tiles) for i in range(len(names))]
     return {"data": data, "recon": recon, "meta": meta, "seconds": time.perf_counter() - t0,
             "streams": {n: {"bytes": r, "estimated_bits": float(b)} for n, r, b in zip(names, real, est)}}
+
+
+def _kept(source: dict, replaced: dict | None) -> dict:
+    return {kind: value for kind, value in {**source, **(replaced or {})}.items() if value}
 
 
 def _check_crc(coded: bool, mode: str, rgb: np.ndarray, tile_crcs: list) -> int:
@@ -105,12 +113,16 @@ def _check_crc(coded: bool, mode: str, rgb: np.ndarray, tile_crcs: list) -> int:
 
 
 def encode(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=None, verify: bool = False,
-           tile: int = TILE, allow_lossy_convert: bool = False, search: int = 0, layered: bool | None = None) -> bytes:
+           tile: int = TILE, allow_lossy_convert: bool = False, search: int = 0, layered: bool | None = None,
+           strip: bool = False, max_pixels=PILLOW_LIMIT, metadata: dict | None = None) -> bytes:
     """Compress an image (path, bytes, PIL image or uint8/uint16 array) into .svae bytes.
     With verify, decode the result and check it reproduces the predicted pixels; with search,
     spend `search` gradient steps per tile finding cheaper latents (rec2, see encode_report);
-    a lossless file is layered unless layered=False (see truncate)."""
-    rep = encode_report(image, mode, level, model, tile, allow_lossy_convert, search, layered)
+    a lossless file is layered unless layered=False (see truncate). strip: leave out the ICC
+    profile, EXIF and XMP; metadata: entries that replace the source's; max_pixels: the largest
+    image accepted (see encode_report)."""
+    rep = encode_report(image, mode, level, model, tile, allow_lossy_convert, search, layered, strip, max_pixels,
+                        metadata)
     if verify:
         decode(rep["data"], model=model, as_array=True)  # raises ChecksumError on any mismatch
     return rep["data"]
@@ -160,13 +172,14 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
     if partial or header.layered:
         return _decode_layered(data, model, partial, device)
     header, tiles, alpha = C.unpack(data, check_coder_version=False)
+    C.image_mode(header.colour, alpha is not None)  # colour and alpha agree
     if header.mode not in M.MODE_NAMES:
         raise FormatError(f"unknown mode code {header.mode} in the header")
     if header.level not in M.LEVELS:
         raise FormatError(f"unknown level {header.level} in the header")
     _check_tiles(header)
     net = _resolve_for(header, model)
-    plan = M.plan_for(M.MODE_NAMES[header.mode], net.cfg.levels)
+    plan = _corrupt_if_refused(M.plan_for, M.MODE_NAMES[header.mode], net.cfg.levels)
     C.require_coder_version(header, pixel_streams=plan.sent >= 0)
     if header.n_streams != len(M.stream_names(plan, net.cfg.levels)):
         raise FormatError(f"the file holds {header.n_streams} streams per tile; mode {M.MODE_NAMES[header.mode]} needs "
@@ -179,8 +192,8 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
     for (top, left, th, tw), streams in zip(C.tile_grid(h, w, header.tile_h, header.tile_w), tiles):
         ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
         try:
-            rec, crc = M.decode_tile(net, streams, ph, pw, plan, header.level, exact=exact, device=device,
-                                     choice=header.upscale_choice, valid=(th, tw))
+            rec, crc = _corrupt_if_refused(M.decode_tile, net, streams, ph, pw, plan, header.level, exact=exact,
+                                           device=device, choice=header.upscale_choice, valid=(th, tw))
         except CodecError:
             raise
         except Exception as e:  # the entropy decoder met bytes it cannot parse
@@ -198,6 +211,17 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
     return rgb, _meta(header, alpha, M.MODE_NAMES[header.mode])
 
 
+def _corrupt_if_refused(step, *args, **kwargs):
+    """step(*args, **kwargs), where a plain CodecError can only come from what the file says (a
+    mode or layer count the file's model does not have, a symbol out of range): a FormatError."""
+    try:
+        return step(*args, **kwargs)
+    except CodecError as e:
+        if type(e) is not CodecError:
+            raise
+        raise FormatError(f"corrupt file: {e}") from None
+
+
 def _meta(header: C.Header, alpha: bytes | None, mode: str) -> ImageMeta:
     alpha_plane = None
     h, w = header.height, header.width
@@ -209,7 +233,7 @@ def _meta(header: C.Header, alpha: bytes | None, mode: str) -> ImageMeta:
         if len(raw) != h * w:
             raise FormatError("alpha plane has the wrong size")
         alpha_plane = np.frombuffer(raw, np.uint8).reshape(h, w)
-    return ImageMeta(colour=C.COLOUR_NAMES[header.colour], alpha=alpha_plane, mode=mode)
+    return ImageMeta(colour=C.COLOUR_NAMES[header.colour], alpha=alpha_plane, mode=mode, metadata=header.metadata)
 
 
 def _check_tiles(header: C.Header) -> None:
@@ -224,14 +248,15 @@ def _decode_layered(data: bytes, model, partial: bool, device=torch.device("cpu"
     header, layers, alpha = C.unpack_layers(data, partial=partial)
     if not layers:
         raise FormatError("truncated file: it stops before the end of its first layer, so no image can be decoded")
+    C.image_mode(header.colour, alpha is not None)  # colour and alpha agree
     if header.level not in M.LEVELS:
         raise FormatError(f"unknown level {header.level} in the header")
     _check_tiles(header)
     net = _resolve_for(header, model)
     K = net.cfg.levels
     n = len(layers)
-    mode = LY.layered_mode(K, n)
-    if LY.layered_mode(K, header.n_streams) != M.MODE_NAMES.get(header.mode):
+    mode = _corrupt_if_refused(LY.layered_mode, K, n)
+    if _corrupt_if_refused(LY.layered_mode, K, header.n_streams) != M.MODE_NAMES.get(header.mode):
         raise FormatError(f"corrupt header: {header.n_streams} layers do not make a file of mode code {header.mode}")
     C.require_coder_version(header, pixel_streams=n > (2 if K else 1))
     if header.upscale_choice and not M.has_layered_choices(net):
@@ -242,9 +267,9 @@ def _decode_layered(data: bytes, model, partial: bool, device=torch.device("cpu"
     for t, (top, left, th, tw) in enumerate(C.tile_grid(h, w, header.tile_h, header.tile_w)):
         ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
         try:
-            rec, tile_crcs = M.decode_tile_layered(net, [layer[t] for layer in layers], ph, pw, header.level,
-                                                   exact=exact, device=device, choices=header.upscale_choice,
-                                                   valid=(th, tw))
+            rec, tile_crcs = _corrupt_if_refused(M.decode_tile_layered, net, [layer[t] for layer in layers], ph, pw,
+                                                 header.level, exact=exact, device=device,
+                                                 choices=header.upscale_choice, valid=(th, tw))
         except CodecError:
             raise
         except Exception as e:  # the entropy decoder met bytes it cannot parse

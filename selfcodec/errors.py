@@ -33,3 +33,16 @@ class ChecksumError(CodecError):
     """Decoded data does not match the checksum the encoder stored."""
 
     exit_code = 6
+
+
+class NeedsLossyConvertError(UnsupportedImageError):
+    """The image can be coded only after a lossy conversion, which the caller has to allow."""
+
+    def __init__(self, problem: str, advice: str = "convert it to 8-bit RGB, RGBA or grayscale first",
+                 option: str = "allow_lossy_convert=True") -> None:
+        self.problem, self.advice = problem, advice
+        super().__init__(f"{problem}; {advice} (or pass {option})")
+
+    def naming(self, option: str) -> "NeedsLossyConvertError":
+        """The same error, naming another way to allow the conversion (the command line's flag)."""
+        return NeedsLossyConvertError(self.problem, self.advice, option)

@@ -15,8 +15,10 @@ in its own form (grayscale, alpha channel).  It never drops information silently
   caller passes ``allow_lossy_convert=True`` (then samples are rounded to 8 bits);
 * CMYK, YCbCr, LAB, HSV, 32-bit integer and float images, and animations with more than
   one frame, need ``allow_lossy_convert=True`` as well;
-* the declared size is checked against :data:`MAX_PIXELS` from the file header, before
-  any pixel is decoded;
+* the declared size is checked against ``max_pixels`` (by default Pillow's decompression-bomb
+  limit, as the decoder's: an error above twice ``PIL.Image.MAX_IMAGE_PIXELS``) and
+  :data:`MAX_PIXELS` from the file header, before any pixel is decoded;
+* the ICC profile, EXIF and XMP are kept in ``meta.metadata`` (see :mod:`selfcodec.metadata`);
 * a file that is not an image, or is truncated or corrupt, raises
   ``UnsupportedImageError('cannot read <name>: <reason>')``.  Errors of the file system
   itself (missing file, permission denied) are left as the ``OSError`` they are.
@@ -33,15 +35,17 @@ import struct
 import threading
 import warnings
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import metadata as MD
 from .fileio import atomic_write
-from selfcodec.errors import UnsupportedImageError
+from .limits import PILLOW_LIMIT, resolve
+from selfcodec.errors import NeedsLossyConvertError, UnsupportedImageError
 
 __all__ = [
     "MAX_PIXELS",
@@ -50,6 +54,8 @@ __all__ = [
     "to_pil",
     "save_image",
     "image_to_bytes",
+    "output_format",
+    "is_lossless",
 ]
 
 #: The largest image (width * height) selfcodec agrees to read.
@@ -59,7 +65,6 @@ ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Im
 
 _GRAY_16_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 _LOSSY_MODES = {"CMYK", "YCbCr", "LAB", "HSV", "F", "RGBa", "La", "I;16S", "I;32", "I;32B", "I;32L"}
-_SUGGEST = "convert it to 8-bit RGB, RGBA or grayscale first (or pass allow_lossy_convert=True)"
 
 _pil_limit_lock = threading.Lock()
 
@@ -81,6 +86,7 @@ class ImageMeta:
     bit_depth: int = 8
     lossy: bool = False
     mode: str = ""  # set by the decoder: the coding mode of the image it decoded (a cut file's may be lower)
+    metadata: dict = field(default_factory=dict)  # ICC profile, EXIF, XMP by kind (selfcodec.metadata)
 
     def __post_init__(self) -> None:
         if self.colour not in ("L", "RGB", "RGBA"):
@@ -106,42 +112,60 @@ def load_image(
     *,
     allow_lossy_convert: bool = False,
     apply_exif_orientation: bool = True,
+    max_pixels=PILLOW_LIMIT,
 ) -> tuple[np.ndarray, ImageMeta]:
     """Read ``src`` into ``(rgb, meta)``: ``rgb`` is a C-contiguous uint8 HxWx3 array.
 
     ``src`` is a path, bytes-like object, binary file object, ``PIL.Image.Image`` or a
     numpy array (HxW, HxWx1, HxWx3 or HxWx4, uint8 or uint16, RGB order).
     Raises :class:`UnsupportedImageError` for what cannot be coded faithfully (see the
-    module docstring); ``OSError`` only for file-system errors on a path.
+    module docstring); ``OSError`` only for file-system errors on a path. max_pixels: refuse
+    an image of more pixels (an int, None: no limit but MAX_PIXELS, or PILLOW_LIMIT).
     """
+    limit = resolve(max_pixels)  # before _open_checked lifts Pillow's own limit for a moment
     if isinstance(src, np.ndarray):
+        _check_limit(src.shape[1::-1] if src.ndim >= 2 else (0, 0), "<array>", limit, max_pixels)
         return _from_array(src, "<array>", allow_lossy_convert, source_mode=f"array {src.dtype}")
     if isinstance(src, Image.Image):
-        name = getattr(src, "filename", "") or "<PIL image>"
-        return _from_pil(src, str(name), None, allow_lossy_convert, apply_exif_orientation)
+        name = str(getattr(src, "filename", "") or "<PIL image>")
+        _check_limit(src.size, name, limit, max_pixels)
+        return _from_pil(src, name, None, allow_lossy_convert, apply_exif_orientation)
+    read = lambda fp, name, get_bytes: _open_and_read(  # noqa: E731
+        fp, name, get_bytes, allow_lossy_convert, apply_exif_orientation, (limit, max_pixels))
     if isinstance(src, (bytes, bytearray, memoryview)):
         data = bytes(src)
-        return _open_and_read(io.BytesIO(data), "<bytes>", lambda: data, allow_lossy_convert, apply_exif_orientation)
+        return read(io.BytesIO(data), "<bytes>", lambda: data)
     if isinstance(src, (str, os.PathLike)):
         path = Path(src)
         with open(path, "rb") as f:  # OSError (missing, permission, directory) propagates
-            return _open_and_read(f, str(path), path.read_bytes, allow_lossy_convert, apply_exif_orientation)
+            return read(f, str(path), path.read_bytes)
     if hasattr(src, "read"):
         name = str(getattr(src, "name", "<stream>"))
         data = src.read()
         if not isinstance(data, (bytes, bytearray)):
             raise TypeError("load_image needs a binary file object")
         data = bytes(data)
-        return _open_and_read(io.BytesIO(data), name, lambda: data, allow_lossy_convert, apply_exif_orientation)
+        return read(io.BytesIO(data), name, lambda: data)
     raise TypeError(f"load_image cannot read a {type(src).__name__}")
 
 
-def _open_and_read(fp, name, get_bytes, lossy, exif):
+def _open_and_read(fp, name, get_bytes, lossy, exif, limit):
     img = _open_checked(fp, name)
     try:
+        _check_limit(img.size, name, *limit)  # from the header, before any pixel is decoded
         return _from_pil(img, name, get_bytes, lossy, exif)
     finally:
         img.close()
+
+
+def _check_limit(size, name: str, limit: int | None, asked) -> None:
+    """UnsupportedImageError if the image has more pixels than the caller's max_pixels allows."""
+    n = int(size[0]) * int(size[1])
+    if limit is not None and n > limit:
+        why = " (twice PIL.Image.MAX_IMAGE_PIXELS, Pillow's decompression-bomb guard)" if asked == PILLOW_LIMIT else ""
+        raise UnsupportedImageError(
+            f"{name}: image is {size[0]}x{size[1]} = {n:,} pixels, above the limit of {limit:,}{why}; to encode it "
+            f"pass max_pixels={n} or None (command line: --max-pixels {n}, or 0 for no limit)")
 
 
 def _open_checked(fp, name: str) -> Image.Image:
@@ -150,7 +174,8 @@ def _open_checked(fp, name: str) -> Image.Image:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         old = Image.MAX_IMAGE_PIXELS
         # Pillow refuses at 2 * MAX_IMAGE_PIXELS; raise its bar to at least our own limit
-        # so that MAX_PIXELS decides (and stays the only limit the user sees).
+        # so that ours decide (max_pixels, by default Pillow's own, then MAX_PIXELS) and
+        # say how to raise them.
         if old is not None and old < MAX_PIXELS:
             Image.MAX_IMAGE_PIXELS = MAX_PIXELS
         try:
@@ -197,13 +222,17 @@ def _raw_mode(img: Image.Image) -> str:
 
 
 def _from_pil(img: Image.Image, name: str, get_bytes, lossy: bool, exif: bool):
+    rgb, meta = _pixels_from_pil(img, name, get_bytes, lossy, exif)  # first: PNG's getexif() loads the pixels
+    meta.metadata = MD.read(img, oriented=exif and MD.orientation(img) != 1)
+    return rgb, meta
+
+
+def _pixels_from_pil(img: Image.Image, name: str, get_bytes, lossy: bool, exif: bool):
     _check_size(img.size, name)
     n_frames = getattr(img, "n_frames", 1) or 1
     if n_frames > 1 and not lossy:
-        raise UnsupportedImageError(
-            f"{name}: has {n_frames} frames; only still images can be coded "
-            f"(extract a frame first, or pass allow_lossy_convert=True to code the first frame)"
-        )
+        raise NeedsLossyConvertError(f"{name}: has {n_frames} frames; only still images can be coded",
+                                     "extract a frame first (the lossy conversion codes the first frame)")
     source_mode = img.mode
     raw = _raw_mode(img)
     sixteen = ";16" in raw and img.mode in ("RGB", "RGBA", "LA")
@@ -214,8 +243,8 @@ def _from_pil(img: Image.Image, name: str, get_bytes, lossy: bool, exif: bool):
             arr = _read_16bit_colour(img, name, get_bytes)
             if arr is None:
                 if not lossy:
-                    raise UnsupportedImageError(
-                        f"{name}: is a 16-bit {img.mode} image whose samples cannot be checked; {_SUGGEST}"
+                    raise NeedsLossyConvertError(
+                        f"{name}: is a 16-bit {img.mode} image whose samples cannot be checked"
                     )
             else:
                 if exif:
@@ -269,8 +298,8 @@ def _from_pil(img: Image.Image, name: str, get_bytes, lossy: bool, exif: bool):
         return _from_array(arr, name, lossy, source_mode=source_mode, bits=bits)
     # CMYK, YCbCr, LAB, HSV, F, I;32 ...: only with an explicit permission to lose data.
     if not lossy:
-        raise UnsupportedImageError(
-            f"{name}: {mode} images cannot be coded without a lossy conversion to RGB; {_SUGGEST}"
+        raise NeedsLossyConvertError(
+            f"{name}: {mode} images cannot be coded without a lossy conversion to RGB"
         )
     if mode == "F":
         target = "L"
@@ -353,18 +382,18 @@ def _to_uint8(a: np.ndarray, name: str, lossy: bool, what: str = "samples") -> t
             if exact:
                 return (wide // 257).astype(np.uint8), False
             if not lossy:
-                raise UnsupportedImageError(
+                raise NeedsLossyConvertError(
                     f"{name}: 16-bit {what} are not exactly representable in 8 bits "
-                    f"(not every value is a multiple of 257); {_SUGGEST}"
+                    f"(not every value is a multiple of 257)"
                 )
             return np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8), True
         if not lossy:
-            raise UnsupportedImageError(
-                f"{name}: integer {what} outside the 16-bit range ({lo}..{hi}); {_SUGGEST}"
+            raise NeedsLossyConvertError(
+                f"{name}: integer {what} outside the 16-bit range ({lo}..{hi})"
             )
         return np.clip(wide, 0, 255).astype(np.uint8), True
     if not lossy:
-        raise UnsupportedImageError(f"{name}: {a.dtype} {what} are not supported (need uint8 or uint16); {_SUGGEST}")
+        raise NeedsLossyConvertError(f"{name}: {a.dtype} {what} are not supported (need uint8 or uint16)")
     if a.dtype.kind == "f":
         f = np.nan_to_num(a.astype(np.float64), nan=0.0)
         if f.size and f.max() <= 1.0 and f.min() >= 0.0:
@@ -442,24 +471,40 @@ def to_pil(rgb: np.ndarray, meta: ImageMeta | None = None) -> Image.Image:
             raise ValueError(f"alpha of shape {alpha.shape} does not match image of shape {out.shape[:2]}")
         out = np.dstack([out, alpha])
         mode = "LA" if mode == "L" else "RGBA"
-    return Image.fromarray(np.ascontiguousarray(out), mode=mode)
+    img = Image.fromarray(np.ascontiguousarray(out), mode=mode)
+    return MD.attach(img, meta.metadata) if meta is not None else img
 
 
-_FORMATS = {
-    ".png": ("PNG", {}),
-    ".tif": ("TIFF", {"compression": "tiff_deflate"}),
-    ".tiff": ("TIFF", {"compression": "tiff_deflate"}),
-    ".webp": ("WEBP", {"lossless": True, "quality": 100, "method": 4, "exact": True}),
-    ".bmp": ("BMP", {}),
-    ".ppm": ("PPM", {}),
-    ".pgm": ("PPM", {}),
-    ".pnm": ("PPM", {}),
+# Options of the formats the decoder writes exactly (WebP in its lossless mode) ...
+_LOSSLESS = {
+    "PNG": {},
+    "TIFF": {"compression": "tiff_deflate"},
+    "WEBP": {"lossless": True, "quality": 100, "method": 4, "exact": True},
+    "BMP": {},
+    "PPM": {},
+    "TGA": {},
+    "QOI": {},
+    "SGI": {},
+    "JPEG2000": {},  # Pillow writes it reversibly (lossless) unless asked otherwise
+}
+# ... and of those that lose something, at their best (any other format Pillow writes: its defaults).
+_LOSSY = {
+    "JPEG": {"quality": 95, "subsampling": 0},
+    "AVIF": {"quality": 95},
 }
 
 
 def output_format(path: str | os.PathLike) -> str | None:
-    """The lossless format written for ``path``'s suffix (None if not one we write)."""
-    return _FORMATS.get(Path(path).suffix.lower(), (None,))[0]
+    """The Pillow format written for ``path``'s suffix (None if Pillow writes no such format;
+    .svae is not an image output: that is the encoder's job)."""
+    Image.init()
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    return fmt if fmt in Image.SAVE and fmt != "SVAE" else None
+
+
+def is_lossless(fmt: str) -> bool:
+    """Whether :func:`image_to_bytes` keeps every pixel in format ``fmt`` (mode permitting)."""
+    return fmt.upper() in _LOSSLESS
 
 
 def _as_pil(img_or_array: Any) -> Image.Image:
@@ -478,14 +523,19 @@ def _as_pil(img_or_array: Any) -> Image.Image:
 
 
 def image_to_bytes(img_or_array: Any, fmt: str = "PNG") -> bytes:
-    """Encode a PIL image or uint8 array losslessly (PNG by default) into bytes."""
+    """Encode a PIL image or uint8 array (PNG by default, exactly; see is_lossless for the
+    others) into bytes, with the ICC profile, EXIF and XMP in its ``info`` where the format
+    holds them (selfcodec.metadata)."""
     img = _as_pil(img_or_array)
     fmt = fmt.upper()
-    opts = next((o for f, o in _FORMATS.values() if f == fmt), {})
+    opts = {**_LOSSLESS.get(fmt, _LOSSY.get(fmt, {})), **MD.save_options(fmt, MD.of(img))}
     if fmt == "PPM" and img.mode in ("LA", "RGBA"):
         raise UnsupportedImageError(f"{fmt} cannot store an alpha channel; write PNG instead")
     bio = io.BytesIO()
-    img.save(bio, format=fmt, **opts)
+    try:
+        img.save(bio, format=fmt, **opts)
+    except (OSError, ValueError, KeyError, TypeError) as e:  # e.g. JPEG and an alpha channel
+        raise UnsupportedImageError(f"cannot write a {img.mode} image as {fmt}: {_reason(e)}; write PNG instead") from None
     return bio.getvalue()
 
 

@@ -19,6 +19,13 @@ Save options (keyword arguments of ``Image.save``), defaults as the command line
     model name or ``.safetensors`` path (default: the mode's default model).
 ``search``
     encoder-side latent search steps per tile (rec2; default 0).
+``strip``
+    leave out the ICC profile, EXIF and XMP (default: kept, as the image's ``info`` holds them).
+``icc_profile``, ``exif``, ``xmp``
+    bytes stored instead of the image's own (``b""``: none), as Pillow's other writers take them.
+
+The file's metadata is in ``im.info`` (``icc_profile``, ``exif``, ``xmp``) from ``Image.open``
+on, so ``im.getexif()`` reads it, and saving the decoded image as PNG, TIFF, WebP or JPEG keeps it.
 
 Decoding uses the model the file names, or the one given by :func:`register`
 (``register(model="my.safetensors")``).
@@ -29,7 +36,8 @@ the header (``DecompressionBombWarning`` above ``Image.MAX_IMAGE_PIXELS``,
 and decoding honours the same setting.
 
 A damaged header makes ``Image.open`` fail as for any unreadable image
-(``PIL.UnidentifiedImageError``); errors found while decoding (damaged streams, other model
+(``PIL.UnidentifiedImageError``), one whose colour type and alpha section disagree with a
+:class:`selfcodec.errors.FormatError`; errors found while decoding (damaged streams, other model
 weights) are raised by ``load()`` as :class:`selfcodec.errors.CodecError` subclasses.
 """
 
@@ -37,6 +45,7 @@ from __future__ import annotations
 
 from PIL import Image, ImageFile
 
+from . import metadata as MD
 from .coding import container as C
 from .errors import FormatError
 
@@ -51,17 +60,19 @@ def _accept(prefix: bytes) -> bool:
     return prefix[:4] == C.MAGIC
 
 
-def _read_header(fp) -> C.Header:
-    """Parse the header from the file's start, reading only as far as it needs."""
+def _read_header(fp) -> tuple[C.Header, str]:
+    """(the header, the image's PIL mode) from the file's start, reading only as far as it needs."""
     data = fp.read(_HEAD)
     while True:
         try:
-            return C.peek_header(data)
+            header = C.peek_header(data)
+            break
         except FormatError as e:
             more = fp.read(len(data))  # the stream length table runs on: read (double) and retry
             if not more:
                 raise SyntaxError(f"not a valid .svae file: {e}") from None
             data += more
+    return header, C.peek_image_mode(data)  # a FormatError where colour and alpha disagree
 
 
 class SvaeImageFile(ImageFile.ImageFile):
@@ -71,9 +82,9 @@ class SvaeImageFile(ImageFile.ImageFile):
     format_description = "selfcodec learned image codec"
 
     def _open(self) -> None:
-        header = _read_header(self.fp)
+        header, self._mode = _read_header(self.fp)
         self._size = (header.width, header.height)
-        self._mode = C.COLOUR_NAMES[header.colour]
+        MD.attach(self, header.metadata)
         tile = getattr(ImageFile, "_Tile", None)
         extents = (0, 0) + self.size
         self.tile = [tile(FORMAT, extents, 0, None) if tile else (FORMAT, extents, 0, None)]
@@ -89,8 +100,8 @@ class SvaeDecoder(ImageFile.PyDecoder):
 
         img = api.decode(self.fd.read(), model=_options["model"])  # max_pixels: Pillow's setting
         if img.mode != self.mode or img.size != (self.state.xsize, self.state.ysize):
-            raise ValueError(f"decoded a {img.mode} {img.size} image for a {self.mode} "
-                             f"{(self.state.xsize, self.state.ysize)} header")
+            raise FormatError(f"corrupt file: decoded a {img.mode} {img.size} image for a {self.mode} "
+                              f"{(self.state.xsize, self.state.ysize)} header")
         self.set_as_raw(img.tobytes())
         return -1, 0
 
@@ -100,7 +111,8 @@ def _save(im: Image.Image, fp, filename) -> None:
 
     opts = im.encoderinfo
     data = api.encode(im, mode=opts.get("mode", "rec2"), level=opts.get("level", api.DEFAULT_LEVEL),
-                      model=opts.get("model"), search=opts.get("search", 0))
+                      model=opts.get("model"), search=opts.get("search", 0), strip=opts.get("strip", False),
+                      metadata={kind: MD.as_bytes(opts[kind]) for kind in MD.KINDS if opts.get(kind) is not None})
     fp.write(data)
 
 

@@ -67,6 +67,8 @@ __all__ = [
     "MAX_METADATA_BYTES",
     "tile_grid",
     "header_size",
+    "image_mode",
+    "peek_image_mode",
     "encode_varint",
     "decode_varint",
 ]
@@ -562,6 +564,23 @@ def _format_version(header: Header) -> int:
 def peek_header(data: bytes) -> Header:
     """Parse and verify just the header (``data`` may stop right after the header CRC)."""
     return _parse_header(data)[0]
+
+
+def image_mode(colour: int, has_alpha: bool) -> str:
+    """The PIL mode of the image a file holds (L, LA, RGB or RGBA): grayscale may carry an alpha
+    section, RGB never does and RGBA always does (FormatError otherwise)."""
+    name = COLOUR_NAMES[colour]
+    if name == "L":
+        return "LA" if has_alpha else "L"
+    if (name == "RGBA") != has_alpha:
+        raise FormatError(f"corrupt header: colour type {name} {'with' if has_alpha else 'without'} an alpha section")
+    return name
+
+
+def peek_image_mode(data: bytes) -> str:
+    """image_mode of a container, from its header alone (as peek_header reads it)."""
+    header, _, _, alpha_len, _ = _parse_header(data)
+    return image_mode(header.colour, alpha_len is not None)
 
 
 def header_size(data: bytes) -> int:
