@@ -139,6 +139,22 @@ def rng():
     return np.random.default_rng(1234)
 
 
+@pytest.fixture(scope="module")
+def pillow_plugin():
+    """selfcodec.pillow registered for a module's tests, then taken out of Pillow's tables, so
+    that other test modules see Pillow as it was."""
+    import selfcodec.pillow as plug
+
+    plug.register()
+    yield plug
+    plug.register(model=None)
+    for table in (Image.OPEN, Image.SAVE, Image.MIME, Image.DECODERS):
+        table.pop(plug.FORMAT, None)
+    if plug.FORMAT in Image.ID:
+        Image.ID.remove(plug.FORMAT)
+    Image.EXTENSION.pop(plug.EXTENSION, None)
+
+
 # The codec's tests run tiny models on tiny images: thread start-up and contention with other
 # work on the machine cost far more than they win. Tests that check thread counts set their own.
 torch.set_num_threads(1)

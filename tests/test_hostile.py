@@ -4,6 +4,7 @@ or compute much for a short file; the CLI reports them in one line with exit cod
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import struct
@@ -262,3 +263,56 @@ def test_cli_runner_truncated_and_garbage(valid, tiny_model, tmp_path):
         assert text.startswith("selfcodec: error: ") and len(text.splitlines()) == 1, text
         assert "Traceback" not in text
         assert not out.exists()
+
+
+# --------------------------------------------------------------------------- values a valid file cannot hold
+
+
+def _with_choice_2(crec_of: np.ndarray, tiny_model: str) -> bytes:
+    """A crec file whose upscale choice is the symbol 2 (CRCs right: the encoder coded it)."""
+    walk = M._encode_walk
+
+    def coding_2(model, x, plan, level, how, searched, exact, choices, valid=None):
+        return walk(model, x, plan, level, how, searched, exact, None if choices is None else [2], valid)
+
+    with mock.patch.object(M, "_encode_walk", coding_2):
+        return api.encode(crec_of, "crec", 3, model=tiny_model)
+
+
+def _corrupt_cases(valid: dict, natural: np.ndarray, tiny_model: str) -> dict:
+    lossless = valid["lossless"]
+    h, tiles, _ = C.unpack(lossless)
+    return {"mode 6 (cgen-y1) on a 2-level model": _forge(valid["crec"], mode=M.MODE_CODES["cgen-y1"]),
+            "mode 7 (crec-y1) on a 2-level model": _forge(valid["crec"], mode=M.MODE_CODES["crec-y1"]),
+            "5 layers": _forge(lossless, n_streams=5, layer_crcs=list(h.layer_crcs) + [0],
+                               lengths=[len(s) for s in tiles[0]] + [0]),
+            "upscale choice 2": _with_choice_2(np.ascontiguousarray(natural[:16, :16]), tiny_model)}
+
+
+def test_values_out_of_range_are_format_errors(valid, natural, tiny_model):
+    for what, data in _corrupt_cases(valid, natural, tiny_model).items():
+        with pytest.raises(FormatError, match="corrupt"):
+            api.decode(data, model=tiny_model)
+
+
+def test_values_out_of_range_exit_4_on_the_command_line(valid, natural, tiny_model, tmp_path):
+    from click.testing import CliRunner
+
+    from selfcodec.__main__ import load_cli
+
+    for what, data in _corrupt_cases(valid, natural, tiny_model).items():
+        src = tmp_path / "bad.svae"
+        src.write_bytes(data)
+        res = CliRunner().invoke(load_cli().main, ["decode", str(src), "-o", str(tmp_path / "x.png"), "--force",
+                                                   "--model", tiny_model])
+        assert res.exit_code == 4, (what, res.exit_code, res.output)
+
+
+def test_rgba_without_alpha_is_a_format_error_in_the_api_and_pillow(valid, tiny_model, pillow_plugin):
+    from PIL import Image
+
+    for data in (_forge(valid["rec1"], flags=C.COLOUR_RGBA), _forge(valid["rgba-rec1"], flags=C.COLOUR_RGB | 4)):
+        with pytest.raises(FormatError, match="alpha"):
+            api.decode(data, model=tiny_model)
+        with pytest.raises(FormatError, match="alpha"):
+            Image.open(io.BytesIO(data))

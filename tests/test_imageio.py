@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from selfcodec.errors import UnsupportedImageError
+from selfcodec.errors import NeedsLossyConvertError, UnsupportedImageError
 from selfcodec.imageio import MAX_PIXELS, ImageMeta, image_to_bytes, load_image, save_image, to_pil
 
 RNG = np.random.default_rng(0)
@@ -293,3 +293,27 @@ def test_just_over_max_pixels_refused_by_our_limit():
     h = MAX_PIXELS // w + 1  # between Pillow's default guard and 2 * MAX_PIXELS
     with pytest.raises(UnsupportedImageError, match=f"limit of {MAX_PIXELS}"):
         load_image(_png_header_only(w, h))
+
+
+def test_encoder_keeps_pillows_decompression_bomb_limit(monkeypatch, tmp_path):
+    path = tmp_path / "x.png"
+    Image.fromarray(RNG.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path)
+    sources = (path, path.read_bytes(), Image.open(path), np.asarray(Image.open(path)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # refused above twice it, as Pillow does
+    for src in sources:
+        with pytest.raises(UnsupportedImageError, match=r"16x16 = 256 pixels, above the limit of 200.*--max-pixels 256"):
+            load_image(src)
+        assert load_image(src, max_pixels=256)[0].shape == (16, 16, 3)
+        assert load_image(src, max_pixels=None)[0].shape == (16, 16, 3)
+    with pytest.raises(UnsupportedImageError, match="above the limit of 255;"):
+        load_image(path, max_pixels=255)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 128)
+    assert load_image(path)[0].shape == (16, 16, 3)
+    assert Image.MAX_IMAGE_PIXELS == 128  # put back as it was
+
+
+def test_lossy_conversion_error_names_the_option():
+    cmyk = Image.new("CMYK", (4, 4))
+    with pytest.raises(NeedsLossyConvertError, match=r"CMYK.*\(or pass allow_lossy_convert=True\)") as e:
+        load_image(cmyk)
+    assert "--allow-lossy-convert" in str(e.value.naming("--allow-lossy-convert"))

@@ -116,9 +116,8 @@ def test_metadata_replaced_or_dropped_on_request(p3_png, tiny_model):
     assert C.peek_header(data).metadata == {"xmp": XMP}
 
 
-def test_pillow_plugin_restores_and_saves_metadata(p3_png, exif_jpeg, tiny_model, tmp_path):
-    import selfcodec.pillow as plugin
-
+def test_pillow_plugin_restores_and_saves_metadata(p3_png, exif_jpeg, tiny_model, tmp_path, pillow_plugin):
+    plugin = pillow_plugin
     plugin.register(model=tiny_model)
     try:
         icc = Image.open(io.BytesIO(p3_png)).info["icc_profile"]

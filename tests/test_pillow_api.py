@@ -27,19 +27,8 @@ cli = load_cli()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def plugin():
-    """Register the plugin for this module's tests and take it out of Pillow's tables after, so
-    that other test modules see Pillow as it was."""
-    import selfcodec.pillow as plug
-
-    plug.register()
-    yield plug
-    plug.register(model=None)
-    for table in (Image.OPEN, Image.SAVE, Image.MIME, Image.DECODERS):
-        table.pop(plug.FORMAT, None)
-    if plug.FORMAT in Image.ID:
-        Image.ID.remove(plug.FORMAT)
-    Image.EXTENSION.pop(plug.EXTENSION, None)
+def plugin(pillow_plugin):
+    return pillow_plugin
 
 
 @pytest.fixture()
