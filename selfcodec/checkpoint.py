@@ -12,6 +12,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
+from . import modelfile
+from .errors import CodecError
 from .family import ARCH_VERSION, Config, SelfVAE, build_model
 from .fileio import atomic_write
 
@@ -45,16 +47,29 @@ def load_tensors(path: Path, prefix: str = "") -> dict:
 
 
 def read_config(path: Path) -> Config:
-    """The model configuration stored in a model or checkpoint file (its weights are not read)."""
-    meta = read_metadata(path)
-    if "config" not in meta:
-        raise ValueError(f"{path} is not a selfcodec model file (no config in its metadata)")
-    return Config.from_json(meta["config"])
+    """The model configuration stored in a model or checkpoint file (its weights are not read),
+    refused (CodecError) where it asks for sizes no network of this codec has (modelfile.SIZES)."""
+    return Config.from_json(json.dumps(modelfile.config(path)))
+
+
+def _check_weights_fit(cfg: Config, path: Path, prefix: str) -> None:
+    """CodecError unless the file holds every weight of cfg's network, in its shape: the network is
+    built on the meta device (no memory), so a file cannot make us allocate more than it holds."""
+    with torch.device("meta"):
+        want = {k: tuple(v.shape) for k, v in build_model(cfg).state_dict().items()}
+    have = modelfile.tensor_shapes(path, prefix)
+    if want != have:
+        wrong = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
+        raise CodecError(f"{path}: its weights do not fit its configuration ({len(wrong)} tensors missing, extra "
+                         f"or of another shape, e.g. {wrong[0]!r}: file {have.get(wrong[0])}, network {want.get(wrong[0])})")
 
 
 def load_model(path: Path, prefix: str = "") -> SelfVAE:
-    """Build the model described in the file's metadata and load its weights in fp32."""
-    model = build_model(read_config(path))
+    """Build the model described in the file's metadata and load its weights in fp32 (after
+    checking the configuration's sizes and that the file holds the weights it describes)."""
+    cfg = read_config(path)
+    _check_weights_fit(cfg, path, prefix)
+    model = build_model(cfg)
     sd = {k: v.float() if v.is_floating_point() else v for k, v in load_tensors(path, prefix).items()}
     model.load_state_dict(sd)
     return model.eval()
