@@ -19,7 +19,7 @@ import torch
 
 from selfcodec import api
 from selfcodec.coding import modes as M
-from selfcodec.coding import streams as S
+from selfcodec.entropy.dmol import DMoL
 from selfcodec.transforms import downscale
 
 from .common import DEFAULT_KODAK, DEFAULT_OUT, list_pngs, load_rgb, stamp, start_run, to_jsonable
@@ -30,7 +30,7 @@ def decoder_y(img: np.ndarray, level: int) -> np.ndarray:
     """The y a cgen/crec decoder holds at `level`: the 2x2 rounded means, binned as coded."""
     y = downscale(torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float())[0].permute(1, 2, 0).numpy().astype(np.uint8)
     step = M.LEVELS[level][1]
-    return S.bin_values(y, step).astype(np.uint8) if step > 1 else y
+    return DMoL.bin_values(y, step).astype(np.uint8) if step > 1 else y
 
 
 def main(argv=None) -> int:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from selfcodec import distributions as D
+from selfcodec.entropy.dmol import DMoL
 from selfcodec import zoo
 from selfcodec.checkpoint import read_config
 from selfcodec.family import build_model, loss_from_terms, rd_loss
@@ -44,8 +44,8 @@ def make_step(cfg, bf16: bool, batch: int, crop: int):
     compiles the likelihood)."""
     torch.manual_seed(0)
     m = build_model(cfg)
-    m.dmol_log_prob = torch.compile(D.dmol_log_prob, dynamic=False)
-    m.dmol_mean = torch.compile(D.dmol_mean, dynamic=False)
+    m.dmol_log_prob = torch.compile(DMoL.log_prob, dynamic=False)
+    m.dmol_mean = torch.compile(DMoL.mean, dynamic=False)
     fast = cfg.network == "fast"
     if fast:
         m.flow.requires_grad_(False)

@@ -16,7 +16,7 @@ float format); everything elementwise stays in float64.
 
 What depends on a transcendental function (tanh of the mixture coupling, exp of a latent's
 log-scale, 2^x of a learned step) is read from integer tables built once with Python's math
-module and checked against a SHA-256 digest, as coding/fixedpoint.py does for the coder's own
+module and checked against a SHA-256 digest, as entropy/fixedpoint.py does for the coder's own
 tables: a platform whose libm rounds differently fails at import instead of writing files
 that others cannot read.
 """
@@ -460,11 +460,11 @@ class ExactModel:
 
 
 def dmol_point(params: torch.Tensor, c: int, k: int, how: str = "mean") -> torch.Tensor:
-    """distributions.dmol_point in exact arithmetic, from the parameters as the coder quantizes
+    """entropy.dmol.dmol_point in exact arithmetic, from the parameters as the coder quantizes
     them (means and coefficients on the 1/1024 grid, mixture weights as integers): in pixel
     units, 255 m = 255 mu + sum_j coef_j (2 v_j - 255) is a sum of exact products, and the
     weighted mean one correctly rounded division."""
-    from .coding import fixedpoint as fp
+    from .entropy import fixedpoint as fp
 
     p = params.detach().double().cpu()
     b, _, h, w = p.shape

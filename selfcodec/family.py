@@ -15,7 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import chain
-from . import distributions as D
+from .entropy.dmol import DMoL
+from .entropy.gaussian import GaussianConditional, kl as gaussian_kl, log_density as gaussian_log_density
 from .chain import Walker
 from .flows import RealNVP
 from .nets import DenseBlock, Down, Up, WNConv2d, scale_image
@@ -51,7 +52,7 @@ class Config:
     # The x̂ network has one 3x3 layer at full resolution; this gives it more where the detail is.
     refine: int = 0
     # x given y: renormalize the last pixel of each 2x2 block over the values that keep y = d(x)
-    # (downscale only; see distributions.dmol_log_prob_given_y). Off in weights from before it.
+    # (downscale only; see entropy.dmol.dmol_log_prob_given_y). Off in weights from before it.
     y_consistent: bool = False
     # Dense blocks of the context networks that code each image k >= 1 in three stages per 2x2
     # block (STAGE_OF_PHASE): a pixel's DMoL then also sees the pixels of earlier stages, the
@@ -142,8 +143,8 @@ class SelfVAE(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
-        self.dmol_log_prob = D.dmol_log_prob  # training may swap in compiled versions of these two
-        self.dmol_mean = D.dmol_mean
+        self.dmol_log_prob = DMoL.log_prob  # training may swap in compiled versions of these two
+        self.dmol_mean = DMoL.mean
         K, L, ch, g, n = cfg.levels, cfg.latent_down, cfg.ch, cfg.growth, cfg.layers
         if cfg.transform == "none":
             if K != 0:
@@ -183,7 +184,7 @@ class SelfVAE(nn.Module):
         self.enc_u = nn.Sequential(Down(self.img_ch[0], ch, L, g, n), WNConv2d(ch, q * cfg.u_ch, 3, init_scale=0.1))
         self.dec_0 = nn.Sequential(
             WNConv2d(cfg.u_ch, ch, 3), nn.ELU(), Up(ch, L, g, n), DenseBlock(ch, g, n),
-            WNConv2d(ch, D.dmol_channels(self.img_ch[0], cfg.mixtures), 1, init_scale=0.1),
+            WNConv2d(ch, DMoL.channels(self.img_ch[0], cfg.mixtures), 1, init_scale=0.1),
         )
         self.flow = RealNVP(cfg.u_ch, cfg.flow_hidden, cfg.flow_blocks)  # built here: the seeded init order stays
 
@@ -202,7 +203,7 @@ class SelfVAE(nn.Module):
             self.dec_body.append(nn.Sequential(
                 WNConv2d(2 * ch, ch, 1), nn.ELU(), DenseBlock(ch, g, n), Up(ch, r_steps, g, n),
                 WNConv2d(ch, ch, 3), nn.ELU(),
-                WNConv2d(ch, D.dmol_channels(self.img_ch[k], cfg.mixtures), 1, init_scale=0.1)))
+                WNConv2d(ch, DMoL.channels(self.img_ch[k], cfg.mixtures), 1, init_scale=0.1)))
         if cfg.refine:
             if K < 1:
                 raise ValueError("refine needs a selfVAE (levels >= 1): it reads the x decoder's features")
@@ -231,7 +232,7 @@ class SelfVAE(nn.Module):
         for _ in range(2):
             nets.append(nn.Sequential(
                 WNConv2d(cin, ch, 3), nn.ELU(), *[DenseBlock(ch, g, n) for _ in range(blocks)],
-                WNConv2d(ch, D.dmol_channels(self.img_ch[k], self.cfg.mixtures), 1, init_scale=0.1)))
+                WNConv2d(ch, DMoL.channels(self.img_ch[k], self.cfg.mixtures), 1, init_scale=0.1)))
             with torch.no_grad():
                 nets[-1][-1].g.zero_()
         return nets
@@ -398,7 +399,7 @@ class SelfVAE(nn.Module):
         """log p(images[k] | its decoder's params), nats per image; for k >= 1 given
         images[k - 1] = d(images[k]) too when the model is y-consistent."""
         if k >= 1 and self.cfg.y_consistent:
-            return D.dmol_log_prob_given_y(img, params, self.cfg.mixtures)
+            return DMoL.log_prob_given_y(img, params, self.cfg.mixtures)
         return self.dmol_log_prob(img, params, self.cfg.mixtures)
 
     def rd_forward(self, x: torch.Tensor, level_idx: torch.Tensor, quant: str = "noise", cgen: int = 0) -> dict:
@@ -437,22 +438,22 @@ class _ElboWalker(Walker):
             self.out["kl_u"] = -self.log_pu
             self.log_q = torch.zeros_like(self.log_pu)
         else:
-            self.log_q = D.gaussian_log_density(u, mu_u, ls_u)
+            self.log_q = gaussian_log_density(u, mu_u, ls_u)
             self.out["kl_u"] = self.log_q - self.log_pu
         code_mean, code_ls = model.u_code_prior()
-        self.out["u_code"] = -D.gaussian_bin_log_prob(u.detach(), code_mean, code_ls)
+        self.out["u_code"] = -GaussianConditional.log_prob(u.detach(), code_mean, code_ls)
         return u
 
     def z(self, model, k, prior, img_prev, prev):
         z, mu_z, ls_z = model._latent(model.q_z(k, self.imgs[k]), self.sample)
         pm, pls = prior()
         if ls_z is None:
-            lp = D.gaussian_bin_log_prob(z, pm, pls)
+            lp = GaussianConditional.log_prob(z, pm, pls)
             self.kl_z.append(-lp)
             self.log_w_z.append((lp,))
         else:
-            self.kl_z.append(D.gaussian_kl(mu_z, ls_z, pm, pls))
-            self.log_w_z.append((D.gaussian_log_density(z, pm, pls), -D.gaussian_log_density(z, mu_z, ls_z)))
+            self.kl_z.append(gaussian_kl(mu_z, ls_z, pm, pls))
+            self.log_w_z.append((gaussian_log_density(z, pm, pls), -gaussian_log_density(z, mu_z, ls_z)))
         return z
 
     def image(self, model, k, decode, img_prev):
@@ -528,12 +529,12 @@ class _RDWalker(Rec2Walker):
             vm, vls = model.v_code_prior()
             v_step = model.v_steps(self.level_idx)
             v_rate, v = self.quantize(model.q_v(u_t), v_step, vm)
-            rate_v = -D.gaussian_bin_log_prob(v_rate, vm, vls, v_step)
+            rate_v = -GaussianConditional.log_prob(v_rate, vm, vls, v_step)
             cm, cls = model.u_code_prior(v, u_t.shape[-2:])
         u_rate, u = self.quantize(u_t, self.steps[0], cm)
         flow_trains = any(p.requires_grad for p in model.flow.parameters())
         n = len(u_t)
-        self.out = {"rate_u": rate_v - D.gaussian_bin_log_prob(u_rate, cm, cls, self.steps[0]),
+        self.out = {"rate_u": rate_v - GaussianConditional.log_prob(u_rate, cm, cls, self.steps[0]),
                     "flow_u": -model.flow.log_prob(u.detach()) if flow_trains else torch.zeros(n, device=u.device)}
         return u
 
@@ -548,7 +549,7 @@ class _RDWalker(Rec2Walker):
             c_x = model.dmol_mean(model.p_img(k, c_pm, y), model.img_ch[k], model.cfg.mixtures)
             self.out["mse_cgen"] = ((c_x - self.imgs[k][:n].float()) ** 2).flatten(1).mean(1)
         z_rate, z = self.quantize(model.q_z(k, self.imgs[k]), self.steps[k], pm)
-        self.rate_z = self.rate_z - D.gaussian_bin_log_prob(z_rate, pm, pls, self.steps[k])
+        self.rate_z = self.rate_z - GaussianConditional.log_prob(z_rate, pm, pls, self.steps[k])
         return z
 
     def terms(self, xhat, x) -> dict:

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import distributions as D
+from .entropy.dmol import DMoL
 from .family import SelfVAE, grid_steps, level_steps
 from .flows import RealNVP
 from .nets import scale_image
@@ -177,13 +177,13 @@ class FastSelfVAE(SelfVAE):
             return lambda i: self.width_at(2 ** (L - self.steps_of[k] + i))
 
         self.enc_u = encoder(self.img_ch[0], q * cfg.u_ch, self.steps_of[0], width_for(0))
-        self.dec_0 = ImageDecoder(cfg.u_ch, D.dmol_channels(self.img_ch[0], n), self.steps_of[0], width_for(0))
+        self.dec_0 = ImageDecoder(cfg.u_ch, DMoL.channels(self.img_ch[0], n), self.steps_of[0], width_for(0))
         self.enc_z, self.prior, self.dec = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for k in range(1, K + 1):
             prev_lat = cfg.u_ch if k == 1 else cfg.z_ch
             self.enc_z.append(encoder(self.img_ch[k], q * cfg.z_ch, self.steps_of[k], width_for(k)))
             self.prior.append(PriorNet(self.img_ch[k - 1], self.steps_of[k - 1], prev_lat, cfg.ch, cfg.z_ch))
-            self.dec.append(ImageDecoder(cfg.z_ch, D.dmol_channels(self.img_ch[k], n), self.steps_of[k], width_for(k),
+            self.dec.append(ImageDecoder(cfg.z_ch, DMoL.channels(self.img_ch[k], n), self.steps_of[k], width_for(k),
                                          self.img_ch[k - 1], self.ratio))
         self.flow = RealNVP(cfg.u_ch, cfg.flow_hidden, cfg.flow_blocks)
         if cfg.u_hyper:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import chain
-from . import distributions as D
+from .entropy.dmol import DMoL
 from .chain import Walker
 from .errors import CodecError
 from .transforms import TRANSFORMS
@@ -50,8 +50,8 @@ def _posterior_mean(model, params: torch.Tensor) -> torch.Tensor:
 def _image_out(model, k: int, params: torch.Tensor, how: str, temperature: float) -> torch.Tensor:
     c, m = model.img_ch[k], model.cfg.mixtures
     if how == "sample":
-        return D.dmol_sample(params, c, m, temperature)
-    return D.dmol_point(params, c, m, how)
+        return DMoL.sample(params, c, m, temperature)
+    return DMoL.point(params, c, m, how)
 
 
 class _GenerateWalker(Walker):

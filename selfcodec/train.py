@@ -184,10 +184,10 @@ def train(a: TrainArgs) -> dict:
         cfg, step, seconds = make_config(a.model, **a.overrides), 0, 0.0
     model = build_model(cfg).to(device)
     if a.compile:
-        import selfcodec.distributions as D
+        from .entropy.dmol import DMoL
 
-        model.dmol_log_prob = torch.compile(D.dmol_log_prob, dynamic=False)
-        model.dmol_mean = torch.compile(D.dmol_mean, dynamic=False)
+        model.dmol_log_prob = torch.compile(DMoL.log_prob, dynamic=False)
+        model.dmol_mean = torch.compile(DMoL.mean, dynamic=False)
     images = []
     for spec in a.data:
         images += datamod.resolve(spec)

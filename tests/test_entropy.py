@@ -1,13 +1,86 @@
-"""Tests of the portable entropy-coding layer (selfcodec.coding.streams)."""
+"""Tests of the portable entropy models (selfcodec.entropy): the Gaussian conditional's and the
+DMoL's coding, tables and size estimates, through the stream-level calls below."""
 
 import hashlib
 
 import numpy as np
 import pytest
 
-from selfcodec.coding import fixedpoint as fp
-from selfcodec.coding import streams as S
+from selfcodec.entropy import fixedpoint as fp
+from selfcodec.entropy import gaussian
+from selfcodec.entropy.coder import Coder
+from selfcodec.entropy.dmol import DMoL
+from selfcodec.entropy.gaussian import GaussianConditional
 from selfcodec.errors import FormatError
+
+
+class S:
+    """One stream per call, or a section of a shared Coder: the entropy models' operations as
+    the codec uses them."""
+
+    SCALES, scale_index, quantize_mean = gaussian.SCALES, gaussian.scale_index, gaussian.quantize_mean
+    bin_values, num_bins, section_coder = DMoL.bin_values, DMoL.num_bins, Coder
+    gaussian_bits, dmol_pmf = GaussianConditional.bits, staticmethod(lambda v, *a, step=1: DMoL.pmf(v, a, step))
+
+    @staticmethod
+    def finish(coder):
+        return coder.to_bytes()
+
+    @staticmethod
+    def check_done(coder):
+        coder.check_done()
+
+    @staticmethod
+    def gaussian_encode(symbols, scale_idx, coder=None):
+        own = coder is None
+        coder = Coder() if own else coder
+        GaussianConditional.encode(symbols, scale_idx, coder)
+        return coder.to_bytes() if own else None
+
+    @staticmethod
+    def gaussian_decode(data, scale_idx):
+        coder = Coder(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+        out = GaussianConditional.decode(coder, scale_idx)
+        if coder is not data:
+            coder.check_done()
+        return out
+
+    @staticmethod
+    def dmol_encode(values, *arrays, step=1):
+        coder = Coder()
+        DMoL.encode(coder, values, arrays, step)
+        return coder.to_bytes()
+
+    @staticmethod
+    def dmol_decode(data, *arrays, step=1):
+        coder = Coder(data)
+        out = DMoL.decode(coder, arrays, step)
+        coder.check_done()
+        return out
+
+    @staticmethod
+    def dmol_push(coder, values, *arrays, step=1):
+        DMoL.encode(coder, values, arrays, step)
+
+    @staticmethod
+    def dmol_pop(coder, *arrays, step=1):
+        return DMoL.decode(coder, arrays, step)
+
+    @staticmethod
+    def dmol_bits(values, *arrays, step=1):
+        return DMoL.bits(values, arrays, step)
+
+    @staticmethod
+    def dmol_push_ranged(coder, values, lo, hi, *arrays):
+        DMoL.encode_ranged(coder, values, lo, hi, arrays)
+
+    @staticmethod
+    def dmol_pop_ranged(coder, lo, hi, *arrays):
+        return DMoL.decode_ranged(coder, lo, hi, arrays)
+
+    @staticmethod
+    def dmol_bits_ranged(values, lo, hi, *arrays):
+        return DMoL.bits_ranged(values, lo, hi, arrays)
 
 
 # --------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import torch
 import torch.multiprocessing as mp
 from PIL import Image
 
-from selfcodec import distributions as D
+from selfcodec.entropy.dmol import DMoL
 from selfcodec import transforms
 from selfcodec.checkpoint import load_model, save_model
 from selfcodec.family import PRESETS, SelfVAE, bpd, loss_from_terms, make_config
@@ -113,10 +113,10 @@ def test_realnvp_inverts_and_its_logdet_is_the_jacobian():
 def test_dmol_sums_to_one_over_all_values(c):
     torch.manual_seed(1)
     k = 3
-    params = torch.randn(1, D.dmol_channels(c, k), 1, 1) * 2
+    params = torch.randn(1, DMoL.channels(c, k), 1, 1) * 2
     if c == 1:
         v = torch.arange(256.0).view(1, 1, 16, 16)
-        lp = D.dmol_log_prob_pixels(v, params.expand(1, -1, 16, 16).contiguous(), k)
+        lp = DMoL.log_prob_pixels(v, params.expand(1, -1, 16, 16).contiguous(), k)
         assert abs(float(torch.logsumexp(lp.double().flatten(), 0).exp()) - 1) < 1e-5
         return
     gb = torch.stack(torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij"))
@@ -124,7 +124,7 @@ def test_dmol_sums_to_one_over_all_values(c):
     total = 0.0
     for r in range(256):
         v = torch.cat([torch.full((1, 1, 256, 256), float(r)), gb[None]], 1)
-        total += float(D.dmol_log_prob_pixels(v, p, k).double().exp().sum())
+        total += float(DMoL.log_prob_pixels(v, p, k).double().exp().sum())
     assert abs(total - 1) < 1e-4
 
 
@@ -133,21 +133,21 @@ def test_last_pixel_given_y_is_a_distribution_and_sharper():
     the three known pixels times the last one's renormalized mixture sums to P(three pixels)."""
     torch.manual_seed(2)
     k = 3
-    params = torch.randn(1, D.dmol_channels(3, k), 2, 2) * 1.5
+    params = torch.randn(1, DMoL.channels(3, k), 2, 2) * 1.5
     first = torch.tensor([[[10.0, 200.0], [37.0, 0.0]], [[128.0, 129.0], [131.0, 0.0]],
                           [[255.0, 254.0], [255.0, 0.0]]])[None]  # last pixel (1, 1) varies
     y = torch.tensor([[[[70.0]], [[129.0]], [[254.0]]]])  # 4 values each: 31-34, 126-129, 250-253
-    lo, hi = (t.flatten().long().tolist() for t in D.block_mean_range(first, y))
+    lo, hi = (t.flatten().long().tolist() for t in DMoL.block_mean_range(first, y))
     grids = torch.meshgrid(*[torch.arange(a, b + 1).float() for a, b in zip(lo, hi)], indexing="ij")
     total = 0.0
     for last in torch.stack([g.flatten() for g in grids], 1):
         v = first.clone()
         v[0, :, 1, 1] = last
         assert torch.equal(transforms.downscale(v), y)
-        lp_y = D.dmol_log_prob_given_y(v, params, k)
-        assert float(lp_y) > float(D.dmol_log_prob(v, params, k))  # sharper than the plain DMoL
+        lp_y = DMoL.log_prob_given_y(v, params, k)
+        assert float(lp_y) > float(DMoL.log_prob(v, params, k))  # sharper than the plain DMoL
         total += float(lp_y.double().exp())
-    three = D.dmol_log_prob_pixels(first, params, k)[0].flatten()[:3].sum()
+    three = DMoL.log_prob_pixels(first, params, k)[0].flatten()[:3].sum()
     assert abs(total / float(three.double().exp()) - 1) < 1e-4
 
 

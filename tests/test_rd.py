@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from selfcodec import api
-from selfcodec import distributions as D
+from selfcodec.entropy.dmol import DMoL
 from selfcodec.checkpoint import load_model, save_model
 from selfcodec.coding import modes as M
 from selfcodec.errors import CodecError
@@ -85,9 +85,9 @@ def test_rd_terms_are_finite_and_gradients_reach_the_steps():
 
 def test_dmol_mean_is_dmol_point_before_rounding():
     torch.manual_seed(1)
-    params = torch.randn(2, D.dmol_channels(3, 4), 5, 6)
-    mean = D.dmol_mean(params, 3, 4)
-    point = D.dmol_point(params, 3, 4, "mean")
+    params = torch.randn(2, DMoL.channels(3, 4), 5, 6)
+    mean = DMoL.mean(params, 3, 4)
+    point = DMoL.point(params, 3, 4, "mean")
     assert (mean - point).abs().max() <= 1.0  # the point estimate rounds each channel, coupling included
 
 

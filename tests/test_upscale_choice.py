@@ -12,7 +12,7 @@ from selfcodec import api, zoo
 from selfcodec.metrics import mse
 from selfcodec.coding import container as C
 from selfcodec.coding import modes as M
-from selfcodec.coding import streams as S
+from selfcodec.entropy.dmol import DMoL
 from selfcodec.transforms import downscale
 
 
@@ -23,7 +23,7 @@ def _sent_y(img: np.ndarray, level: int = 5, times: int = 1) -> np.ndarray:
         y = downscale(torch.from_numpy(y.copy()).permute(2, 0, 1)[None].float())[0].permute(1, 2, 0).numpy()
         y = y.astype(np.uint8)
     step = M.LEVELS[level][1]
-    return S.bin_values(y, step).astype(np.uint8) if step > 1 else y
+    return DMoL.bin_values(y, step).astype(np.uint8) if step > 1 else y
 
 
 def _opencv_bicubic(y: np.ndarray, like: np.ndarray) -> np.ndarray:

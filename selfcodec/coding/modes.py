@@ -19,15 +19,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import distributions as D
 from .. import exact as X
 from ..errors import CodecError
 from .. import chain
 from ..chain import Walker
+from ..entropy.coder import Coder
+from ..entropy.dmol import DMoL
+from ..entropy.gaussian import GaussianConditional, scale_index
 from ..family import STAGE_OF_PHASE, phase_planes
 from ..layers import latent_layers, layer_names
 from ..metrics import mse
-from . import streams as S
 from .search import search_latents
 
 
@@ -94,7 +95,7 @@ def upscale_sent(model, img: torch.Tensor, sent: int, valid: tuple | None = None
     return F.pad(up, (0, W - up.shape[-1], 0, H - up.shape[-2]), mode="replicate")
 
 
-_CHOICE_IDX = S.scale_index(np.array([0.5]))  # the choice symbol's table (0: x̂, 1: the upscale): about a bit
+_CHOICE_IDX = scale_index(np.array([0.5]))  # the choice symbol's table (0: x̂, 1: the upscale): about a bit
 
 
 def stream_names(plan: Plan, levels: int) -> list:
@@ -129,24 +130,15 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 def _dmol_arrays(params: torch.Tensor, c: int, k: int, exact: bool = False):
-    """(1, P, h, w) -> the per-pixel arrays that streams.dmol_* take, pixels row-major; `exact`:
-    the coupling's tanh from exact.tanh_coef's table."""
-    logits, means, log_scales, coeffs = D.dmol_split(params, c, k)
-    if exact:
-        coeffs = torch.from_numpy(X.tanh_coef(_np(params[:, k + 2 * c * k:]))).reshape(coeffs.shape)
-    logits = _np(logits[0]).reshape(k, -1).T
-    means = _np(means[0]).reshape(c, k, -1).transpose(2, 0, 1)
-    log_scales = _np(log_scales[0]).reshape(c, k, -1).transpose(2, 0, 1)
-    coeffs = _np(coeffs[0]).reshape(c * (c - 1) // 2, k, logits.shape[0]).transpose(2, 0, 1)  # C=1: no pairs
-    return logits, means, log_scales, coeffs
+    """(1, P, h, w) -> DMoL's per-pixel arrays; `exact`: the coupling's tanh from exact.tanh_coef's table."""
+    return DMoL.arrays(params, c, k, X.tanh_coef if exact else None)
 
 
 def _latent_tables(mean: torch.Tensor, log_scale: torch.Tensor, step: float, exact: bool = False):
     """Quantized prior mean (float64) and Gaussian table index of each latent element; `exact`:
     exp of the log-scale (on the exact path's grid) from exact.exp_of's table, not libm's."""
-    m = S.quantize_mean(_np(mean))
-    idx = S.scale_index((X.exp_of(_np(log_scale)) if exact else np.exp(_np(log_scale))) / step)
-    return m, idx
+    ls = _np(log_scale)
+    return GaussianConditional.tables(_np(mean), X.exp_of(ls) if exact else np.exp(ls), step)
 
 
 def _posterior_mean(params: torch.Tensor, gaussian: bool) -> torch.Tensor:
@@ -203,7 +195,7 @@ class _Encoder(_CRCs):
 
     def _keep(self, sym, idx, layer):
         self.latents.append((sym, idx))
-        self.bits[0] += S.gaussian_bits(sym, idx)
+        self.bits[0] += GaussianConditional.bits(sym, idx)
 
     def code_choices(self, n: int) -> list:
         """Code the upscale choices set before (self.choices, n of them) in the latents' stream(s)."""
@@ -214,32 +206,34 @@ class _Encoder(_CRCs):
         return self.choices
 
     def finish(self):
-        coder = S.section_coder()
+        coder = Coder()
         for sym, idx in reversed(self.latents):  # a stack: the first decoded goes on last
-            S.gaussian_encode(sym, idx, coder)
-        self.streams[0] = S.finish(coder)
+            GaussianConditional.encode(sym, idx, coder)
+        self.streams[0] = coder.to_bytes()
 
     def _image(self, k, params, c, mixtures, step, y=None, stage=None):
         v = _pixels(self.imgs[k])
         arrays = _dmol_arrays(params, c, mixtures, self.exact)
         if y is None and stage is None:
-            self.streams.append(S.dmol_encode(v, *arrays, step=step))
-            self.bits.append(S.dmol_bits(v, *arrays, step=step))
-            return _to_image(S.bin_values(v, step) if step > 1 else v, self.imgs[k].shape)
+            coder = Coder()
+            DMoL.encode(coder, v, arrays, step)
+            self.streams.append(coder.to_bytes())
+            self.bits.append(DMoL.bits(v, arrays, step))
+            return _to_image(DMoL.bin_values(v, step) if step > 1 else v, self.imgs[k].shape)
         sections = _sections(*self.imgs[k].shape[-2:], staged=stage is not None)
         tables = [_take(_section_arrays(arrays, stage, s, self.imgs[k], c, mixtures, self.exact), idx)
                   for s, idx in enumerate(sections)]
-        coder, bits = S.section_coder(), 0.0  # a stack: the last section goes on first
+        coder, bits = Coder(), 0.0  # a stack: the last section goes on first
         for s in reversed(range(len(sections))):
             sv = v[sections[s]]
             if y is not None and s == len(sections) - 1:  # the last pixel of each block, given y
                 lo, hi = _last_range(self.imgs[k], y)
-                S.dmol_push_ranged(coder, sv, lo, hi, *tables[s])
-                bits += S.dmol_bits_ranged(sv, lo, hi, *tables[s])
+                DMoL.encode_ranged(coder, sv, lo, hi, tables[s])
+                bits += DMoL.bits_ranged(sv, lo, hi, tables[s])
             else:
-                S.dmol_push(coder, sv, *tables[s])
-                bits += S.dmol_bits(sv, *tables[s])
-        self.streams.append(S.finish(coder))
+                DMoL.encode(coder, sv, tables[s])
+                bits += DMoL.bits(sv, tables[s])
+        self.streams.append(coder.to_bytes())
         self.bits.append(bits)
         return _to_image(v, self.imgs[k].shape)
 
@@ -247,7 +241,7 @@ class _Encoder(_CRCs):
 class _Decoder(_CRCs):
     def __init__(self, streams, shape0):
         self.streams, self.shape0 = list(streams), shape0
-        self.latents = S.section_coder(self._next())
+        self.latents = Coder(self._next())
 
     def _next(self):
         if not self.streams:
@@ -256,7 +250,7 @@ class _Decoder(_CRCs):
 
     def latent(self, posterior_mean, mean, log_scale, step, layer=0):
         m, idx = _latent_tables(mean, log_scale, step, self.exact)
-        sym = S.gaussian_decode(self._coder(layer), idx)
+        sym = GaussianConditional.decode(self._coder(layer), idx)
         self._coded(sym, layer)
         return torch.from_numpy(m + step * sym).float()
 
@@ -267,7 +261,7 @@ class _Decoder(_CRCs):
         """Decode n upscale choices from the latents' stream (layer 0's in a layered file)."""
         self.choices = []
         for _ in range(n):
-            sym = S.gaussian_decode(self._coder(0), _CHOICE_IDX)
+            sym = GaussianConditional.decode(self._coder(0), _CHOICE_IDX)
             if sym[0] not in (0, 1):
                 raise CodecError(f"corrupt stream: upscale choice {int(sym[0])} (0 or 1 expected)")
             self._coded(sym, 0)
@@ -275,7 +269,7 @@ class _Decoder(_CRCs):
         return self.choices
 
     def finish(self):
-        S.check_done(self.latents)
+        self.latents.check_done()
         if self.streams:
             raise CodecError("the file has more streams than its mode needs")
 
@@ -283,17 +277,20 @@ class _Decoder(_CRCs):
         arrays = _dmol_arrays(params, c, mixtures, self.exact)
         shape = (1, c, params.shape[2], params.shape[3])
         if y is None and stage is None:
-            return _to_image(S.dmol_decode(self._next(), *arrays, step=step), shape)
+            coder = Coder(self._next())
+            v = DMoL.decode(coder, arrays, step)
+            coder.check_done()
+            return _to_image(v, shape)
         sections = _sections(*shape[-2:], staged=stage is not None)
-        coder = S.section_coder(self._next())
+        coder = Coder(self._next())
         v = np.zeros((shape[2] * shape[3], c), dtype=np.uint8)
         for s, idx in enumerate(sections):
             table = _take(_section_arrays(arrays, stage, s, _to_image(v, shape), c, mixtures, self.exact), idx)
             if y is not None and s == len(sections) - 1:
-                v[idx] = S.dmol_pop_ranged(coder, *_last_range(_to_image(v, shape), y), *table)
+                v[idx] = DMoL.decode_ranged(coder, *_last_range(_to_image(v, shape), y), table)
             else:
-                v[idx] = S.dmol_pop(coder, *table)
-        S.check_done(coder)
+                v[idx] = DMoL.decode(coder, table)
+        coder.check_done()
         return _to_image(v, shape)
 
 
@@ -309,20 +306,20 @@ class _LayeredEncoder(_LayerCRCs, _Encoder):
 
     def _keep(self, sym, idx, layer):
         self.by_layer[layer].append((sym, idx))
-        self.bits[layer] += S.gaussian_bits(sym, idx)
+        self.bits[layer] += GaussianConditional.bits(sym, idx)
 
     def finish(self):
         for i, latents in enumerate(self.by_layer):
-            coder = S.section_coder()
+            coder = Coder()
             for sym, idx in reversed(latents):
-                S.gaussian_encode(sym, idx, coder)
-            self.streams[i] = S.finish(coder)
+                GaussianConditional.encode(sym, idx, coder)
+            self.streams[i] = coder.to_bytes()
 
 
 class _LayeredDecoder(_LayerCRCs, _Decoder):
     def __init__(self, streams, shape0, n_latent_layers):
         self.streams, self.shape0 = list(streams), shape0
-        self.coders = [S.section_coder(self._next()) for _ in range(n_latent_layers)]
+        self.coders = [Coder(self._next()) for _ in range(n_latent_layers)]
         self.crcs = [0] * n_latent_layers
 
     def _coder(self, layer):
@@ -330,13 +327,13 @@ class _LayeredDecoder(_LayerCRCs, _Decoder):
 
     def finish(self):
         for coder in self.coders:
-            S.check_done(coder)
+            coder.check_done()
         if self.streams:
             raise CodecError("the file has more streams than its mode needs")
 
 
 def _pixels(img: torch.Tensor) -> np.ndarray:
-    """(1, C, H, W) -> uint8 (H*W, C), pixels row-major (the order streams.dmol_* code them)."""
+    """(1, C, H, W) -> uint8 (H*W, C), pixels row-major (the order DMoL.encode codes them)."""
     return img[0].permute(1, 2, 0).reshape(-1, img.shape[1]).numpy().astype(np.uint8)
 
 
@@ -361,7 +358,7 @@ def _section_arrays(arrays, stage, s, img, c, mixtures, exact=False):
 
 def _last_range(img: torch.Tensor, y: torch.Tensor):
     """(lo, hi) int64 (H/2*W/2, C) of each block's last pixel given the other three and y."""
-    return tuple(_pixels(t).astype(np.int64) for t in D.block_mean_range(img, y))
+    return tuple(_pixels(t).astype(np.int64) for t in DMoL.block_mean_range(img, y))
 
 
 def _take(arrays, idx):
@@ -424,7 +421,7 @@ def _point(model, k, params, h, img_prev, how):
             return model.staged_image(k, params, h, img_prev, lambda p: X.dmol_point(p, c, n, how).float())
         # x̂: the float model's own stages (from the float synthesis, or the VAE's exact p(x | û))
         model, params, h = model._model, params.float(), h.float()
-    return model.staged_image(k, params, h, img_prev, lambda p: D.dmol_point(p, c, n, how))
+    return model.staged_image(k, params, h, img_prev, lambda p: DMoL.point(p, c, n, how))
 
 
 class _CodingWalker(Walker):

@@ -15,9 +15,8 @@ import math
 import torch
 
 from .. import chain
-from .. import distributions as D
+from ..entropy.gaussian import GaussianConditional, quantize_mean
 from ..family import Rec2Walker, round_around, straight_through
-from . import streams as S
 
 
 def _round_ste(t, mean, step):
@@ -38,15 +37,15 @@ class _SearchWalker(Rec2Walker):
     def u(self, model):
         cm, cls = self.u_prior
         u = _round_ste(self.lats[0], cm, self.steps[0])
-        self.soft = -D.gaussian_bin_log_prob(self.lats[0], cm, cls, self.steps[0])
-        self.hard = -D.gaussian_bin_log_prob(u.detach(), cm, cls, self.steps[0])
+        self.soft = -GaussianConditional.log_prob(self.lats[0], cm, cls, self.steps[0])
+        self.hard = -GaussianConditional.log_prob(u.detach(), cm, cls, self.steps[0])
         return u
 
     def z(self, model, k, prior, img_prev, prev):
         pm, pls = prior()
         z = _round_ste(self.lats[k], pm, self.steps[k])
-        self.soft = self.soft - D.gaussian_bin_log_prob(self.lats[k], pm, pls, self.steps[k])
-        self.hard = self.hard - D.gaussian_bin_log_prob(z.detach(), pm.detach(), pls.detach(), self.steps[k])
+        self.soft = self.soft - GaussianConditional.log_prob(self.lats[k], pm, pls, self.steps[k])
+        self.hard = self.hard - GaussianConditional.log_prob(z.detach(), pm.detach(), pls.detach(), self.steps[k])
         return z
 
 
@@ -83,7 +82,7 @@ def search_latents(model, x: torch.Tensor, level: int, iters: int, lr: float = 0
         fixed, u_prior = [], model.u_code_prior()
         if model.has_hyper:  # v̂ stays the encoder's (of its guess of û); its rate is the same for every iterate
             fixed = [model.q_v(start[0])]
-            m = torch.from_numpy(S.quantize_mean(model.v_code_prior()[0].detach().numpy())).float()  # as the codec rounds it
+            m = torch.from_numpy(quantize_mean(model.v_code_prior()[0].detach().numpy())).float()  # as the codec rounds it
             v = round_around(fixed[0], m, torch.from_numpy(model.v_coding_steps(level)).float())
             u_prior = model.u_code_prior(v, start[0].shape[-2:])
         # In units of the step, so that one learning rate suits every channel and level.
