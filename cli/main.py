@@ -41,6 +41,7 @@ import importlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,6 +50,7 @@ import click
 from selfcodec import __version__
 from selfcodec.errors import CodecError
 
+from . import batch
 from ._safeio import OutputRefused, atomic_write, check_output
 
 EXIT_OK = 0
@@ -56,7 +58,6 @@ EXIT_ERROR = 1
 EXIT_USAGE_IO = 2
 EXIT_INTERRUPTED = 130
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 SVAE_SUFFIX = ".svae"
 # Shown in --help without importing the codec; the values are checked against
 # selfcodec.api.MODES / LEVELS when a command runs.
@@ -228,23 +229,45 @@ def _bpp(nbytes: int, width: Any, height: Any) -> float | None:
     return nbytes * 8 / pixels if pixels > 0 else None
 
 
-def _encoded_bpp(api: Any, svae: bytes) -> float | None:
+def _encoded_bpp(svae: bytes) -> float | None:
     try:
-        meta = api.info(svae)
+        meta = _file_info(svae)
     except Exception:  # noqa: BLE001 - the summary line is a courtesy only
         return None
     return _bpp(len(svae), meta.get("width"), meta.get("height"))
 
 
-def _check_mode_level(api: Any, mode: str, level: int) -> None:
-    modes = list(getattr(api, "MODES", []))
-    if modes and mode not in modes:
-        raise click.BadParameter(f"{mode!r} is not one of {', '.join(modes)}", param_hint="'-m' / '--mode'")
-    levels = list(getattr(api, "LEVELS", []))
-    if levels and level not in levels:
+def _file_info(data: bytes) -> dict:
+    # import_module returns sys.modules' entry, so tests can swap in a fake module.
+    return dict(importlib.import_module("selfcodec.fileinfo").info(data))
+
+
+def _check_mode_level(mode: str, level: int) -> None:
+    """Refuse a mode or level no model has, before torch loads (selfcodec.plans is torch-free)."""
+    from selfcodec import plans
+
+    if mode not in plans.MODES:
+        raise click.BadParameter(f"{mode!r} is not one of {', '.join(plans.MODES)}", param_hint="'-m' / '--mode'")
+    if level not in plans.LEVELS:
         raise click.BadParameter(
-            f"{level} is not one of {', '.join(map(str, levels))}", param_hint="'-q' / '--level'"
+            f"{level} is not one of {', '.join(map(str, plans.LEVELS))}", param_hint="'-q' / '--level'"
         )
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _say(quiet: bool, line: str) -> None:
+    if not quiet:
+        click.echo(line, err=True)
+
+
+def _warn(quiet: bool, line: str) -> None:
+    _say(quiet, f"selfcodec: warning: {line}")
 
 
 def _single_output(input: str, output: str | None, suffix: str) -> str:
@@ -268,80 +291,48 @@ def _decoded_format(out: str) -> str:
     fmt = output_format(out)
     if fmt is None:
         raise click.BadParameter(
-            f"cannot write {Path(out).suffix or 'a file without suffix'}: use .png, .tif, .tiff, .webp (lossless), .bmp or .ppm",
+            f"cannot write {Path(out).suffix or 'a file without suffix'}: name an image format Pillow writes "
+            "(.png, .tif, .webp and .bmp keep every pixel; .jpg and .avif are lossy)",
             param_hint="'-o' / '--output'",
         )
     return fmt
 
 
-def _fmt_bpp(bpp: float | None) -> str:
-    return f"{bpp:.4f} bpp" if bpp is not None else "? bpp"
+def _check_svae_output(out: str) -> None:
+    """encode writes .svae bytes: refuse an output named like another format's file (x.webp)."""
+    if out != "-" and Path(out).suffix.lower() != SVAE_SUFFIX:
+        raise click.BadParameter(
+            f"{out}: encode writes .svae files, so the output's name must end in {SVAE_SUFFIX} "
+            f"(an image in another format comes from decoding one: selfcodec decode IN.svae -o {Path(out).name})",
+            param_hint="'-o' / '--output'")
 
 
-# --------------------------------------------------------------------------- batch
+def _image_file(path: Path) -> str | None:
+    """Why encode skips a file of a folder (None: it tries it): it takes what Pillow reads."""
+    from PIL import Image
+
+    Image.init()
+    suffix = path.suffix.lower()
+    if suffix == SVAE_SUFFIX:
+        return "already a .svae file"
+    if suffix not in Image.registered_extensions():
+        return f"not an image file type Pillow reads ({suffix or 'no suffix'})"
+    return None
 
 
-def _run_batch(
-    verb: str,
-    in_dir: Path,
-    suffixes: tuple[str, ...],
-    out_dir: Path | None,
-    out_suffix: str,
-    force: bool,
-    work: Callable[[Path], tuple[bytes, int, float | None]],
-) -> None:
-    """Apply ``work`` (path -> (output bytes, counted bytes, bpp)) to every file of ``in_dir``."""
-    from tqdm import tqdm
+def _svae_file(path: Path) -> str | None:
+    return None if path.suffix.lower() == SVAE_SUFFIX else "not a .svae file"
 
-    files = sorted(
-        p for p in in_dir.iterdir()
-        if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file()
-    )
-    if not files:
-        raise CliError(f"no {'/'.join(s.lstrip('.') for s in suffixes)} files in {in_dir}", EXIT_USAGE_IO)
-    if out_dir is not None:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise CliError(f"output {out_dir} is not a directory", EXIT_USAGE_IO)
-        out_dir.mkdir(parents=True, exist_ok=True)
 
-    planned: dict[Path, Path] = {}
-    input_set = {p.resolve() for p in files}
-    ok = 0
-    failures: list[int] = []
-    total = 0
-    bpps: list[float] = []
-    bar = tqdm(files, desc=verb, unit="img", file=sys.stderr, disable=None, leave=False)
-    try:
-        for src in bar:
-            out = (out_dir if out_dir is not None else src.parent) / (src.stem + out_suffix)
-            try:
-                key = out.resolve()
-                if key in planned:
-                    raise OutputRefused(f"output {out} would also be written from {planned[key].name}")
-                planned[key] = src
-                if key in input_set:
-                    raise OutputRefused(f"refusing to overwrite the input file {out}")
-                check_output(out, [src], force)
-                data, counted, bpp = work(src)
-                atomic_write(out, data, force=force, inputs=[src])
-            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
-                if _debug():
-                    raise
-                msg, code = describe(exc)
-                failures.append(code)
-                tqdm.write(f"selfcodec: error: {src}: {msg}", file=sys.stderr)
-                continue
-            ok += 1
-            total += counted
-            if bpp is not None:
-                bpps.append(bpp)
-    finally:
-        bar.close()
-    mean = sum(bpps) / len(bpps) if bpps else None
-    click.echo(
-        f"{verb} {ok} ok, {len(failures)} failed, {total} bytes, mean {_fmt_bpp(mean)}",
-        err=True,
-    )
+def _expand(inputs: tuple, skip_why: Callable, verb: str) -> batch.Inputs:
+    found = batch.expand(inputs, skip_why)
+    if not found.files:
+        why = "; ".join(f"{Path(name).name}: {reason}" for name, reason in found.skipped[:3])
+        raise CliError(f"no files to {verb} in {', '.join(inputs)}" + (f" ({why})" if why else ""), EXIT_USAGE_IO)
+    return found
+
+
+def _finish_batch(failures: list) -> None:
     if failures:
         codes = set(failures)
         raise click.exceptions.Exit(codes.pop() if len(codes) == 1 else EXIT_ERROR)
@@ -350,101 +341,170 @@ def _run_batch(
 # --------------------------------------------------------------------------- commands
 
 _in_arg = click.argument("input", metavar="IN", type=click.Path(exists=True, allow_dash=True))
+_inputs_arg = click.argument("inputs", metavar="IN...", nargs=-1, required=True)
 _force_opt = click.option("-f", "--force", is_flag=True, help="Overwrite existing output files (never the input).")
 _model_opt = click.option("--model", metavar="NAME|PATH", default=None, help="Model name or weights file (default: the file's model; encoding: the mode's default, see README).")
+_threads_opt = click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
+                            help="CPU threads for the networks (default: torch's, one per core).")
+_verbose_opt = click.option("-v", "--verbose", is_flag=True, help="Say more: the model and each stream's bytes.")
+_quiet_opt = click.option("--quiet", is_flag=True, help="Print nothing but errors (no progress, summaries or warnings).")
+
+
+def _max_pixels_opt(what: str):
+    return click.option("--max-pixels", type=click.IntRange(min=0), default=None, metavar="N",
+                        help=f"Refuse {what} more than N pixels (0: no limit). Default: twice Pillow's "
+                             "PIL.Image.MAX_IMAGE_PIXELS (178,956,970 with Pillow's default), its decompression-bomb guard.")
+
+
+def _limit(max_pixels: int | None) -> dict:
+    return {} if max_pixels is None else {"max_pixels": max_pixels or None}
 
 
 @main.command()
-@_in_arg
+@_inputs_arg
 @click.option("-m", "--mode", default=_DEFAULT_MODE, show_default=True, metavar="MODE", help=f"Coding mode: {_MODES_HELP}.")
 @click.option("-q", "--level", type=int, default=_DEFAULT_LEVEL, show_default=True, metavar="LEVEL", help="Quality level 1-7 (a model trained with fewer levels says so).")
 @_model_opt
-@click.option("-o", "--output", metavar="OUT", default=None, help="Output .svae file ('-': stdout), or directory for a batch. Default: IN with suffix .svae.")
+@click.option("-o", "--output", metavar="OUT", default=None, help="Output .svae file ('-': stdout), or folder for several inputs. Default: IN with suffix .svae.")
 @click.option("--verify", is_flag=True, help="Decode after encoding and check the result.")
 @click.option("--search", type=click.IntRange(min=0), default=0, show_default=True, metavar="STEPS",
               help="rec2 only: spend STEPS gradient steps per tile looking for latents that cost fewer bits "
                    "at the same quality (e.g. 6; each step costs about two to three decodes). "
                    "Any decoder reads the result.")
+@click.option("--strip", is_flag=True, help="Leave out the ICC profile, EXIF and XMP (kept by default).")
+@click.option("--allow-lossy-convert", is_flag=True,
+              help="Code 16-bit, CMYK, float or animated input after a lossy conversion to 8 bits (first frame) "
+                   "instead of refusing it.")
+@_max_pixels_opt("an image of")
+@_threads_opt
+@_verbose_opt
+@_quiet_opt
 @_force_opt
-def encode(input: str, mode: str, level: int, model: str | None, output: str | None, verify: bool, search: int,
-           force: bool) -> None:
-    """Encode the image IN (or every image in the directory IN) to .svae."""
-    api = _api()
-    _check_mode_level(api, mode, level)
+def encode(inputs: tuple, mode: str, level: int, model: str | None, output: str | None, verify: bool, search: int,
+           strip: bool, allow_lossy_convert: bool, max_pixels: int | None, threads: int | None, verbose: bool,
+           quiet: bool, force: bool) -> None:
+    """Encode the image IN to .svae; several images, a glob or a folder: each to OUT/NAME.svae."""
+    _check_mode_level(mode, level)  # before torch loads
+    options = {**_limit(max_pixels), **({"strip": True} if strip else {}),
+               **({"allow_lossy_convert": True} if allow_lossy_convert else {})}
 
     def run(src: Any) -> bytes:
-        return api.encode(src, mode=mode, level=level, model=model, verify=verify, search=search)
+        from selfcodec.errors import NeedsLossyConvertError
 
-    if input != "-" and Path(input).is_dir():
-        if output == "-":
-            raise click.BadParameter("a directory cannot be written to stdout", param_hint="'-o' / '--output'")
+        api = _api()
+        _set_threads(threads)
+        try:
+            svae = api.encode(src, mode=mode, level=level, model=model, verify=verify, search=search, **options)
+        except NeedsLossyConvertError as e:
+            raise e.naming("--allow-lossy-convert") from None
+        if verbose:
+            _say(quiet, f"  {_describe_file(svae)}")
+        return svae
 
-        def work(p: Path) -> tuple[bytes, int, float | None]:
-            svae = run(str(p))
-            return svae, len(svae), _encoded_bpp(api, svae)
-
-        _run_batch("encoded", Path(input), IMAGE_SUFFIXES, Path(output) if output else None, SVAE_SUFFIX, force, work)
+    if inputs == ("-",):
+        _encode_one("-", output, run, force, quiet, mode, level)
+        return
+    found = _expand(inputs, _image_file, "encode")
+    if not found.batch:
+        _encode_one(str(found.files[0]), output, run, force, quiet, mode, level)
         return
 
+    def work(p: Path) -> tuple[bytes, int, float | None]:
+        svae = run(str(p))
+        return svae, len(svae), _encoded_bpp(svae)
+
+    out_dir = batch.output_dir(output, SVAE_SUFFIX)
+    _finish_batch(batch.run("encoded", found, out_dir, SVAE_SUFFIX, force, quiet, work, describe, _debug()))
+
+
+def _encode_one(input: str, output: str | None, run: Callable, force: bool, quiet: bool, mode: str, level: int) -> None:
     inputs = [] if input == "-" else [Path(input)]
     out = _single_output(input, output, SVAE_SUFFIX)
     if out != "-":
         check_output(Path(out), inputs, force)  # fail before the (slow) encoding
-    src = _stdin_bytes() if input == "-" else str(Path(input))
-    svae = run(src)
+    _check_svae_output(out)
+    t0 = time.perf_counter()
+    svae = run(_stdin_bytes() if input == "-" else input)
     _emit(svae, out, force=force, inputs=inputs)
     if out != "-":
         name = "<stdin>" if input == "-" else input
-        click.echo(
-            f"{name} -> {out}: {len(svae)} bytes, {_fmt_bpp(_encoded_bpp(api, svae))} ({mode}, level {level})",
-            err=True,
-        )
+        _say(quiet, f"{name} -> {out}: {len(svae)} bytes, {batch.fmt_bpp(_encoded_bpp(svae))}, "
+                    f"{time.perf_counter() - t0:.2f} s ({mode}, level {level})")
+
+
+def _describe_file(svae: bytes) -> str:
+    """A line for -v: the model, mode, level, each stream's bytes and the metadata kept."""
+    meta = _file_info(svae)
+    streams = ", ".join(f"{k} {v}" for k, v in meta.get("streams", {}).items())
+    kept = ", ".join(f"{k} {v}" for k, v in meta.get("metadata", {}).items()) or "none"
+    return (f"model {meta.get('model')}, {meta.get('mode')} level {meta.get('level')}, streams (bytes): {streams}; "
+            f"metadata (bytes): {kept}")
 
 
 @main.command()
-@_in_arg
-@click.option("-o", "--output", metavar="OUT", default=None, help="Output image ('-': PNG on stdout), or directory for a batch. Default: IN with suffix .png.")
+@_inputs_arg
+@click.option("-o", "--output", metavar="OUT", default=None,
+              help="Output image, in any format Pillow writes ('-': PNG on stdout), or folder for several inputs "
+                   "(PNG files). Default: IN with suffix .png.")
 @_model_opt
-@click.option("--max-pixels", type=click.IntRange(min=0), default=None, metavar="N",
-              help="Refuse a file that declares more than N pixels (0: no limit). "
-                   "Default: twice Pillow's PIL.Image.MAX_IMAGE_PIXELS (178,956,970 with Pillow's default).")
+@_max_pixels_opt("a file that declares")
 @click.option("--partial", is_flag=True,
               help="Decode a layered file cut anywhere after its first layer to the image of its last complete "
                    "layer (stderr says which mode that is); without it a cut file is an error.")
 @click.option("--device", default="cpu", show_default=True, metavar="DEVICE",
               help="Run the synthesis of the image on this device (cuda: a GPU); the probability path stays "
                    "exact on the CPU, so the file decodes the same.")
+@_threads_opt
+@_verbose_opt
+@_quiet_opt
 @_force_opt
-def decode(input: str, output: str | None, model: str | None, max_pixels: int | None, partial: bool, device: str,
-           force: bool) -> None:
-    """Decode the .svae file IN (or every .svae in the directory IN) to PNG."""
-    limit = {} if max_pixels is None else {"max_pixels": max_pixels or None}
+def decode(inputs: tuple, output: str | None, model: str | None, max_pixels: int | None, partial: bool, device: str,
+           threads: int | None, verbose: bool, quiet: bool, force: bool) -> None:
+    """Decode the .svae file IN to an image; several files, a glob or a folder: each to OUT/NAME.png."""
+    limit = _limit(max_pixels)
     on = {} if device == "cpu" else {"device": device}
 
-    def run(data: bytes, fmt: str) -> tuple[bytes, float | None]:
+    def run(data: bytes, fmt: str, out: str) -> tuple[bytes, float | None]:
         _check_declared_pixels(data, **limit)  # before torch and the model are loaded
-        from selfcodec.imageio import image_to_bytes, to_pil
+        from selfcodec import metadata
+        from selfcodec.imageio import image_to_bytes, is_lossless, to_pil
 
+        if verbose:
+            _say(quiet, f"  {_describe_file(data)}")
+        _set_threads(threads)
         if partial:
             rgb, meta = _api().decode_rgb(data, model=model, partial=True, **on, **limit)
             img = to_pil(rgb, meta)
-            click.echo(f"partial file: decoded its layers up to {meta.mode}", err=True)
+            _say(quiet, f"partial file: decoded its layers up to {meta.mode}")
         else:
             img = _api().decode(data, model=model, **on, **limit)
+        if not is_lossless(fmt):
+            _warn(quiet, f"{out}: {fmt} does not keep every decoded pixel as it is (lossy, or fewer colours); "
+                         "write .png, .tif or .webp for that")
+        dropped = metadata.dropped(fmt, metadata.of(img))
+        if dropped:
+            _warn(quiet, f"{out}: {fmt} cannot hold the file's {', '.join(dropped)}; they are not written "
+                         "(PNG, TIFF, WebP and JPEG can)")
         return image_to_bytes(img, fmt), _bpp(len(data), img.width, img.height)
 
-    if input != "-" and Path(input).is_dir():
-        if output == "-":
-            raise click.BadParameter("a directory cannot be written to stdout", param_hint="'-o' / '--output'")
-
-        def work(p: Path) -> tuple[bytes, int, float | None]:
-            data = p.read_bytes()
-            png, bpp = run(data, "PNG")
-            return png, len(data), bpp
-
-        _run_batch("decoded", Path(input), (SVAE_SUFFIX,), Path(output) if output else None, ".png", force, work)
+    if inputs == ("-",):
+        _decode_one("-", output, run, force, quiet, limit)
+        return
+    found = _expand(inputs, _svae_file, "decode")
+    if not found.batch:
+        _decode_one(str(found.files[0]), output, run, force, quiet, limit)
         return
 
+    def work(p: Path) -> tuple[bytes, int, float | None]:
+        data = p.read_bytes()
+        png, bpp = run(data, "PNG", str(p.with_suffix(".png")))
+        return png, len(data), bpp
+
+    out_dir = batch.output_dir(output, ".png")
+    _finish_batch(batch.run("decoded", found, out_dir, ".png", force, quiet, work, describe, _debug()))
+
+
+def _decode_one(input: str, output: str | None, run: Callable, force: bool, quiet: bool, limit: dict) -> None:
     inputs = [] if input == "-" else [Path(input)]
     out = _single_output(input, output, ".png")
     if out != "-":
@@ -455,11 +515,12 @@ def decode(input: str, output: str | None, model: str | None, max_pixels: int | 
     fmt = _decoded_format(out)
     if input == "-":
         data = _stdin_bytes()
-    image_bytes, bpp = run(data, fmt)
+    t0 = time.perf_counter()
+    image_bytes, bpp = run(data, fmt, out)
     _emit(image_bytes, out, force=force, inputs=inputs)
     if out != "-":
         name = "<stdin>" if input == "-" else input
-        click.echo(f"{name} -> {out}: {len(data)} bytes read, {_fmt_bpp(bpp)}", err=True)
+        _say(quiet, f"{name} -> {out}: {len(data)} bytes read, {batch.fmt_bpp(bpp)}, {time.perf_counter() - t0:.2f} s")
 
 
 def _check_declared_pixels(data: bytes, **limit: Any) -> None:
@@ -498,7 +559,7 @@ def info(input: str, as_json: bool) -> None:
     if input != "-" and Path(input).is_dir():
         raise click.BadParameter("info takes a .svae file, not a directory", param_hint="IN")
     data = _stdin_bytes() if input == "-" else Path(input).read_bytes()
-    meta = dict(_api().info(data))
+    meta = _file_info(data)  # torch-free: info answers at once
     if as_json:
         click.echo(json.dumps(meta, indent=2, default=_jsonable))
         return

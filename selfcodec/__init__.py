@@ -62,8 +62,10 @@ def info(data) -> dict:
 
     Returns a dict: model, model_hash, mode, level, width, height, colour, tiles, bytes,
     header_bytes, bpp, streams (bytes per stream), pixel_crc32 and crc_of (what it guards: the pixels, or a
-    lossy file's coded integers), format_version, coder_version.
-    Runs no network and loads no weights (it does import the codec, hence torch: the stream
-    names come from the model's configuration). See :func:`selfcodec.api.info`.
+    lossy file's coded integers), format_version, coder_version, and metadata (bytes per kind)
+    for a file that carries some. Runs no network, loads no weights and does not import torch
+    (the same as :func:`selfcodec.api.info`).
     """
-    return _api().info(_read(data))
+    from .fileinfo import info as file_info
+
+    return file_info(_read(data))

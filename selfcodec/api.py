@@ -13,10 +13,10 @@ import torch
 
 from . import exact as X
 from . import zoo
-from .checkpoint import read_config
 from .coding import container as C
 from .coding import modes as M
 from .errors import ChecksumError, CodecError, FormatError, ModelMismatchError
+from .fileinfo import info  # noqa: F401 - part of the API (torch-free, so it lives apart)
 from .imageio import ImageMeta, load_image, to_pil
 from . import layers as LY
 from .limits import PILLOW_LIMIT, check_pixels
@@ -303,42 +303,3 @@ def decode(data: bytes, model=None, as_array: bool = False, max_pixels=PILLOW_LI
     rgb, meta = decode_rgb(data, model, max_pixels, partial, device)
     img = to_pil(rgb, meta)
     return np.asarray(img) if as_array else img
-
-
-def info(data: bytes) -> dict:
-    """What a .svae file holds, from its header and stream table (no model needed); a layered
-    file also lists its layers, their bytes and the mode each cut makes."""
-    data = bytes(data)
-    header, tiles, alpha = C.unpack(data, check_coder_version=False)
-    mode = M.MODE_NAMES.get(header.mode, f"unknown({header.mode})")
-    names = [f"stream{i}" for i in range(header.n_streams)]
-    if header.layered:
-        levels = LY.levels_of(header)
-        names = (LY.layer_names(levels) if levels >= 0 else ["u", "z"])[:header.n_streams]
-    else:
-        try:
-            # the stream names need only the model's configuration, not its weights
-            levels = read_config(zoo.model_path(header.model_name)).levels if _shipped(header.model_name) else None
-            if levels is not None and mode in M.MODE_CODES:
-                names = M.stream_names(M.plan_for(mode, levels), levels)
-        except CodecError:
-            pass
-    streams = {n: sum(len(t[i]) for t in tiles) for i, n in enumerate(names)}
-    if alpha is not None:
-        streams["alpha"] = len(alpha)
-    out = {"model": header.model_name, "model_hash": header.model_hash.hex(), "mode": mode, "level": header.level,
-           "width": header.width, "height": header.height, "colour": C.COLOUR_NAMES.get(header.colour),
-           "tiles": len(tiles), "bytes": len(data), "header_bytes": len(data) - sum(streams.values()),
-           "bpp": 8 * len(data) / (header.width * header.height), "streams": streams,
-           "pixel_crc32": f"{header.pixel_crc:08x}",
-           "crc_of": ("coded integers" if header.coder_version == C.CODER_VERSION and mode != "lossless" and not header.layered
-                      else "layers' coded integers" if header.layered and mode != "lossless" else "pixels"),
-           "format_version": header.format_version,
-           "coder_version": header.coder_version}
-    if header.layered:
-        modes = LY.modes_of(levels) if levels >= 0 else ["rec1", "rec2"]
-        end, out["layers"] = C.header_size(data) + (len(alpha) if alpha is not None else 0), []
-        for name, m in zip(names, modes):
-            end += streams[name]
-            out["layers"].append({"name": name, "bytes": streams[name], "mode": m, "ends_at_byte": end})
-    return out

@@ -3,8 +3,10 @@
 from functools import lru_cache
 from pathlib import Path
 
-from .checkpoint import load_model, weights_hash
 from .errors import CodecError
+
+# The checkpoint module (torch) is imported where weights are read: finding a model by name
+# stays torch-free, for `selfcodec info`.
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 if not MODELS_DIR.is_dir():  # a source checkout: setup.cfg maps the repo's models/ here
@@ -43,6 +45,8 @@ def default_for(mode: str) -> str:
 
 @lru_cache(maxsize=4)
 def _load(path: str, mtime: float):
+    from .checkpoint import load_model, weights_hash
+
     try:
         model = load_model(Path(path))
     except Exception as e:  # a damaged or foreign file: say so in one line
@@ -59,6 +63,8 @@ def load(model: str | Path | None = None):
 
 def find_by_hash(digest: bytes) -> str | None:
     """The name of the shipped model whose weights hash is `digest`, if one is."""
+    from .checkpoint import weights_hash
+
     for name in available():
         if weights_hash(MODELS_DIR / f"{name}.safetensors") == digest:
             return name

@@ -75,6 +75,7 @@ def _fake_api() -> types.ModuleType:
 def api(monkeypatch):
     fake = _fake_api()
     monkeypatch.setitem(sys.modules, "selfcodec.api", fake)
+    monkeypatch.setitem(sys.modules, "selfcodec.fileinfo", types.SimpleNamespace(info=fake.info))
     monkeypatch.setattr(selfcodec, "api", fake, raising=False)
     monkeypatch.delenv("SELFCODEC_DEBUG", raising=False)
     return fake
@@ -293,8 +294,9 @@ def test_missing_input_is_usage_error(api, runner, tmp_path):
 def test_unknown_output_format_refused(api, runner, tmp_path):
     _img(tmp_path / "x.png")
     run(runner, "encode", tmp_path / "x.png", "-m", "rec2")
-    assert run(runner, "decode", tmp_path / "x.svae", "-o", tmp_path / "y.jpg").exit_code == 2
-    assert not (tmp_path / "y.jpg").exists()
+    for name in ("y.xyz", "y.svae", "y"):
+        assert run(runner, "decode", tmp_path / "x.svae", "-o", tmp_path / name).exit_code == 2
+    assert _files(tmp_path) == ["x.png", "x.svae"]
 
 
 # ------------------------------------------------------------------ stdin / stdout
