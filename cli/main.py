@@ -605,6 +605,7 @@ def truncate(input: str, mode: str, output: str | None, force: bool) -> None:
     out = output or ("-" if input == "-" else str(Path(input).with_suffix(f".{mode}{SVAE_SUFFIX}")))
     if out != "-":
         check_output(Path(out), inputs, force)
+    _check_svae_output(out)
     data = _stdin_bytes() if input == "-" else Path(input).read_bytes()
     cut_data = cut(data, mode)
     _emit(cut_data, out, force=force, inputs=inputs)
