@@ -28,8 +28,9 @@ code   meaning
 130    interrupted (Ctrl-C)
 =====  =====================================================================
 
-In batch mode (a directory as input) every file is tried; the exit code is 0 if all
-succeeded, else the code of the failures if they all share one, else 1.
+In batch mode (several inputs, a glob or a directory; see cli/batch.py) every file is tried,
+with a line per file; the exit code is 0 if all succeeded, else the code of the failures if they
+all share one, else 1. A directory's files that the command does not take are listed as skipped.
 
 Errors are printed as one line ``selfcodec: error: <message>`` on stderr, without a
 traceback unless the environment variable ``SELFCODEC_DEBUG`` is set to 1.

@@ -36,7 +36,8 @@ def encode(image, mode: str = "rec2", level: int = 3, model=None, **options) -> 
     array (RGB(A), L). mode: "rec1", "rec2" (default), "cgen", "crec" or "lossless".
     level: quality, 1 gives the smallest files, higher is better (``selfcodec.api.LEVELS``;
     default 3). model: a shipped model's name or a .safetensors path (default: the mode's
-    default model). Further options (verify, tile, allow_lossy_convert, search) are those of
+    default model). Further options (verify, tile, allow_lossy_convert, search, strip: leave out
+    the ICC profile, EXIF and XMP, max_pixels: the largest image accepted) are those of
     :func:`selfcodec.api.encode`.
     Raises a :class:`selfcodec.errors.CodecError` subclass on bad input.
     """
