@@ -13,6 +13,8 @@ never reconstructs) does not pay for it.
 
 from functools import partial
 
+import torch
+
 
 class Walker:
     """How one use of the chain obtains its variables. Subclasses override what they need."""
@@ -48,3 +50,18 @@ def run(model, walker: Walker) -> list:
         prev = walker.z(model, k, partial(model.p_z, k, img_prev, prev), img_prev, prev)
         imgs.append(walker.image(model, k, partial(model.p_img, k, prev, img_prev, features=True), img_prev))
     return imgs
+
+
+def by_slices(model, k: int, mean, log_scale, one):
+    """A latent (k = 0: û, k >= 1: ẑ_k) obtained slice by slice under its prior: one(channels,
+    mean, log_scale) -> that slice of the latent as the decoders read it, each slice's prior
+    given the slices before it (a channel-wise context, entropy/channel_context.py). A model
+    without a context makes one call with the whole latent's prior."""
+    ctx = model.latent_context(k)
+    if ctx is None:
+        return one(slice(None), mean, log_scale)
+    known = []
+    for i, ch in enumerate(ctx.slices):
+        m, ls = ctx.slice_prior(i, mean, log_scale, known)
+        known.append(one(ch, m, ls))
+    return torch.cat(known, 1)

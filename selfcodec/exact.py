@@ -354,7 +354,8 @@ def _per_weights(model, slot: str, build):
 
 def _convert(model) -> dict:
     nets = {}
-    for name in _NETS[_fast(model)] + tuple(n for n in ("context", "context0", "hyper_s") if hasattr(model, n)):
+    extra = ("context", "context0", "hyper_s", "u_context", "z_context")
+    for name in _NETS[_fast(model)] + tuple(n for n in extra if hasattr(model, n)):
         net = getattr(model, name)
         nets[name] = [integer_copy(m) for m in net] if isinstance(net, nn.ModuleList) else integer_copy(net)
     return nets
@@ -448,6 +449,12 @@ class ExactModel:
             mean, log_scale = mean + dm, log_scale + dls
         return mean, from_grid(to_grid(log_scale.clamp(-6.0, 6.0)))
 
+    def latent_context(self, k: int):
+        """The model's channel context of û (k = 0) or ẑ_k on its integer nets, or None."""
+        if self._model.latent_context(k) is None:
+            return None
+        return _IntContext(self._nets["u_context"] if k == 0 else self._nets["z_context"][k - 1])
+
     def v_code_prior(self):
         mean, log_scale = self._model.v_code_prior()
         return mean.detach().double(), from_grid(to_grid(log_scale))
@@ -457,6 +464,16 @@ class ExactModel:
 
     def v_coding_steps(self, level: int):
         return self._model.v_coding_steps(level, to_step=step_from_log2)
+
+
+class _IntContext:
+    """A channel context (entropy/channel_context.py) whose nets run on integer activations."""
+
+    def __init__(self, ctx):
+        self.ctx, self.slices = ctx, ctx.slices
+
+    def slice_prior(self, i, mean, log_scale, known):
+        return self.ctx.slice_prior(i, mean, log_scale, known, run=lambda net, x: from_grid(net(to_grid(x))))
 
 
 def dmol_point(params: torch.Tensor, c: int, k: int, how: str = "mean") -> torch.Tensor:

@@ -73,6 +73,12 @@ class Config:
     # The upscale of the coarser image that images[k]'s DMoL means are offsets from (downscale):
     # "bilinear" (earlier weights) or "bicubic" (what cgen and crec must never fall below).
     up_base: str = "bilinear"
+    # Rate-distortion fast networks: code û (u_slices) and each ẑ_k (z_slices) in that many channel
+    # slices, each slice's prior corrected from the slices before it (entropy/channel_context.py;
+    # 0: one piece under the base prior). slice_ch: the width of the correcting nets.
+    u_slices: int = 0
+    z_slices: int = 0
+    slice_ch: int = 64
 
     def __post_init__(self):
         self.rd_lambdas = tuple(float(v) for v in self.rd_lambdas)  # JSON gives a list
@@ -204,6 +210,8 @@ class SelfVAE(nn.Module):
                 WNConv2d(2 * ch, ch, 1), nn.ELU(), DenseBlock(ch, g, n), Up(ch, r_steps, g, n),
                 WNConv2d(ch, ch, 3), nn.ELU(),
                 WNConv2d(ch, DMoL.channels(self.img_ch[k], cfg.mixtures), 1, init_scale=0.1)))
+        if cfg.u_slices or cfg.z_slices:
+            raise ValueError("channel contexts (u_slices, z_slices) are for the fast networks")
         if cfg.refine:
             if K < 1:
                 raise ValueError("refine needs a selfVAE (levels >= 1): it reads the x decoder's features")
@@ -369,6 +377,11 @@ class SelfVAE(nn.Module):
 
     has_hyper = False  # a hyperprior for û (fast.FastSelfVAE with cfg.u_hyper)
 
+    def latent_context(self, k: int):
+        """The channel-wise context of û (k = 0) or ẑ_k, or None: the latent is coded in one piece
+        under its base prior (fast.FastSelfVAE with cfg.u_slices / z_slices has them)."""
+        return None
+
     def u_code_prior(self, v=None, size=None):
         """û's coding prior (mean, log_scale): per channel; given v̂ (a model with a hyperprior)
         per element of a û of spatial `size`."""
@@ -531,11 +544,17 @@ class _RDWalker(Rec2Walker):
             v_rate, v = self.quantize(model.q_v(u_t), v_step, vm)
             rate_v = -GaussianConditional.log_prob(v_rate, vm, vls, v_step)
             cm, cls = model.u_code_prior(v, u_t.shape[-2:])
-        u_rate, u = self.quantize(u_t, self.steps[0], cm)
+        self.rate_u, step = rate_v, self.steps[0]
+
+        def one(ch, m, ls):
+            u_rate, u = self.quantize(u_t[:, ch], step[:, ch], m)
+            self.rate_u = self.rate_u - GaussianConditional.log_prob(u_rate, m, ls, step[:, ch])
+            return u
+
+        u = chain.by_slices(model, 0, cm, cls, one)
         flow_trains = any(p.requires_grad for p in model.flow.parameters())
-        n = len(u_t)
-        self.out = {"rate_u": rate_v - GaussianConditional.log_prob(u_rate, cm, cls, self.steps[0]),
-                    "flow_u": -model.flow.log_prob(u.detach()) if flow_trains else torch.zeros(n, device=u.device)}
+        self.out = {"rate_u": self.rate_u,
+                    "flow_u": -model.flow.log_prob(u.detach()) if flow_trains else torch.zeros(len(u_t), device=u.device)}
         return u
 
     def z(self, model, k, prior, img_prev, prev):
@@ -548,9 +567,14 @@ class _RDWalker(Rec2Walker):
             c_pm, _ = model.p_z(k, y, prev[:n].detach())
             c_x = model.dmol_mean(model.p_img(k, c_pm, y), model.img_ch[k], model.cfg.mixtures)
             self.out["mse_cgen"] = ((c_x - self.imgs[k][:n].float()) ** 2).flatten(1).mean(1)
-        z_rate, z = self.quantize(model.q_z(k, self.imgs[k]), self.steps[k], pm)
-        self.rate_z = self.rate_z - GaussianConditional.log_prob(z_rate, pm, pls, self.steps[k])
-        return z
+        z_t, step = model.q_z(k, self.imgs[k]), self.steps[k]
+
+        def one(ch, m, ls):
+            z_rate, z = self.quantize(z_t[:, ch], step[:, ch], m)
+            self.rate_z = self.rate_z - GaussianConditional.log_prob(z_rate, m, ls, step[:, ch])
+            return z
+
+        return chain.by_slices(model, k, pm, pls, one)
 
     def terms(self, xhat, x) -> dict:
         re, out = self.re, self.out

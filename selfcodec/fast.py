@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .entropy.channel_context import ChannelContext
 from .entropy.dmol import DMoL
 from .family import SelfVAE, grid_steps, level_steps
 from .flows import RealNVP
@@ -196,6 +197,20 @@ class FastSelfVAE(SelfVAE):
             self.v_code_mean = nn.Parameter(torch.zeros(1, v, 1, 1))
             self.v_code_log_scale = nn.Parameter(torch.zeros(1, v, 1, 1))
             self.v_log2_step = nn.Parameter(torch.zeros(len(cfg.rd_lambdas), v))  # per level, as rd_log2_step
+        if cfg.u_slices or cfg.z_slices:
+            if cfg.u_slices and not cfg.u_hyper:
+                raise ValueError("a channel context for û (u_slices) needs its hyperprior (u_hyper): a prior per element")
+            if not cfg.rd_lambdas:
+                raise ValueError("channel contexts (u_slices, z_slices) are for rate-distortion models")
+            if cfg.u_slices:
+                self.u_context = ChannelContext(cfg.u_ch, cfg.u_slices, cfg.slice_ch)
+            if cfg.z_slices:
+                self.z_context = nn.ModuleList(ChannelContext(cfg.z_ch, cfg.z_slices, cfg.slice_ch) for _ in range(K))
+
+    def latent_context(self, k: int):
+        if k == 0:
+            return getattr(self, "u_context", None)
+        return self.z_context[k - 1] if hasattr(self, "z_context") else None
 
     @property
     def has_hyper(self) -> bool:

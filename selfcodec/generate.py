@@ -69,8 +69,10 @@ class _GenerateWalker(Walker):
     def z(self, model, k, prior, img_prev, prev):
         if k < len(self.known):
             return _posterior_mean(model, model.q_z(k, self.known[k]))
-        pm, pls = prior()
-        return pm if self.z_how == "mean" else pm + self.temperature * torch.exp(pls) * torch.randn_like(pm)
+        def one(ch, m, ls):
+            return m if self.z_how == "mean" else m + self.temperature * torch.exp(ls) * torch.randn_like(m)
+
+        return chain.by_slices(model, k, *prior(), one)
 
     def image(self, model, k, decode, img_prev):
         if k < len(self.known):
@@ -173,7 +175,7 @@ def sample(model, n: int = 16, size: int = 64, temperature: float = 0.8, seed: i
     cfg, m = model.cfg, model.multiple
     H, W = -(-height // m) * m, -(-width // m) * m
     r = model.ratio ** cfg.levels
-    shape = (n, cfg.u_ch, (H // r) >> cfg.latent_down, (W // r) >> cfg.latent_down)
+    shape = (n, cfg.u_ch, (H // r) >> model.u_down, (W // r) >> model.u_down)  # u_down: images[0] to u
     dev = _device(model)
     with _seeded(seed):
         u = model.flow.sample(shape, temperature=temperature, device=dev)

@@ -38,6 +38,10 @@ def build_tiny(path: Path, preset: str = "selfvae-downscale", seed: int = 0, **o
         if model.has_hyper:  # its last layer starts at zero (no offsets): give the test some
             torch.nn.init.normal_(model.hyper_s.body[-1].weight, std=0.1)
             torch.nn.init.normal_(model.hyper_s.body[-1].bias, std=0.3)
+        for k in range(model.cfg.levels + 1):  # channel contexts start adding nothing too
+            for net in getattr(model.latent_context(k), "nets", ()):
+                torch.nn.init.normal_(net[-1].weight, std=0.1)
+                torch.nn.init.normal_(net[-1].bias, std=0.3)
         save_model(model.eval(), path)
     finally:
         torch.random.set_rng_state(state)
@@ -101,6 +105,14 @@ def tiny_fast_hyper(model_dir) -> str:
     """The fast downscale model with a hyperprior for û and means offset from a bicubic upscale."""
     return str(build_tiny(model_dir / "tiny-fast-hyper.safetensors", "selfvae-downscale", seed=9, network="fast",
                           rd_lambdas=(0.005, 0.01, 0.02), u_hyper=4, up_base="bicubic"))
+
+
+@pytest.fixture(scope="session")
+def tiny_fast_context(model_dir) -> str:
+    """tiny_fast_hyper with channel contexts: û in 2 slices, ẑ in 3."""
+    return str(build_tiny(model_dir / "tiny-fast-context.safetensors", "selfvae-downscale", seed=9, network="fast",
+                          rd_lambdas=(0.005, 0.01, 0.02), u_hyper=4, up_base="bicubic", u_slices=2, z_slices=3,
+                          slice_ch=8))
 
 
 @pytest.fixture(scope="session")

@@ -64,17 +64,19 @@ MACHINES = {"one thread": lambda: M.coding_threads(1), "two threads": lambda: M.
 
 
 @pytest.fixture(scope="module")
-def models(tiny_fast_models, tiny_fast_hyper, tiny_model, tiny_models_y_consistent, tiny_models_staged) -> dict:
+def models(tiny_fast_models, tiny_fast_hyper, tiny_fast_context, tiny_model, tiny_models_y_consistent,
+           tiny_models_staged) -> dict:
     """The fast presets, one with a hyperprior, a DenseNet model, a y-consistent one and ones with
     context nets (staged pixels)."""
-    return {**{f"fast-{p}": tiny_fast_models[p] for p in FAST}, "fast-hyper": tiny_fast_hyper, "dense": tiny_model,
+    return {**{f"fast-{p}": tiny_fast_models[p] for p in FAST}, "fast-hyper": tiny_fast_hyper,
+            "fast-context": tiny_fast_context, "dense": tiny_model,
             "dense-y-consistent": tiny_models_y_consistent["downscale"],
             "dense-staged": tiny_models_staged["downscale"], "vae-staged": tiny_models_staged["vae"]}
 
 
 @pytest.mark.filterwarnings("ignore:TF32 acceleration")
-@pytest.mark.parametrize("name", [f"fast-{p}" for p in FAST] + ["fast-hyper", "dense", "dense-y-consistent", "dense-staged",
-                                                               "vae-staged"])
+@pytest.mark.parametrize("name", [f"fast-{p}" for p in FAST] + ["fast-hyper", "fast-context", "dense", "dense-y-consistent",
+                                                               "dense-staged", "vae-staged"])
 def test_every_mode_decodes_on_every_machine_lossless_exactly_lossy_within_005_db(models, name, natural):
     path = models[name]
     img = np.ascontiguousarray(natural[:32, :48])

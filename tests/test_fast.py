@@ -85,10 +85,10 @@ def test_rd_terms_with_the_ypreview_and_cgen_weights_train_every_part(extra):
         assert grads and all(g is not None and torch.isfinite(g).all() for g in grads), name
 
 
-@pytest.mark.parametrize("preset", PRESETS + ("hyperprior",))
-def test_every_mode_of_every_fast_preset_decodes_what_the_encoder_predicted(tiny_fast_models, tiny_fast_hyper, preset,
-                                                                            natural):
-    path = tiny_fast_hyper if preset == "hyperprior" else tiny_fast_models[preset]
+@pytest.mark.parametrize("preset", PRESETS + ("hyperprior", "context"))
+def test_every_mode_of_every_fast_preset_decodes_what_the_encoder_predicted(tiny_fast_models, tiny_fast_hyper,
+                                                                            tiny_fast_context, preset, natural):
+    path = {"hyperprior": tiny_fast_hyper, "context": tiny_fast_context}.get(preset) or tiny_fast_models[preset]
     levels = zoo.load(path)[0].cfg.levels
     img = np.ascontiguousarray(natural[:40, :56])  # not a multiple of 16: padded and cropped
     for mode in [m for m in M.modes_for(levels) if m in api.MODES or m.endswith("-y1")]:

@@ -153,6 +153,18 @@ class _CRCs:
 
     exact, crc, choices, sent, valid = False, 0, None, None, None  # valid: the tile's (h, w) without padding
 
+    def code_latent(self, model, k, posterior_mean, mean, log_scale, step, layer=0):
+        """Latent k (0: û, k >= 1: ẑ_k) through this side, slice by slice under its prior
+        (chain.by_slices; one slice for a model without a channel context); posterior_mean() ->
+        the whole latent, which only the encoder evaluates."""
+        whole = self.value_of(posterior_mean)
+        return chain.by_slices(model, k, mean, log_scale,
+                               lambda ch, m, ls: self.latent(lambda: whole()[:, ch], m, ls, _channels(step, ch), layer))
+
+    def value_of(self, posterior_mean):
+        """A thunk of the latent the side codes: the decoder never evaluates it."""
+        return posterior_mean
+
     def image(self, *args, **kwargs):
         self.sent = self._image(*args, **kwargs)
         self._coded_image(self.sent)
@@ -185,9 +197,16 @@ class _Encoder(_CRCs):
         self.shape0 = tuple(imgs[0].shape[-2:])  # height and width of images[0]
         self.searched = list(searched or [])  # latents found by search.search_latents, in walk order
 
+    def value_of(self, posterior_mean):
+        """The latent to code, once per latent: the search's, if it ran, else the posterior's mean."""
+        if self.searched:
+            value = self.searched.pop(0)
+            return lambda: value
+        return functools.cache(posterior_mean)
+
     def latent(self, posterior_mean, mean, log_scale, step, layer=0):
         m, idx = _latent_tables(mean, log_scale, step, self.exact)
-        value = self.searched.pop(0) if self.searched else posterior_mean()
+        value = posterior_mean()
         sym = np.rint((_np(value) - m) / step).astype(np.int64)
         self._coded(sym, layer)
         self._keep(sym, idx, layer)
@@ -392,12 +411,29 @@ def _code_u(model, side, step, level):
     if model.has_hyper:
         vm, vls = model.v_code_prior()
         v_shape = model.v_shape(shape)
-        v = side.latent(lambda: model.q_v(u_mean()), vm.expand(v_shape), vls.expand(v_shape),
+        v = side.latent(side.value_of(lambda: model.q_v(u_mean())), vm.expand(v_shape), vls.expand(v_shape),
                         model.v_coding_steps(level))
         cm, cls = model.u_code_prior(v, shape[-2:])
     else:
         cm, cls = model.u_code_prior()
-    return side.latent(u_mean, cm.expand(shape), cls.expand(shape), step)
+    return side.code_latent(model, 0, u_mean, cm.expand(shape), cls.expand(shape), step)
+
+
+def _channels(step, ch):
+    """A latent's quantization steps for the channels `ch` of a slice: learned ones are per channel
+    ((1, C, 1, 1) arrays), an ELBO model's one number."""
+    return step[:, ch] if isinstance(step, np.ndarray) else step
+
+
+def _prior_means(model, k, mean, log_scale):
+    """A latent that is not sent: its prior's mean (slice by slice under a channel context)."""
+    return chain.by_slices(model, k, mean, log_scale, lambda ch, m, ls: m)
+
+
+def _z_mean(model, k, side):
+    """A thunk of ẑ_k's posterior mean, which only the encoder (holding the true images) evaluates."""
+    imgs = getattr(side, "imgs", None)
+    return lambda: _posterior_mean(model.q_z(k, imgs[k]), model.cfg.posterior == "gaussian")
 
 
 def _stages(model, k, params, h, img_prev):
@@ -451,13 +487,9 @@ class _CodingWalker(Walker):
     def z(self, model, k, prior, img_prev, prev):
         pm, pls = prior()
         if not (k <= self.plan.sent or self.plan.send_z):
-            return pm
+            return _prior_means(model, k, pm, pls)
         step = self.learned[k] if self.learned else (1.0 if k <= self.plan.sent else LEVELS[self.level][0])
-        imgs, gaussian = self.side_images(), model.cfg.posterior == "gaussian"
-        return self.side.latent(lambda: _posterior_mean(model.q_z(k, imgs[k]), gaussian), pm, pls, step)
-
-    def side_images(self):
-        return getattr(self.side, "imgs", None)  # only the encoder evaluates the posteriors
+        return self.side.code_latent(model, k, _z_mean(model, k, self.side), pm, pls, step)
 
     def image(self, model, k, decode, img_prev):
         params, self.h = decode()
@@ -506,12 +538,10 @@ class _LayeredLatents(Walker):
 
     def z(self, model, k, prior, img_prev, prev):
         pm, pls = prior()
-        if self.send_z:
-            imgs, gaussian = getattr(self.side, "imgs", None), model.cfg.posterior == "gaussian"
-            pm = self.side.latent(lambda: _posterior_mean(model.q_z(k, imgs[k]), gaussian), pm, pls, self.steps[k],
-                                  layer=1)
-        self.zs.append(pm)
-        return pm
+        z = (self.side.code_latent(model, k, _z_mean(model, k, self.side), pm, pls, self.steps[k], layer=1)
+             if self.send_z else _prior_means(model, k, pm, pls))
+        self.zs.append(z)
+        return z
 
     def image(self, model, k, decode, img_prev):
         if k == model.cfg.levels and k and not self.need_x:

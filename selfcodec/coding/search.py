@@ -35,18 +35,24 @@ class _SearchWalker(Rec2Walker):
         self.lats, self.steps, self.u_prior = lats, steps, u_prior
 
     def u(self, model):
-        cm, cls = self.u_prior
-        u = _round_ste(self.lats[0], cm, self.steps[0])
-        self.soft = -GaussianConditional.log_prob(self.lats[0], cm, cls, self.steps[0])
-        self.hard = -GaussianConditional.log_prob(u.detach(), cm, cls, self.steps[0])
-        return u
+        self.soft = self.hard = 0.0
+        return chain.by_slices(model, 0, *self.u_prior, self._rates(0))
 
     def z(self, model, k, prior, img_prev, prev):
-        pm, pls = prior()
-        z = _round_ste(self.lats[k], pm, self.steps[k])
-        self.soft = self.soft - GaussianConditional.log_prob(self.lats[k], pm, pls, self.steps[k])
-        self.hard = self.hard - GaussianConditional.log_prob(z.detach(), pm.detach(), pls.detach(), self.steps[k])
-        return z
+        return chain.by_slices(model, k, *prior(), self._rates(k))
+
+    def _rates(self, k):
+        """one(channels, mean, log_scale) for chain.by_slices: latent k's slice rounded, its rates added."""
+        lat, step = self.lats[k], self.steps[k]
+
+        def one(ch, m, ls):
+            t, s = lat[:, ch], step[:, ch]
+            z = _round_ste(t, m, s)
+            self.soft = self.soft - GaussianConditional.log_prob(t, m, ls, s)
+            self.hard = self.hard - GaussianConditional.log_prob(z.detach(), m.detach(), ls.detach(), s)
+            return z
+
+        return one
 
 
 def _objective(model, imgs, lats, steps, lam, u_prior):
