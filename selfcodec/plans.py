@@ -1,6 +1,6 @@
 """What each coding mode sends, by name, without torch: the mode codes a .svae header holds,
-the quality levels, and the streams of a tile (the same as coding/modes.py's, which the codec
-uses; tests/test_fileinfo.py checks that they agree). The command line checks its options and
+the quality levels, and the streams of a tile (coding/modes.py, the codec, takes them from here).
+The command line checks its options and
 `selfcodec info` names a file's streams with these, before (or without) loading torch."""
 
 from __future__ import annotations

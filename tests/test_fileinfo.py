@@ -1,4 +1,4 @@
-"""selfcodec.plans (torch-free, for the command line and `info`) says what coding/modes.py does."""
+"""selfcodec.plans (torch-free, for the command line and `info`) is where coding/modes.py takes its plans from; api agrees with it."""
 
 import pytest
 

@@ -13,7 +13,6 @@ import functools
 import struct
 import zlib
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,37 +26,16 @@ from ..entropy.coder import Coder
 from ..entropy.dmol import DMoL
 from ..entropy.gaussian import GaussianConditional, scale_index
 from ..family import STAGE_OF_PHASE, phase_planes
+from ..plans import MODE_CODES, MODE_NAMES, Plan, plan_for, stream_names  # noqa: F401 (the codec's names for them)
 from ..layers import latent_layers, layer_names
 from ..metrics import mse
 from .search import search_latents
 
 
-@dataclass(frozen=True)
-class Plan:
-    sent: int  # index of the image sent losslessly; -1: none; K: x itself (lossless)
-    send_z: bool
-
-
-MODE_CODES = {"rec1": 1, "rec2": 2, "cgen": 3, "crec": 4, "lossless": 5, "cgen-y1": 6, "crec-y1": 7}
-MODE_NAMES = {v: k for k, v in MODE_CODES.items()}
-
 # level -> (quantization step of the latents that shape the reconstruction, bin width of a lossy y);
 # a rate-distortion model (cfg.rd_lambdas) learns its own latent steps per level instead
 LEVELS = {1: (2.0, 16), 2: (1.5, 8), 3: (1.0, 4), 4: (0.75, 2), 5: (0.5, 1), 6: (0.35, 1), 7: (0.25, 1)}
 DEFAULT_LEVEL = 3
-
-
-def plan_for(mode: str, levels: int) -> Plan:
-    """The paper's four modes (and lossless) for a model with `levels` self-supervised images."""
-    K = levels
-    plans = {"rec1": Plan(-1, False), "lossless": Plan(K, True)}
-    if K >= 1:
-        plans.update(rec2=Plan(-1, True), cgen=Plan(K - 1, False), crec=Plan(K - 1, True))
-    if K >= 2:
-        plans.update({"cgen-y1": Plan(0, False), "crec-y1": Plan(0, True)})
-    if mode not in plans:
-        raise CodecError(f"mode {mode!r} is not available for this model; choose one of {', '.join(plans)}")
-    return plans[mode]
 
 
 def modes_for(levels: int) -> list:
@@ -96,19 +74,6 @@ def upscale_sent(model, img: torch.Tensor, sent: int, valid: tuple | None = None
 
 
 _CHOICE_IDX = scale_index(np.array([0.5]))  # the choice symbol's table (0: x̂, 1: the upscale): about a bit
-
-
-def stream_names(plan: Plan, levels: int) -> list:
-    """One stream for all latents (u, then the z's the plan sends, as sections of one rANS
-    stream: a z that carries almost nothing then costs almost nothing, not a coder word of its
-    own), then one stream per image sent, coarsest first."""
-    latents, images = ["u"], []
-    for k in range(1, levels + 1):
-        if k <= plan.sent or plan.send_z:
-            latents.append(f"z{k}" if levels > 1 else "z")
-    for k in range(plan.sent + 1):
-        images.append("x" if k == levels else (f"y{k + 1}" if levels > 1 else "y"))
-    return ["+".join(latents)] + images
 
 
 def _int_bytes(sym: np.ndarray) -> bytes:
