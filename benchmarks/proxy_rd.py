@@ -1,7 +1,7 @@
 """A quick rate-quality proxy for comparing checkpoints during training (minutes, not the half
 hour of the Kodak run): rec2 on centre crops of held-out photos (BSDS500 test), coded by the
-real codec, per level. bpp counts the streams' bytes only (no container header): compare
-models with it, report Kodak.
+real codec, per level, and each model's BD-rate against the first one named. bpp counts the
+streams' bytes only (no container header): compare models with it, report Kodak.
 
     python -m benchmarks.proxy_rd models/selfvae-downscale.safetensors runs/rd3
 """
@@ -16,7 +16,7 @@ from benchmarks.common import DEFAULT_OUT, load_images
 from selfcodec import zoo
 from selfcodec.coding import modes as M
 from selfcodec.data import data_root, image_files
-from selfcodec.metrics import psnr
+from selfcodec.metrics import bd_rate, psnr
 
 
 def proxy(net, crops: list, levels: list, search: int = 0) -> list:
@@ -38,7 +38,7 @@ def main(argv=None):
     ap.add_argument("--data", default=str(data_root() / "bsds500" / "test"))
     ap.add_argument("--n", type=int, default=24, help="images (the first N, sorted by name)")
     ap.add_argument("--crop", type=int, default=256)
-    ap.add_argument("--levels", default="1,3,5")
+    ap.add_argument("--levels", default="1,2,3,4,5,6,7")
     ap.add_argument("--search", type=int, default=0, help="steps of the encoder-side latent search")
     ap.add_argument("--out", default=str(DEFAULT_OUT / "proxy_rd.json"))
     a = ap.parse_args(argv)
@@ -49,10 +49,13 @@ def main(argv=None):
     for spec in a.models:
         net = zoo.load_any(spec)
         rows = proxy(net, crops, levels, a.search)
-        results.append({"model": spec, "levels": rows})
+        first = results[0]["levels"] if results else rows
+        bd = bd_rate([r["bpp"] for r in first], [r["psnr"] for r in first], [r["bpp"] for r in rows], [r["psnr"] for r in rows])
+        results.append({"model": spec, "levels": rows, "bd_rate_vs_first_percent": bd})
         for r in rows:
             print(f"{spec} level {r['level']}: {r['bpp']:.4f} bpp {r['psnr']:.2f} dB ({r['enc_s_per_crop']:.2f} s/crop)",
                   flush=True)
+        print(f"{spec}: BD-rate {bd:+.2f} % against {a.models[0]} (PSNR, over the levels)", flush=True)
     meta = {"data": a.data, "search": a.search, "images": len(crops), "crop": a.crop, "files": [name for name, _ in named]}
     with open(a.out, "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
