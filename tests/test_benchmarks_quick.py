@@ -196,8 +196,10 @@ def test_proxy_rd_codes_crops_with_the_real_codec(tmp_path, tiny_model):
 
     data = _write_images(tmp_path / "imgs")
     out = tmp_path / "proxy.json"
-    proxy_rd.main([tiny_model, "--data", str(data), "--n", "2", "--crop", "32", "--levels", "1,5", "--out", str(out)])
+    proxy_rd.main([tiny_model, tiny_model, "--data", str(data), "--n", "2", "--crop", "32", "--levels", "1,5",
+                   "--out", str(out)])
     res = json.loads(out.read_text())
+    assert abs(res["results"][1]["bd_rate_vs_first_percent"]) < 1e-9  # the same model: no difference
     assert res["meta"]["images"] == 2 and res["meta"]["files"] == ["img00", "img01"]
     low, high = res["results"][0]["levels"]
     assert 0 < low["bpp"] < high["bpp"]  # finer steps cost more bits (an untrained model's pixels need not improve)
