@@ -53,11 +53,11 @@ def build_tiny_model(path: Path, preset: str = "selfvae-downscale", seed: int = 
     import torch
 
     from selfcodec.checkpoint import save_model
-    from selfcodec.family import SelfVAE, make_config
+    from selfcodec.registry import build_model, make_config
     from selfcodec.nets import data_dependent_init
 
     torch.manual_seed(seed)
-    model = SelfVAE(make_config(preset, **TINY))
+    model = build_model(make_config(preset, **TINY))
     side = 2 * model.multiple
     data_dependent_init(model, torch.randint(0, 256, (2, 3, side, side)).float())
     save_model(model.eval(), path)

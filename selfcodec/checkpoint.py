@@ -14,7 +14,8 @@ from safetensors.torch import save
 
 from . import modelfile
 from .errors import CodecError
-from .family import ARCH_VERSION, Config, SelfVAE, build_model
+from .family import ARCH_VERSION, Config, SelfVAE
+from .registry import build_model
 from .fileio import atomic_write
 
 

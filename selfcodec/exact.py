@@ -332,16 +332,6 @@ def supports(model) -> bool:
     return True
 
 
-def _fast(model) -> bool:
-    from .fast import FastSelfVAE
-
-    return isinstance(model, FastSelfVAE)
-
-
-_NETS = {True: ("dec_0", "prior", "dec"), False: ("dec_0", "prior_img", "prior_lat", "prior_head", "dec_lat",
-                                                  "dec_img", "dec_body")}
-
-
 def _per_weights(model, slot: str, build):
     """build(model), kept on the model once per state of its weights (the version counters of its
     tensors change with every in-place update, so changed weights are never served stale)."""
@@ -354,8 +344,7 @@ def _per_weights(model, slot: str, build):
 
 def _convert(model) -> dict:
     nets = {}
-    extra = ("context", "context0", "hyper_s", "u_context", "z_context")
-    for name in _NETS[_fast(model)] + tuple(n for n in extra if hasattr(model, n)):
+    for name in model.table_nets():  # the family says which networks' outputs define tables
         net = getattr(model, name)
         nets[name] = [integer_copy(m) for m in net] if isinstance(net, nn.ModuleList) else integer_copy(net)
     return nets
@@ -367,73 +356,67 @@ def _on_device(model, device: torch.device):
     return _per_weights(model, f"_on_{device}", lambda m: copy.deepcopy(m).to(device))
 
 
+class IntArithmetic:
+    """The integer arithmetic of the probability path, in the shape of family.FloatArithmetic:
+    every family writes its table-defining networks once, and this runs them on integers."""
+
+    def __init__(self, nets: dict):
+        self.nets = nets
+
+    def net(self, model, name):
+        return self.nets[name]
+
+    image = staticmethod(image_grid)
+    latent = staticmethod(to_grid)
+    out = staticmethod(from_grid)
+
+    @staticmethod
+    def param(t):
+        return t.detach().double()  # (float64 sums of a float32 parameter and a grid value: exact)
+
+    @staticmethod
+    def grid(t):
+        return from_grid(to_grid(t))
+
+
 class ExactModel:
     """A model whose probability path (p(images[0] | û), every p(z_k | ...), and every image's
     point estimate that the next prior reads) runs on its integer networks. The last decoder,
     p(x | ...), is exact too when x itself is coded (`exact_last`, lossless); otherwise it only
     shapes x̂ and runs in float on `device`. Everything else (the encoders, which only the
     encoder runs, and the configuration) is the model's own. The glue between the networks is
-    each family's p_img0 / p_z / p_img, on integer activations."""
+    each family's _p_img0 / _p_z / _p_img, in IntArithmetic."""
 
     exact = True
 
     def __init__(self, model, exact_last: bool, device="cpu"):
         self._model, self.exact_last, self.device = model, exact_last, torch.device(device)
-        self._nets, self._is_fast = _per_weights(model, "_integer_nets", _convert), _fast(model)
+        self._nets = _per_weights(model, "_integer_nets", _convert)
+        self._arith = IntArithmetic(self._nets)
 
     def __getattr__(self, name):
         return getattr(self._model, name)
 
     def p_img0(self, u, features: bool = False):
-        if self._is_fast:
-            params, h = self._nets["dec_0"](to_grid(u), features=True)
-        else:
-            h = self._nets["dec_0"][:-1](to_grid(u))
-            params = self._nets["dec_0"][-1](h)
-        return (from_grid(params), from_grid(h)) if features else from_grid(params)
+        params, h = self._model._p_img0(self._arith, u)
+        return (params, h) if features else params
 
     def p_z(self, k, img_prev, prev_latent):
-        n, img, lat = self._nets, image_grid(img_prev), to_grid(prev_latent)
-        if self._is_fast:
-            out = n["prior"][k - 1](img, lat)
-        else:
-            out = n["prior_head"][k - 1](torch.cat([n["prior_img"][k - 1](img), n["prior_lat"][k - 1](lat)], 1))
-        mean, log_scale = from_grid(out).chunk(2, 1)
-        return mean, log_scale.clamp(-6.0, 6.0)
+        return self._model._p_z(self._arith, k, img_prev, prev_latent)
 
     def p_img(self, k, z, img_prev, features: bool = False):
         if k == self.cfg.levels and not self.exact_last:
             net = _on_device(self._model, self.device)
             out = net.p_img(k, z.float().to(self.device), img_prev.float().to(self.device), features=True)
             params, h = (t.float().cpu() for t in out)
-        else:
-            n, prev, zn = self._nets, image_grid(img_prev), to_grid(z)
-            if self._is_fast:
-                params, h = n["dec"][k - 1](zn, prev, features=True)
-            else:
-                body = n["dec_body"][k - 1]
-                h = body[:-1](torch.cat([n["dec_lat"][k - 1](zn), n["dec_img"][k - 1](prev)], 1))
-                params = body[-1](h)
-            params, h = from_grid(params), from_grid(h)
-            if self.cfg.transform == "downscale":  # bilinear weights 1/4, 3/4 of 1/1024-grid values: exact
-                params = self._model.offset_means(params, from_grid(prev), k)
+        else:  # (the means' upscale has dyadic weights, exact on grid values)
+            params, h = self._model._p_img(self._arith, k, z, img_prev)
         return (params, h) if features else params
 
     def stage_params(self, k, stage, params, h, img, img_prev):
-        """family.SelfVAE.stage_params on the integer context nets (phase planes are 0 or 1;
+        """The family's stage parameters on the integer context nets (phase planes are 0 or 1;
         the nearest upscale of the coarser image copies grid values)."""
-        from .family import phase_planes, stage_mask
-
-        if stage == 0 or not self.staged(k):
-            return params
-        b, _, hh, ww = img.shape
-        known = stage_mask(stage, hh, ww, before=True)
-        inp = [to_grid(h), torch.where(known, image_grid(img), torch.zeros((), dtype=torch.float64))]
-        if k >= 1:
-            inp.append(F.interpolate(image_grid(img_prev), size=(hh, ww), mode="nearest"))
-        inp.append(to_grid(phase_planes(hh, ww).expand(b, -1, -1, -1)))
-        net = self._nets["context"][k - 1][stage - 1] if k >= 1 else self._nets["context0"][stage - 1]
-        return params + from_grid(net(torch.cat(inp, 1)))
+        return self._model._stage_params(self._arith, k, stage, params, h, img, img_prev)
 
     def staged_image(self, k, params, h, img_prev, draw):
         from .family import SelfVAE
@@ -441,13 +424,7 @@ class ExactModel:
         return SelfVAE.staged_image(self, k, params, h, img_prev, draw)  # with this class's stage_params
 
     def u_code_prior(self, v=None, size=None):
-        """û's prior; given v̂, the factorized one plus the integer hyper synthesis's offsets
-        (float64 sums of a float32 parameter and a grid value: exact)."""
-        mean, log_scale = self._model.u_code_mean.detach().double(), self._model.u_code_log_scale.detach().double()
-        if v is not None:
-            dm, dls = from_grid(self._nets["hyper_s"](to_grid(v), size)).chunk(2, 1)
-            mean, log_scale = mean + dm, log_scale + dls
-        return mean, from_grid(to_grid(log_scale.clamp(-6.0, 6.0)))
+        return self._model._u_code_prior(self._arith, v, size)
 
     def latent_context(self, k: int):
         """The model's channel context of û (k = 0) or ẑ_k on its integer nets, or None."""
@@ -456,8 +433,7 @@ class ExactModel:
         return _IntContext(self._nets["u_context"] if k == 0 else self._nets["z_context"][k - 1])
 
     def v_code_prior(self):
-        mean, log_scale = self._model.v_code_prior()
-        return mean.detach().double(), from_grid(to_grid(log_scale))
+        return self._model._v_code_prior(self._arith)
 
     def coding_steps(self, level: int) -> list:
         return self._model.coding_steps(level, to_step=step_from_log2)

@@ -19,7 +19,7 @@ from .entropy.dmol import DMoL
 from .entropy.gaussian import GaussianConditional, kl as gaussian_kl, log_density as gaussian_log_density
 from .chain import Walker
 from .flows import RealNVP
-from .nets import DenseBlock, Down, Up, WNConv2d, scale_image
+from .nets import scale_image
 from .transforms import TRANSFORMS
 
 
@@ -94,39 +94,6 @@ class Config:
         return cls(**{k: v for k, v in json.loads(text).items() if k in known})
 
 
-PRESETS = {
-    "vae": dict(name="vae", transform="none", levels=0),
-    "selfvae-downscale": dict(name="selfvae-downscale", transform="downscale", levels=1),
-    "selfvae-sketch": dict(name="selfvae-sketch", transform="sketch", levels=1),
-    "selfvae-downscale-3l": dict(name="selfvae-downscale-3l", transform="downscale", levels=2),
-}
-"""Model names of the paper. The 3-level model has K = 2 self-supervised images plus x."""
-
-
-FAST = dict(network="fast", ch=128, mid_ch=64, head_ch=32, latent_down=4, u_ch=96, z_ch=128, mixtures=3)
-"""The fast family's defaults, applied over a preset by make_config(preset, network="fast")."""
-
-
-def make_config(preset: str, **overrides) -> Config:
-    """A preset's configuration with some fields changed (`name` too, for a variant); with
-    network="fast", the fast family's widths unless overridden too."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown model {preset!r}; choose one of {', '.join(PRESETS)}")
-    family = FAST if overrides.get("network") == "fast" else {}
-    return Config(**{**PRESETS[preset], **family, **overrides})
-
-
-def build_model(cfg: Config) -> "SelfVAE":
-    """The model of a configuration, in the network family it names."""
-    if cfg.network == "fast":
-        from .fast import FastSelfVAE
-
-        return FastSelfVAE(cfg)
-    if cfg.network != "densenet":
-        raise ValueError(f"unknown network family {cfg.network!r}; choose densenet or fast")
-    return SelfVAE(cfg)
-
-
 STAGE_OF_PHASE = (0, 1, 1, 2)
 """Coding stage of each pixel of a 2x2 block (phases: top left, top right, bottom left, bottom
 right): the top-left pixels first, then the other two of the first row and column given them,
@@ -145,7 +112,50 @@ def stage_mask(stage: int, h: int, w: int, device=None, before: bool = False) ->
     return phase_planes(h, w, device)[:, phases].sum(1, keepdim=True) > 0
 
 
+class FloatArithmetic:
+    """The networks' float arithmetic (training, generation, the encoders): inputs as the networks
+    take them, outputs as they give them. exact.IntArithmetic is the integer one of the coder."""
+
+    @staticmethod
+    def net(model, name):
+        return getattr(model, name)
+
+    image = staticmethod(scale_image)  # pixels 0..255 -> network input
+
+    @staticmethod
+    def latent(t):  # a latent or features -> network input
+        return t
+
+    @staticmethod
+    def out(t):  # a network output -> values (fp32, even under autocast)
+        return t.float()
+
+    @staticmethod
+    def param(t):  # a parameter read as a value
+        return t
+
+    @staticmethod
+    def grid(t):  # a value a table is built from (the exact path rounds it to its grid)
+        return t
+
+
+FLOAT = FloatArithmetic()
+
+FAMILIES = {}
+"""Network families by the name cfg.network gives: each builds the contract of SelfVAE."""
+
+
+def register_family(name: str):
+    def add(cls):
+        FAMILIES[name] = cls
+        return cls
+    return add
+
+
 class SelfVAE(nn.Module):
+    """What every network family shares: the images, the latents' priors and steps, the chain's
+    objectives; a family (densenet.DenseSelfVAE, fast.FastSelfVAE) builds the networks."""
+
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
@@ -180,82 +190,9 @@ class SelfVAE(nn.Module):
             self.flow = RealNVP(cfg.u_ch, cfg.flow_hidden, cfg.flow_blocks)
 
     def _build_networks(self):
-        """The paper's DenseNet networks (the fast family builds its own: fast.py)."""
-        cfg = self.cfg
-        K, L, ch, g, n = cfg.levels, cfg.latent_down, cfg.ch, cfg.growth, cfg.layers
-        r_steps = int(math.log2(self.ratio))
-        q = 2 if cfg.posterior == "gaussian" else 1
-
-        # u: the latent of the coarsest image, RealNVP prior, DMoL decoder.
-        self.enc_u = nn.Sequential(Down(self.img_ch[0], ch, L, g, n), WNConv2d(ch, q * cfg.u_ch, 3, init_scale=0.1))
-        self.dec_0 = nn.Sequential(
-            WNConv2d(cfg.u_ch, ch, 3), nn.ELU(), Up(ch, L, g, n), DenseBlock(ch, g, n),
-            WNConv2d(ch, DMoL.channels(self.img_ch[0], cfg.mixtures), 1, init_scale=0.1),
-        )
-        self.flow = RealNVP(cfg.u_ch, cfg.flow_hidden, cfg.flow_blocks)  # built here: the seeded init order stays
-
-        # z_k, k = 1..K: the detail of images[k] given images[k-1] and the latent below.
-        self.enc_z, self.prior_img, self.prior_lat, self.prior_head = (nn.ModuleList() for _ in range(4))
-        self.dec_lat, self.dec_img, self.dec_body = (nn.ModuleList() for _ in range(3))
-        for k in range(1, K + 1):
-            prev_ch = cfg.u_ch if k == 1 else cfg.z_ch
-            self.enc_z.append(nn.Sequential(Down(self.img_ch[k], ch, L, g, n), WNConv2d(ch, q * cfg.z_ch, 3, init_scale=0.1)))
-            self.prior_img.append(Down(self.img_ch[k - 1], ch, L - r_steps, g, n))
-            self.prior_lat.append(nn.Sequential(WNConv2d(prev_ch, ch, 3), nn.ELU(), Up(ch, r_steps, g, n)))
-            self.prior_head.append(nn.Sequential(
-                WNConv2d(2 * ch, ch, 1), nn.ELU(), DenseBlock(ch, g, n), WNConv2d(ch, 2 * cfg.z_ch, 3, init_scale=0.1)))
-            self.dec_lat.append(nn.Sequential(WNConv2d(cfg.z_ch, ch, 3), nn.ELU(), Up(ch, L - r_steps, g, n)))
-            self.dec_img.append(Down(self.img_ch[k - 1], ch, 0, g, n))
-            self.dec_body.append(nn.Sequential(
-                WNConv2d(2 * ch, ch, 1), nn.ELU(), DenseBlock(ch, g, n), Up(ch, r_steps, g, n),
-                WNConv2d(ch, ch, 3), nn.ELU(),
-                WNConv2d(ch, DMoL.channels(self.img_ch[k], cfg.mixtures), 1, init_scale=0.1)))
-        if cfg.u_slices or cfg.z_slices:
-            raise ValueError("channel contexts (u_slices, z_slices) are for the fast networks")
-        if cfg.refine:
-            if K < 1:
-                raise ValueError("refine needs a selfVAE (levels >= 1): it reads the x decoder's features")
-            c = cfg.image_ch
-            self.refine_net = nn.Sequential(
-                WNConv2d(ch + c, ch, 3), nn.ELU(), *[DenseBlock(ch, g, n) for _ in range(cfg.refine)],
-                WNConv2d(ch, c, 3, init_scale=0.01))
-            with torch.no_grad():  # starts as the identity: a model gaining it decodes as before
-                self.refine_net[-1].g.zero_()
-        if cfg.x_context and K < 1:
-            raise ValueError("x_context needs a selfVAE (levels >= 1) trained on the ELBO")
-        if (cfg.x_context or cfg.y_context) and cfg.rd_lambdas:
-            raise ValueError("x_context and y_context need a model trained on the ELBO")
-        if cfg.x_context:  # per image k >= 1: the nets of stages 1 and 2
-            self.context = nn.ModuleList(self._context_nets(k, cfg.x_context) for k in range(1, K + 1))
-        if cfg.y_context:
-            self.context0 = self._context_nets(0, cfg.y_context)
-
-    def _context_nets(self, k: int, blocks: int) -> nn.ModuleList:
-        """The context nets of stages 1 and 2 of images[k]: read the decoder's features, the
-        known pixels, the coarser image (k >= 1) and the phase; start adding nothing, so a model
-        gaining them starts where it was."""
-        ch, g, n = self.cfg.ch, self.cfg.growth, self.cfg.layers
-        cin = ch + self.img_ch[k] + (self.img_ch[k - 1] if k >= 1 else 0) + 4
-        nets = nn.ModuleList()
-        for _ in range(2):
-            nets.append(nn.Sequential(
-                WNConv2d(cin, ch, 3), nn.ELU(), *[DenseBlock(ch, g, n) for _ in range(blocks)],
-                WNConv2d(ch, DMoL.channels(self.img_ch[k], self.cfg.mixtures), 1, init_scale=0.1)))
-            with torch.no_grad():
-                nets[-1][-1].g.zero_()
-        return nets
+        raise NotImplementedError  # each family (densenet.py, fast.py) builds its own
 
     # ---- geometry -------------------------------------------------------------------------
-    @property
-    def multiple(self) -> int:
-        """Height and width of x must be multiples of this."""
-        return self.ratio ** self.cfg.levels * 2 ** self.cfg.latent_down
-
-    @property
-    def u_down(self) -> int:
-        """2x steps from images[0] down to u."""
-        return self.cfg.latent_down
-
     def images(self, x: torch.Tensor) -> list:
         """[y_1, ..., y_K, x] from x (integers 0..255, float tensor)."""
         out = [x]
@@ -276,26 +213,24 @@ class SelfVAE(nn.Module):
     def p_img0(self, u, features: bool = False):
         """DMoL parameters of images[0] given u; with `features`, also the decoder's last hidden
         features (what y_context's nets read)."""
-        h = self.dec_0[:-1](u)
-        params = self.dec_0[-1](h)
+        params, h = self._p_img0(FLOAT, u)
         return (params, h) if features else params
 
     def p_z(self, k, img_prev, prev_latent):
         """Prior of z_k given images[k-1] and the latent below: (mean, log_scale), fp32."""
-        h = torch.cat([self.prior_img[k - 1](scale_image(img_prev)), self.prior_lat[k - 1](prev_latent)], 1)
-        mean, log_scale = self.prior_head[k - 1](h).float().chunk(2, 1)
-        return mean, log_scale.clamp(-6.0, 6.0)
+        return self._p_z(FLOAT, k, img_prev, prev_latent)
 
     def p_img(self, k, z, img_prev, features: bool = False):
         """DMoL parameters of images[k] given z_k and images[k-1]; with `features`, also the
         decoder's last hidden features (what `refine` reads)."""
-        prev = scale_image(img_prev)
-        body = self.dec_body[k - 1]
-        h = body[:-1](torch.cat([self.dec_lat[k - 1](z), self.dec_img[k - 1](prev)], 1))
-        params = body[-1](h)
-        if self.cfg.transform == "downscale":
-            params = self.offset_means(params, prev, k)
+        params, h = self._p_img(FLOAT, k, z, img_prev)
         return (params, h) if features else params
+
+    # What each family defines, in an arithmetic `a` (FLOAT here; exact.ExactModel passes its
+    # integer one, so the tables' networks are written once for both paths):
+    # _p_img0(a, u) -> (params, h); _p_z(a, k, img_prev, latent) -> (mean, log_scale);
+    # _p_img(a, k, z, img_prev) -> (params, h); table_nets() -> the modules whose outputs define
+    # coding tables; LEVEL_LISTS: the module lists indexed by level (z_1, ...).
 
     def offset_means(self, params, prev, k):
         """The DMoL means of images[k] as offsets from the upscale (cfg.up_base) of the coarser
@@ -317,16 +252,15 @@ class SelfVAE(nn.Module):
         """DMoL parameters of the pixels of `stage` (0, 1, 2) of images[k], given the decoder's
         params and features h, images[k - 1] (None for k = 0), and the pixels of earlier stages
         in img (the others are not read: the decoder passes an image it has only partly decoded)."""
-        if stage == 0 or not self.staged(k):
-            return params
-        b, _, hh, ww = img.shape
-        known = stage_mask(stage, hh, ww, img.device, before=True)
-        inp = [h, torch.where(known, scale_image(img), torch.zeros((), device=img.device))]
-        if k >= 1:
-            inp.append(F.interpolate(scale_image(img_prev), size=(hh, ww), mode="nearest"))
-        inp.append(phase_planes(hh, ww, img.device).expand(b, -1, -1, -1))
-        net = self.context[k - 1][stage - 1] if k >= 1 else self.context0[stage - 1]
-        return params + net(torch.cat([t.to(h.dtype) for t in inp], 1)).to(params.dtype)
+        return self._stage_params(FLOAT, k, stage, params, h, img, img_prev)
+
+    def _stage_params(self, a, k, stage, params, h, img, img_prev):
+        return params  # a family with context nets computes the later stages' parameters
+
+    def refine(self, xhat, h):
+        """The final x̂ (0..255) after a residual filter, given p_img's features; x̂ itself
+        for a model without one."""
+        return xhat
 
     def x_params(self, k, params, h, img, img_prev):
         """Every pixel's DMoL parameters under the staged model, each from its own stage given
@@ -348,14 +282,6 @@ class SelfVAE(nn.Module):
                 sel = stage_mask(stage, *img.shape[-2:], img.device)
                 img = torch.where(sel, draw(self.stage_params(k, stage, params, h, img, img_prev)), img)
         return img
-
-    def refine(self, xhat, h):
-        """The final x̂ (0..255) after the residual filter, given p_img's features; x̂ itself
-        for a model without one."""
-        if not self.cfg.refine:
-            return xhat
-        r = self.refine_net(torch.cat([h, scale_image(xhat).to(h.dtype)], 1))
-        return xhat + 127.5 * r.float()
 
     def latent_steps(self, level_idx: torch.Tensor) -> list:
         """Quantization steps of a rate-distortion model for 0-based levels (B,): [u, z_1, ..]
@@ -385,7 +311,10 @@ class SelfVAE(nn.Module):
     def u_code_prior(self, v=None, size=None):
         """û's coding prior (mean, log_scale): per channel; given v̂ (a model with a hyperprior)
         per element of a û of spatial `size`."""
-        return self.u_code_mean, self.u_code_log_scale.clamp(-6.0, 6.0)
+        return self._u_code_prior(FLOAT, v, size)
+
+    def _u_code_prior(self, a, v=None, size=None):
+        return a.param(self.u_code_mean), a.grid(a.param(self.u_code_log_scale).clamp(-6.0, 6.0))
 
     # ---- the objective ------------------------------------------------------------------
     def _latent(self, params, sample: bool):
@@ -624,29 +553,6 @@ def rd_loss(terms: dict, lambdas: torch.Tensor, pixels: int, nll_weight: float, 
         n = len(terms["mse_cgen"])
         loss = loss + cgen_weight * (lambdas[:n] * terms["mse_cgen"]).sum() / len(lambdas)
     return loss
-
-
-@torch.no_grad()
-def scale_z(model: SelfVAE, gain: float) -> None:
-    """Reparametrise every z_k as gain * z_k: the posterior mean and the prior (mean and scale)
-    grow by `gain`, and the layers that read z_k shrink by it, so every mean the decoder computes
-    is unchanged. What changes is z's signal against the posterior's fixed unit-width noise: an
-    encoder whose last layer kept its small initial gain is swamped by that noise, and z then
-    carries nothing (the collapse seen in training); raising the gain lets detail through."""
-    zc = model.cfg.z_ch
-    for k in range(model.cfg.levels):
-        enc = model.enc_z[k][-1]
-        enc.g[:zc] *= gain  # (a Gaussian posterior's log-scales follow below)
-        enc.b[:zc] *= gain
-        if model.cfg.posterior == "gaussian":
-            enc.b[zc:] += math.log(gain)
-        head = model.prior_head[k][-1]
-        head.g[:zc] *= gain
-        head.b[:zc] *= gain
-        head.b[zc:] += math.log(gain)
-        model.dec_lat[k][0].g /= gain
-        if k + 1 < model.cfg.levels:
-            model.prior_lat[k + 1][0].g /= gain
 
 
 def loss_from_terms(terms: dict, dims: int, beta: float = 1.0, free_bits: float = 0.0) -> torch.Tensor:

@@ -24,9 +24,8 @@ import torch.nn.functional as F
 
 from .entropy.channel_context import ChannelContext
 from .entropy.dmol import DMoL
-from .family import SelfVAE, grid_steps, level_steps
+from .family import FLOAT, SelfVAE, grid_steps, level_steps, register_family
 from .flows import RealNVP
-from .nets import scale_image
 
 
 class GDN(nn.Module):
@@ -160,8 +159,11 @@ def hyper_side(n: int) -> int:
     return ((n + 1) // 2 + 1) // 2
 
 
+@register_family("fast")
 class FastSelfVAE(SelfVAE):
     """The selfVAE with the fast networks (widths: see width_at)."""
+
+    LEVEL_LISTS = ("enc_z", "prior", "dec", "z_context")
 
     def _build_networks(self):
         cfg, K, L = self.cfg, self.cfg.levels, self.cfg.latent_down
@@ -221,17 +223,20 @@ class FastSelfVAE(SelfVAE):
         return self.hyper_a(u).float()
 
     def v_code_prior(self):
-        return self.v_code_mean, self.v_code_log_scale.clamp(-6.0, 6.0)
+        return self._v_code_prior(FLOAT)
+
+    def _v_code_prior(self, a):
+        return a.param(self.v_code_mean), a.grid(a.param(self.v_code_log_scale).clamp(-6.0, 6.0))
 
     def v_shape(self, u_shape) -> tuple:
         return (u_shape[0], self.cfg.u_hyper, hyper_side(u_shape[2]), hyper_side(u_shape[3]))
 
-    def u_code_prior(self, v=None, size=None):
-        mean, log_scale = self.u_code_mean, self.u_code_log_scale
+    def _u_code_prior(self, a, v=None, size=None):
+        mean, log_scale = a.param(self.u_code_mean), a.param(self.u_code_log_scale)
         if v is not None:
-            dm, dls = self.hyper_s(v, size).float().chunk(2, 1)
+            dm, dls = a.out(a.net(self, "hyper_s")(a.latent(v), size)).chunk(2, 1)
             mean, log_scale = mean + dm, log_scale + dls
-        return mean, log_scale.clamp(-6.0, 6.0)
+        return mean, a.grid(log_scale.clamp(-6.0, 6.0))
 
     def v_steps(self, level_idx: torch.Tensor) -> torch.Tensor:
         """v's quantization steps for 0-based levels (B,): (B, Cv, 1, 1)."""
@@ -254,22 +259,21 @@ class FastSelfVAE(SelfVAE):
     def u_down(self) -> int:
         return self.steps_of[0]
 
-    def q_u(self, img0):
-        return self.enc_u(scale_image(img0)).float()
+    def table_nets(self) -> tuple:
+        return ("dec_0", "prior", "dec") + tuple(n for n in ("hyper_s", "u_context", "z_context") if hasattr(self, n))
 
-    def q_z(self, k, img_k):
-        return self.enc_z[k - 1](scale_image(img_k)).float()
+    def _p_img0(self, a, u):
+        params, h = a.net(self, "dec_0")(a.latent(u), features=True)
+        return a.out(params), a.out(h)
 
-    def p_img0(self, u, features: bool = False):
-        return self.dec_0(u, features=features)
-
-    def p_z(self, k, img_prev, prev_latent):
-        mean, log_scale = self.prior[k - 1](scale_image(img_prev), prev_latent).float().chunk(2, 1)
+    def _p_z(self, a, k, img_prev, prev_latent):
+        mean, log_scale = a.out(a.net(self, "prior")[k - 1](a.image(img_prev), a.latent(prev_latent))).chunk(2, 1)
         return mean, log_scale.clamp(-6.0, 6.0)
 
-    def p_img(self, k, z, img_prev, features: bool = False):
-        prev = scale_image(img_prev)
-        params, h = self.dec[k - 1](z, prev, features=True)
+    def _p_img(self, a, k, z, img_prev):
+        prev = a.image(img_prev)
+        params, h = a.net(self, "dec")[k - 1](a.latent(z), prev, features=True)
+        params, h = a.out(params), a.out(h)
         if self.cfg.transform == "downscale":
-            params = self.offset_means(params, prev, k)
-        return (params, h) if features else params
+            params = self.offset_means(params, a.out(prev), k)
+        return params, h

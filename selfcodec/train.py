@@ -17,7 +17,9 @@ import torch.distributed as dist
 from . import data as datamod
 from .checkpoint import atomic_save, load_model, load_tensors, read_config, read_metadata, save_model
 from .fileio import atomic_write
-from .family import Config, SelfVAE, bpd, build_model, loss_from_terms, make_config, rd_loss, scale_z
+from .densenet import scale_z
+from .family import Config, SelfVAE, bpd, loss_from_terms, rd_loss
+from .registry import build_model, make_config
 from .narrow import narrow_state
 from .nets import data_dependent_init
 
@@ -88,9 +90,6 @@ def _ddp():
     return rank, world
 
 
-_LEVEL_LISTS = ("enc_z", "prior_img", "prior_lat", "prior_head", "dec_lat", "dec_img", "dec_body")
-
-
 def warm_start(model: SelfVAE, path: Path, only: tuple = ()) -> tuple:
     """Copy each tensor of a model file whose name and shape fit `model`; a z level the file
     lacks takes the file's finest level (e.g. a 3-level model from a 2-level one). With `only`,
@@ -100,12 +99,13 @@ def warm_start(model: SelfVAE, path: Path, only: tuple = ()) -> tuple:
     src = load_tensors(path)
     if only:
         src = {k: v for k, v in src.items() if k.split(".")[0] in only}
-    src_levels = 1 + max((int(k.split(".")[1]) for k in src if k.split(".")[0] in _LEVEL_LISTS), default=-1)
+    lists = model.LEVEL_LISTS  # the family's module lists indexed by level
+    src_levels = 1 + max((int(k.split(".")[1]) for k in src if k.split(".")[0] in lists), default=-1)
     state, copied = model.state_dict(), 0
     for name, t in state.items():
         parts = name.split(".")
         cand = src.get(name)
-        if cand is None and parts[0] in _LEVEL_LISTS and src_levels:
+        if cand is None and parts[0] in lists and src_levels:
             cand = src.get(".".join([parts[0], str(src_levels - 1)] + parts[2:]))
         if cand is not None and cand.shape == t.shape:
             t.copy_(cand.to(t.dtype))

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from selfcodec.checkpoint import save_model
-from selfcodec.family import build_model, make_config
+from selfcodec.registry import build_model, make_config
 from selfcodec.nets import data_dependent_init
 
 ASSET = Path(__file__).resolve().parents[1] / "selfcodec" / "assets" / "kodim23-crop.png"

@@ -9,7 +9,7 @@ from selfcodec import api
 from selfcodec.checkpoint import load_model, save_model
 from selfcodec.coding import search as SR
 from selfcodec.entropy.channel_context import ChannelContext, slice_sizes
-from selfcodec.family import build_model, make_config
+from selfcodec.registry import build_model, make_config
 from tests.conftest import TINY_FAST
 
 

@@ -149,11 +149,11 @@ def test_big_perturbation_never_returns_wrong_pixels(tiny_model, files):
 def _wide(tmp_path_factory, name, seed, **overrides):
     """A random-init model at the shipped default width, saved to a file."""
     from selfcodec.checkpoint import save_model
-    from selfcodec.family import SelfVAE, make_config
+    from selfcodec.registry import build_model, make_config
     from selfcodec.nets import data_dependent_init
 
     torch.manual_seed(seed)
-    m = SelfVAE(make_config("selfvae-downscale", **overrides))
+    m = build_model(make_config("selfvae-downscale", **overrides))
     data_dependent_init(m, torch.randint(0, 256, (2, 3, 32, 32)).float())
     if overrides.get("rd_lambdas"):  # learned steps away from any grid
         with torch.no_grad():

@@ -9,7 +9,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from selfcodec import api, zoo
 from selfcodec.errors import ModelMismatchError
 from selfcodec.coding import modes as M
-from selfcodec.family import FAST, build_model, make_config, rd_loss
+from selfcodec.family import rd_loss
+from selfcodec.registry import FAST, build_model, make_config
 from selfcodec.fast import FastSelfVAE
 
 PRESETS = ("selfvae-downscale", "selfvae-downscale-3l", "selfvae-sketch", "vae")

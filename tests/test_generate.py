@@ -14,7 +14,7 @@ from selfcodec import zoo
 from selfcodec.__main__ import load_cli
 from selfcodec.checkpoint import save_model
 from selfcodec.errors import CodecError
-from selfcodec.family import SelfVAE, make_config
+from selfcodec.registry import build_model, make_config
 from selfcodec.nets import data_dependent_init
 
 MODELS = ["downscale", "downscale-3l", "sketch"]
@@ -32,7 +32,7 @@ def gen_models(tmp_path_factory):
     try:
         for i, (kind, preset) in enumerate(_PRESETS.items()):
             torch.manual_seed(i)
-            model = SelfVAE(make_config(preset, **_TINY))
+            model = build_model(make_config(preset, **_TINY))
             side = 2 * model.multiple
             data_dependent_init(model, torch.randint(0, 256, (2, 3, side, side)).float())
             paths[kind] = str(folder / f"tiny-{kind}.safetensors")

@@ -14,7 +14,8 @@ from PIL import Image
 from selfcodec.entropy.dmol import DMoL
 from selfcodec import transforms
 from selfcodec.checkpoint import load_model, save_model
-from selfcodec.family import PRESETS, SelfVAE, bpd, loss_from_terms, make_config
+from selfcodec.family import bpd, loss_from_terms
+from selfcodec.registry import PRESETS, build_model, make_config
 from selfcodec.flows import RealNVP
 from selfcodec.nets import data_dependent_init
 from selfcodec.train import TrainArgs, train
@@ -24,7 +25,7 @@ TINY = dict(ch=16, growth=8, layers=1, mixtures=3, z_ch=8, u_ch=4, flow_hidden=8
 
 def tiny(name, seed=0, **kw):
     torch.manual_seed(seed)
-    m = SelfVAE(make_config(name, **{**TINY, **kw}))
+    m = build_model(make_config(name, **{**TINY, **kw}))
     data_dependent_init(m, torch.randint(0, 256, (2, 3, 2 * m.multiple, 2 * m.multiple)).float())
     return m
 
@@ -163,7 +164,7 @@ def test_train_set_parses_booleans_numbers_and_names():
 
 def test_y_consistent_needs_the_downscale_transform():
     with pytest.raises(ValueError, match="downscale"):
-        SelfVAE(make_config("selfvae-sketch", y_consistent=True, **TINY))
+        build_model(make_config("selfvae-sketch", y_consistent=True, **TINY))
     m = tiny("selfvae-downscale", y_consistent=True)
     terms = m(torch.randint(0, 256, (2, 3, 16, 16)).float())
     assert torch.isfinite(terms["nelbo"]).all()
@@ -215,14 +216,14 @@ def test_staged_coarsest_image_sees_only_earlier_stages(name):
 def test_context_nets_start_adding_nothing():
     """A model gaining x_context (train --init ... --set x_context=1) starts at the same ELBO."""
     plain = tiny("selfvae-downscale", y_consistent=True).eval()
-    staged = SelfVAE(make_config("selfvae-downscale", **TINY, y_consistent=True, x_context=1, y_context=1)).eval()
+    staged = build_model(make_config("selfvae-downscale", **TINY, y_consistent=True, x_context=1, y_context=1)).eval()
     missing, unexpected = staged.load_state_dict(plain.state_dict(), strict=False)
     assert not unexpected and {n.split(".")[0] for n in missing} == {"context", "context0"}
     x = torch.randint(0, 256, (2, 3, 16, 16)).float()
     with torch.no_grad():
         assert torch.allclose(plain(x, sample=False)["nelbo"], staged(x, sample=False)["nelbo"])
     with pytest.raises(ValueError, match="x_context"):
-        SelfVAE(make_config("vae", **TINY, x_context=1))
+        build_model(make_config("vae", **TINY, x_context=1))
 
 
 def test_checkpoint_saves_and_loads_exactly(tmp_path):
@@ -334,7 +335,7 @@ def test_free_bits_keep_a_small_kl_out_of_the_loss_gradient():
 
 @pytest.mark.parametrize("name,posterior", [("selfvae-downscale-3l", "uniform"), ("selfvae-downscale", "gaussian")])
 def test_scale_z_keeps_every_mean_and_scales_z(name, posterior):
-    from selfcodec.family import scale_z
+    from selfcodec.densenet import scale_z
 
     m = tiny(name, posterior=posterior).eval()
     x = torch.randint(0, 256, (1, 3, 2 * m.multiple, 2 * m.multiple)).float()

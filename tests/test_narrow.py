@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from selfcodec.family import build_model, make_config
+from selfcodec.registry import build_model, make_config
 from selfcodec.narrow import narrow_state, narrow_tensor
 
 WIDE = dict(network="fast", ch=24, mid_ch=16, head_ch=8, u_ch=6, z_ch=8, u_hyper=4, rd_lambdas=(0.001, 0.01))

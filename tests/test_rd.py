@@ -13,7 +13,8 @@ from selfcodec.entropy.dmol import DMoL
 from selfcodec.checkpoint import load_model, save_model
 from selfcodec.coding import modes as M
 from selfcodec.errors import CodecError
-from selfcodec.family import SelfVAE, make_config, rd_loss
+from selfcodec.family import rd_loss
+from selfcodec.registry import build_model, make_config
 from selfcodec.nets import data_dependent_init
 from selfcodec.train import TrainArgs, export, train
 
@@ -69,7 +70,7 @@ def test_a_level_beyond_the_models_lambdas_is_refused(tmp_path, natural):
 
 def test_rd_terms_are_finite_and_gradients_reach_the_steps():
     torch.manual_seed(0)
-    m = SelfVAE(make_config("selfvae-downscale", **TINY, rd_lambdas=LAMBDAS))
+    m = build_model(make_config("selfvae-downscale", **TINY, rd_lambdas=LAMBDAS))
     x = torch.randint(0, 256, (4, 3, 2 * m.multiple, 2 * m.multiple)).float()
     data_dependent_init(m, x)
     lv = torch.tensor([0, 1, 3, 4])
@@ -151,7 +152,7 @@ def _with_refine(rd_model, path, active: bool):
     """The tiny RD model plus a refine filter: as it starts when a run adds one (the identity),
     or with its last layer switched on."""
     base = load_model(rd_model)
-    m = SelfVAE(make_config("selfvae-downscale", **{**vars(base.cfg), "refine": 1}))
+    m = build_model(make_config("selfvae-downscale", **{**vars(base.cfg), "refine": 1}))
     missing, unexpected = m.load_state_dict(base.state_dict(), strict=False)
     assert not unexpected and all(k.startswith("refine_net.") for k in missing)
     if active:
