@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from selfcodec import api
-from selfcodec.coding import modes as M
+from selfcodec.codec import modes as M
 from selfcodec.entropy.dmol import DMoL
-from selfcodec.transforms import downscale
+from selfcodec.nn.transforms import downscale
 
 from .common import DEFAULT_KODAK, DEFAULT_OUT, list_pngs, load_rgb, stamp, start_run, to_jsonable
 from .layered import psnr

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from selfcodec import api
-from selfcodec import exact as X
-from selfcodec.coding.modes import coding_threads
+from selfcodec.model import exact as X
+from selfcodec.codec.modes import coding_threads
 from selfcodec.errors import CodecError
 
 from .common import DEFAULT_KODAK, DEFAULT_OUT, list_pngs, load_rgb, stamp, start_run, to_jsonable

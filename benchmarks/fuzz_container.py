@@ -33,7 +33,7 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from selfcodec.coding import container as C  # noqa: E402
+from selfcodec.codec import container as C  # noqa: E402
 from selfcodec.errors import CodecError, FormatError  # noqa: E402
 
 # --------------------------------------------------------------------------- corpus

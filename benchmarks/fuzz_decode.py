@@ -52,9 +52,9 @@ TINY = dict(ch=16, growth=8, layers=1, mixtures=3, z_ch=8, u_ch=4, flow_hidden=8
 def build_tiny_model(path: Path, preset: str = "selfvae-downscale", seed: int = 0) -> Path:
     import torch
 
-    from selfcodec.checkpoint import save_model
-    from selfcodec.registry import build_model, make_config
-    from selfcodec.nets import data_dependent_init
+    from selfcodec.model.checkpoint import save_model
+    from selfcodec.model.registry import build_model, make_config
+    from selfcodec.nn.blocks import data_dependent_init
 
     torch.manual_seed(seed)
     model = build_model(make_config(preset, **TINY))
@@ -70,7 +70,7 @@ def make_corpus(model: str) -> dict[str, bytes]:
     from PIL import Image
 
     from selfcodec import api, zoo
-    from selfcodec.coding import modes as M
+    from selfcodec.codec import modes as M
 
     net = zoo.load(model)[0]
     m = net.multiple
@@ -141,7 +141,7 @@ def _worker(conn, model: str, mem_bytes: int, timeout: float) -> None:
 
     torch.set_num_threads(1)
     from selfcodec import api
-    from selfcodec.coding import container as C
+    from selfcodec.codec import container as C
     from selfcodec.errors import CodecError
 
     api.decode_rgb(conn.recv_bytes(), model=model)  # warm up: load the model once

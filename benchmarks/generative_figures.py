@@ -42,7 +42,7 @@ def main(argv=None) -> list:
     args = parse_args(argv)
     import torch
 
-    from selfcodec import generate as G
+    from selfcodec.model import generate as G
     from selfcodec import zoo
     from selfcodec.imageio import save_image
 

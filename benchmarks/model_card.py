@@ -13,9 +13,9 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from selfcodec.checkpoint import load_model, read_metadata
+from selfcodec.model.checkpoint import load_model, read_metadata
 from selfcodec.provenance import cpu_model
-from selfcodec.train import plot_log
+from selfcodec.train.loop import plot_log
 
 
 def stored_dtypes(weights: Path) -> list:
@@ -77,7 +77,7 @@ def architecture(cfg: dict) -> str:
     if cfg.get("network") == "fast":
         hyper = (f"a hyperprior for û (v: {cfg['u_hyper']} ch at 1/{2 ** (cfg['latent_down'] + 2)} of x, factorized; "
                  f"û's mean and scale per element from v̂), " if cfg.get("u_hyper") else "û under a factorized prior, ")
-        return (head + f"fast networks (`selfcodec/fast.py`: 5x5 stride-2 convolutions with GDN, 4x4 transposed ones "
+        return (head + f"fast networks (`selfcodec/model/fast.py`: 5x5 stride-2 convolutions with GDN, 4x4 transposed ones "
                 f"with inverse GDN; widths {cfg['ch']} at 1/8 and below, {cfg['mid_ch']} at 1/4, {cfg['head_ch']} at 1/2, "
                 f"no layer at full resolution), latents u {cfg['u_ch']} ch / z {cfg['z_ch']} ch at "
                 f"1/{2 ** cfg['latent_down']} of x, {hyper}{cfg['mixtures']} logistic mixture(s), means offset from a "

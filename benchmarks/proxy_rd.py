@@ -14,8 +14,8 @@ import numpy as np
 
 from benchmarks.common import DEFAULT_OUT, load_images
 from selfcodec import zoo
-from selfcodec.coding import modes as M
-from selfcodec.data import data_root, image_files
+from selfcodec.codec import modes as M
+from selfcodec.train.data import data_root, image_files
 from selfcodec.metrics import bd_rate, psnr
 
 

@@ -26,9 +26,9 @@ import torch
 
 from selfcodec.entropy.dmol import DMoL
 from selfcodec import zoo
-from selfcodec.checkpoint import read_config
-from selfcodec.family import loss_from_terms, rd_loss
-from selfcodec.registry import build_model
+from selfcodec.model.checkpoint import read_config
+from selfcodec.model.base import loss_from_terms, rd_loss
+from selfcodec.model.registry import build_model
 
 DEFAULT_MODELS = ["selfvae-downscale-dense", "selfvae-downscale"]
 

@@ -1,7 +1,7 @@
 """2x (or 4x) super-resolution on Kodak: selfcodec's conditional generation vs bicubic.
 
 Each image is downscaled with the model's own transform (rounded 2x2 block means), upscaled
-back by the model (`selfcodec.generate.upscale`) and by PIL bicubic, and both are compared to
+back by the model (`selfcodec.model.generate.upscale`) and by PIL bicubic, and both are compared to
 the original by PSNR-RGB. Run nice'd, from the repository root:
 
     nice python -m benchmarks.upscale_kodak [--model PATH] [--images 4] [--crop 256]
@@ -44,7 +44,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     import torch
 
-    from selfcodec import generate as G
+    from selfcodec.model import generate as G
     from selfcodec import zoo
 
     torch.set_num_threads(args.threads)

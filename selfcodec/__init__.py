@@ -67,6 +67,6 @@ def info(data) -> dict:
     for a file that carries some. Runs no network, loads no weights and does not import torch
     (the same as :func:`selfcodec.api.info`).
     """
-    from .fileinfo import info as file_info
+    from .codec.fileinfo import info as file_info
 
     return file_info(_read(data))

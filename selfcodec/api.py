@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import exact as X
+from .model import exact as X
 from . import zoo
-from .coding import container as C
-from .coding import modes as M
+from .codec import container as C
+from .codec import modes as M
 from .errors import ChecksumError, CodecError, FormatError, ModelMismatchError
-from .fileinfo import info  # noqa: F401 - part of the API (torch-free, so it lives apart)
+from .codec.fileinfo import info  # noqa: F401 - part of the API (torch-free, so it lives apart)
 from .imageio import ImageMeta, load_image, to_pil
-from . import layers as LY
+from .codec import layered as LY
 from .limits import PILLOW_LIMIT, check_pixels
 
 MODES = ["rec1", "rec2", "cgen", "crec", "lossless"]
@@ -45,7 +45,7 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
     """Encode and return everything the encoder knows: the file bytes, the reconstruction it
     predicts, the model's estimate of every stream's bits and the real stream sizes.
     search: steps of the encoder-side latent search per tile (rec2 with a rate-distortion
-    model; see coding/search.py): slower encoding, fewer bits for the same quality, and files
+    model; see codec/search.py): slower encoding, fewer bits for the same quality, and files
     any decoder of the model reads. layered (lossless only, the default there): store û, ẑ,
     y and x as layers whose prefixes are the crec, rec2 and rec1 files of `level` (see
     truncate); layered=False writes the earlier one-chain lossless file. The source's ICC

@@ -46,7 +46,7 @@ from __future__ import annotations
 from PIL import Image, ImageFile
 
 from . import metadata as MD
-from .coding import container as C
+from .codec import container as C
 from .errors import FormatError
 
 FORMAT = "SVAE"

@@ -45,7 +45,7 @@ def default_for(mode: str) -> str:
 
 @lru_cache(maxsize=4)
 def _load(path: str, mtime: float):
-    from .checkpoint import load_model, weights_hash
+    from .model.checkpoint import load_model, weights_hash
 
     try:
         model = load_model(Path(path))
@@ -63,7 +63,7 @@ def load(model: str | Path | None = None):
 
 def find_by_hash(digest: bytes) -> str | None:
     """The name of the shipped model whose weights hash is `digest`, if one is."""
-    from .checkpoint import weights_hash
+    from .model.checkpoint import weights_hash
 
     for name in available():
         if weights_hash(MODELS_DIR / f"{name}.safetensors") == digest:
@@ -75,7 +75,7 @@ def load_any(spec: str | Path):
     """A training run's folder (its EMA weights), a model file or a shipped model's name ->
     the model in eval mode (for evaluating checkpoints, not for coding: no hash, no name)."""
     if Path(spec).is_dir():
-        from .train import ema_model
+        from .train.loop import ema_model
 
         return ema_model(Path(spec))
     return load(spec)[0]

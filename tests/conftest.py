@@ -14,9 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from selfcodec.checkpoint import save_model
-from selfcodec.registry import build_model, make_config
-from selfcodec.nets import data_dependent_init
+from selfcodec.model.checkpoint import save_model
+from selfcodec.model.registry import build_model, make_config
+from selfcodec.nn.blocks import data_dependent_init
 
 ASSET = Path(__file__).resolve().parents[1] / "selfcodec" / "assets" / "kodim23-crop.png"
 

@@ -29,9 +29,9 @@ def tiny_model(tmp_path_factory):
     """A tiny random-init selfvae-downscale saved to tmp (the shipped weights are not needed)."""
     import torch
 
-    from selfcodec.checkpoint import save_model
-    from selfcodec.registry import build_model, make_config
-    from selfcodec.nets import data_dependent_init
+    from selfcodec.model.checkpoint import save_model
+    from selfcodec.model.registry import build_model, make_config
+    from selfcodec.nn.blocks import data_dependent_init
 
     torch.manual_seed(0)
     m = build_model(make_config("selfvae-downscale", ch=16, growth=8, layers=1, mixtures=3, z_ch=8, u_ch=4,

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from selfcodec import api
-from selfcodec.checkpoint import load_model, save_model
-from selfcodec.coding import search as SR
+from selfcodec.model.checkpoint import load_model, save_model
+from selfcodec.codec import search as SR
 from selfcodec.entropy.channel_context import ChannelContext, slice_sizes
-from selfcodec.registry import build_model, make_config
+from selfcodec.model.registry import build_model, make_config
 from tests.conftest import TINY_FAST
 
 
@@ -86,7 +86,7 @@ def test_the_latent_search_runs_through_the_slices(tiny_fast_context, natural):
 
 
 def test_generation_draws_the_slices_in_order(tiny_fast_context):
-    from selfcodec import generate as G
+    from selfcodec.model import generate as G
 
     m = load_model(tiny_fast_context)
     x, ys = G.sample(m, n=2, size=32, seed=0)

@@ -18,11 +18,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from selfcodec import api
-from selfcodec.__main__ import load_cli
-from selfcodec.coding import container as C
+import selfcodec.cli.main as cli_main
+from selfcodec.codec import container as C
 
 ROOT = Path(__file__).resolve().parents[1]
-cli = load_cli()
+cli = cli_main
 
 
 def run(*args):
@@ -147,8 +147,8 @@ def _python(code: str) -> str:
 def test_info_and_option_errors_do_not_import_torch(tiny_model, natural, tmp_path):
     data = api.encode(_save(tmp_path / "a.png", natural, icc_profile=b"profile"), "lossless", model=tiny_model)
     (tmp_path / "a.svae").write_bytes(data)
-    code = ("import sys; from click.testing import CliRunner; from selfcodec.__main__ import load_cli; "
-            "main = load_cli().main; "
+    code = ("import sys; from click.testing import CliRunner; import selfcodec.cli.main as cli_main; "
+            "main = cli_main.main; "
             f"r = CliRunner().invoke(main, ['info', {str(tmp_path / 'a.svae')!r}]); "
             "assert r.exit_code == 0, r.output; print(r.output); "
             f"bad = [CliRunner().invoke(main, ['encode', {str(tmp_path / 'a.png')!r}, *opts]).exit_code "

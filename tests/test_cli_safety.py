@@ -2,8 +2,6 @@
 
 The codec is replaced by a small fake ``selfcodec.api`` (zlib of the pixels behind a
 tiny header) so that these tests check the CLI alone; the real codec is tested elsewhere.
-``selfcodec.cli`` is imported through ``selfcodec.__main__.load_cli``, which works both
-when the package is installed and from a plain source checkout.
 """
 
 from __future__ import annotations
@@ -22,10 +20,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 import selfcodec
-from selfcodec.__main__ import load_cli
+import selfcodec.cli.main as cli_main
 from selfcodec.errors import ChecksumError, FormatError, ModelMismatchError
 
-cli = load_cli()
+cli = cli_main
 MAGIC = b"FAKESVAE"
 
 
@@ -75,7 +73,7 @@ def _fake_api() -> types.ModuleType:
 def api(monkeypatch):
     fake = _fake_api()
     monkeypatch.setitem(sys.modules, "selfcodec.api", fake)
-    monkeypatch.setitem(sys.modules, "selfcodec.fileinfo", types.SimpleNamespace(info=fake.info))
+    monkeypatch.setitem(sys.modules, "selfcodec.codec.fileinfo", types.SimpleNamespace(info=fake.info))
     monkeypatch.setattr(selfcodec, "api", fake, raising=False)
     monkeypatch.delenv("SELFCODEC_DEBUG", raising=False)
     return fake

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from selfcodec import api
-from selfcodec.coding import container as C
-from selfcodec.coding import modes as M
+from selfcodec.codec import container as C
+from selfcodec.codec import modes as M
 from selfcodec.errors import CodecError, ModelMismatchError, UnsupportedImageError
 
 MODES = ["rec1", "rec2", "cgen", "crec", "lossless"]

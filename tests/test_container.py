@@ -1,4 +1,4 @@
-"""Tests of the .svae container (selfcodec.coding.container). Fast: pure Python, no data files."""
+"""Tests of the .svae container (selfcodec.codec.container). Fast: pure Python, no data files."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from selfcodec.coding import container as C
-from selfcodec.coding.container import (
+from selfcodec.codec import container as C
+from selfcodec.codec.container import (
     CODER_VERSION,
     FLOAT_CODER_VERSION,
     COLOUR_L,

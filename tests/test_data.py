@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from selfcodec import data
+from selfcodec.train import data
 
 
 def test_a_set_at_a_scale_is_downscaled_by_area_averaging(tmp_path):

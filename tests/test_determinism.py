@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from selfcodec import api, zoo
-from selfcodec.coding import container as C
+from selfcodec.codec import container as C
 from selfcodec.metrics import psnr
 from selfcodec.errors import ChecksumError, FormatError
 
@@ -148,9 +148,9 @@ def test_big_perturbation_never_returns_wrong_pixels(tiny_model, files):
 
 def _wide(tmp_path_factory, name, seed, **overrides):
     """A random-init model at the shipped default width, saved to a file."""
-    from selfcodec.checkpoint import save_model
-    from selfcodec.registry import build_model, make_config
-    from selfcodec.nets import data_dependent_init
+    from selfcodec.model.checkpoint import save_model
+    from selfcodec.model.registry import build_model, make_config
+    from selfcodec.nn.blocks import data_dependent_init
 
     torch.manual_seed(seed)
     m = build_model(make_config("selfvae-downscale", **overrides))

@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from cli.main import main
+from selfcodec.cli.main import main
 from selfcodec import api
-from selfcodec import exact as X
-from selfcodec.coding import container as C
-from selfcodec.coding import modes as M
+from selfcodec.model import exact as X
+from selfcodec.codec import container as C
+from selfcodec.codec import modes as M
 from selfcodec.errors import CodecError
 from selfcodec.zoo import load
 

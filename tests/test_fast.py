@@ -8,10 +8,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from selfcodec import api, zoo
 from selfcodec.errors import ModelMismatchError
-from selfcodec.coding import modes as M
-from selfcodec.family import rd_loss
-from selfcodec.registry import FAST, build_model, make_config
-from selfcodec.fast import FastSelfVAE
+from selfcodec.codec import modes as M
+from selfcodec.model.base import rd_loss
+from selfcodec.model.registry import FAST, build_model, make_config
+from selfcodec.model.fast import FastSelfVAE
 
 PRESETS = ("selfvae-downscale", "selfvae-downscale-3l", "selfvae-sketch", "vae")
 

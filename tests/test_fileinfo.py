@@ -1,9 +1,11 @@
-"""selfcodec.plans (torch-free, for the command line and `info`) is where coding/modes.py takes its plans from; api agrees with it."""
+"""selfcodec.codec.plans (torch-free, for the command line and `info`) is where codec/modes.py takes its plans from; api agrees with it."""
 
 import pytest
 
-from selfcodec import api, plans
-from selfcodec.coding import modes as M
+from selfcodec import api
+
+from selfcodec.codec import plans
+from selfcodec.codec import modes as M
 from selfcodec.errors import CodecError
 
 

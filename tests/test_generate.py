@@ -1,4 +1,4 @@
-"""The generative side (selfcodec.generate and the sample/upscale/interpolate commands) on
+"""The generative side (selfcodec.model.generate and the sample/upscale/interpolate commands) on
 tiny random-init models: shapes, dtypes, exact upscale sizes, reproducible seeds."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from selfcodec import generate as G
+from selfcodec.model import generate as G
 from selfcodec import zoo
-from selfcodec.__main__ import load_cli
-from selfcodec.checkpoint import save_model
+import selfcodec.cli.main as cli_main
+from selfcodec.model.checkpoint import save_model
 from selfcodec.errors import CodecError
-from selfcodec.registry import build_model, make_config
-from selfcodec.nets import data_dependent_init
+from selfcodec.model.registry import build_model, make_config
+from selfcodec.nn.blocks import data_dependent_init
 
 MODELS = ["downscale", "downscale-3l", "sketch"]
 _PRESETS = {"downscale": "selfvae-downscale", "downscale-3l": "selfvae-downscale-3l",
@@ -138,7 +138,7 @@ def test_interpolate_ends_are_reconstructions(nets):
 
 
 def _cli():
-    return load_cli().main
+    return cli_main.main
 
 
 def _png(path, h, w, seed=0):

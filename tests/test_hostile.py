@@ -20,9 +20,9 @@ import pytest
 
 from benchmarks.fuzz_container import _fix_crcs, _layout, mutate
 from selfcodec import api
-from selfcodec import exact as X
-from selfcodec.coding import container as C
-from selfcodec.coding import modes as M
+from selfcodec.model import exact as X
+from selfcodec.codec import container as C
+from selfcodec.codec import modes as M
 from selfcodec.errors import CodecError, FormatError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,9 +248,9 @@ def test_cli_corrupt_file(valid, tiny_model, tmp_path):
 def test_cli_runner_truncated_and_garbage(valid, tiny_model, tmp_path):
     from click.testing import CliRunner
 
-    from selfcodec.__main__ import load_cli
+    import selfcodec.cli.main as cli_main
 
-    cli = load_cli()
+    cli = cli_main
     runner = CliRunner()
     for name, content in [("trunc.svae", valid["lossless"][:-7]), ("junk.svae", os.urandom(300)),
                           ("empty.svae", b"")]:
@@ -298,12 +298,12 @@ def test_values_out_of_range_are_format_errors(valid, natural, tiny_model):
 def test_values_out_of_range_exit_4_on_the_command_line(valid, natural, tiny_model, tmp_path):
     from click.testing import CliRunner
 
-    from selfcodec.__main__ import load_cli
+    import selfcodec.cli.main as cli_main
 
     for what, data in _corrupt_cases(valid, natural, tiny_model).items():
         src = tmp_path / "bad.svae"
         src.write_bytes(data)
-        res = CliRunner().invoke(load_cli().main, ["decode", str(src), "-o", str(tmp_path / "x.png"), "--force",
+        res = CliRunner().invoke(cli_main.main, ["decode", str(src), "-o", str(tmp_path / "x.png"), "--force",
                                                    "--model", tiny_model])
         assert res.exit_code == 4, (what, res.exit_code, res.output)
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from selfcodec import api, layers, zoo
-from selfcodec.coding import container as C
+from selfcodec import api, zoo
+
+from selfcodec.codec import layered as layers
+from selfcodec.codec import container as C
 from selfcodec.errors import ChecksumError, CodecError, FormatError
 
 
@@ -57,7 +59,7 @@ def test_truncation_runs_no_model_and_imports_no_torch(tiny_model, image, tmp_pa
     cut = api.truncate(data, "rec2")
     monkeypatch.undo()
     (tmp_path / "a.svae").write_bytes(data)
-    code = ("import sys; from selfcodec.layers import truncate; "
+    code = ("import sys; from selfcodec.codec.layered import truncate; "
             f"d = truncate(open({str(tmp_path / 'a.svae')!r}, 'rb').read(), 'rec2'); "
             "assert 'torch' not in sys.modules; sys.stdout.buffer.write(d)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout

@@ -14,7 +14,7 @@ from PIL import Image, ImageCms
 
 from selfcodec import api
 from selfcodec import metadata as MD
-from selfcodec.coding import container as C
+from selfcodec.codec import container as C
 from selfcodec.imageio import image_to_bytes, load_image
 
 ORIENTATION, MAKE, DATETIME = 0x0112, 0x010F, 0x0132

@@ -12,13 +12,13 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 from selfcodec.entropy.dmol import DMoL
-from selfcodec import transforms
-from selfcodec.checkpoint import load_model, save_model
-from selfcodec.family import bpd, loss_from_terms
-from selfcodec.registry import PRESETS, build_model, make_config
-from selfcodec.flows import RealNVP
-from selfcodec.nets import data_dependent_init
-from selfcodec.train import TrainArgs, train
+from selfcodec.nn import transforms
+from selfcodec.model.checkpoint import load_model, save_model
+from selfcodec.model.base import bpd, loss_from_terms
+from selfcodec.model.registry import PRESETS, build_model, make_config
+from selfcodec.nn.flows import RealNVP
+from selfcodec.nn.blocks import data_dependent_init
+from selfcodec.train.loop import TrainArgs, train
 
 TINY = dict(ch=16, growth=8, layers=1, mixtures=3, z_ch=8, u_ch=4, flow_hidden=8, flow_blocks=1, latent_down=2)
 
@@ -153,9 +153,7 @@ def test_last_pixel_given_y_is_a_distribution_and_sharper():
 
 
 def test_train_set_parses_booleans_numbers_and_names():
-    from selfcodec.__main__ import load_cli
-
-    load_cli()
+    import selfcodec.cli.main as cli_main
     from selfcodec.cli.model_cmds import parse_overrides
 
     assert parse_overrides(["y_consistent=false", "refine=2", "posterior=gaussian", "x=-0.5", "b=True"]) == \
@@ -187,7 +185,7 @@ def test_staged_pixels_see_only_earlier_stages(name):
 def _assert_stages_see_only_earlier(m, k, params, h, img, img_prev):
     """images[k]'s staged parameters change (the context nets do something), and each stage's
     stay the same when the pixels of that stage and later ones are replaced by noise."""
-    from selfcodec.family import stage_mask
+    from selfcodec.model.base import stage_mask
 
     hh, ww = img.shape[-2:]
     full = m.x_params(k, params, h, img, img_prev)
@@ -272,8 +270,8 @@ def test_bpd_terms_add_up():
 def test_eval_bpd_iw_bound_is_tighter_than_elbo_and_cli_tools_work(tmp_path):
     from click.testing import CliRunner
 
-    from selfcodec.__main__ import load_cli
-    from selfcodec.evaluate import eval_bpd
+    import selfcodec.cli.main as cli_main
+    from selfcodec.train.evaluate import eval_bpd
 
     m = tiny("selfvae-downscale", posterior="gaussian").eval()
     imgs = [np.random.default_rng(i).integers(0, 256, (19, 21, 3), dtype=np.uint8) for i in range(3)]
@@ -287,7 +285,7 @@ def test_eval_bpd_iw_bound_is_tighter_than_elbo_and_cli_tools_work(tmp_path):
     run = tmp_path / "run"
     train(TrainArgs(model="selfvae-downscale", data=[str(tmp_path)], run_dir=str(run), steps=4, batch=2, crop=16,
                     warmup=1, log_every=1, compile=False, progress=False, overrides=TINY, threads=1))
-    main = load_cli().main
+    main = cli_main.main
     r = CliRunner().invoke(main, ["export", str(run), "-o", str(tmp_path / "m.safetensors")])
     assert r.exit_code == 0, r.output
     assert load_model(tmp_path / "m.safetensors").cfg.ch == TINY["ch"]
@@ -302,7 +300,7 @@ def test_eval_bpd_iw_bound_is_tighter_than_elbo_and_cli_tools_work(tmp_path):
 
 
 def test_warm_start_copies_fitting_tensors_and_fills_a_missing_level(tmp_path):
-    from selfcodec.train import warm_start
+    from selfcodec.train.loop import warm_start
 
     two = tiny("selfvae-downscale", seed=1)
     save_model(two, tmp_path / "two.safetensors")
@@ -335,7 +333,7 @@ def test_free_bits_keep_a_small_kl_out_of_the_loss_gradient():
 
 @pytest.mark.parametrize("name,posterior", [("selfvae-downscale-3l", "uniform"), ("selfvae-downscale", "gaussian")])
 def test_scale_z_keeps_every_mean_and_scales_z(name, posterior):
-    from selfcodec.densenet import scale_z
+    from selfcodec.model.densenet import scale_z
 
     m = tiny(name, posterior=posterior).eval()
     x = torch.randint(0, 256, (1, 3, 2 * m.multiple, 2 * m.multiple)).float()

@@ -11,7 +11,9 @@ from unittest import mock
 
 import pytest
 
-from selfcodec import checkpoint, modelfile, zoo
+from selfcodec.model import checkpoint, modelfile
+
+from selfcodec import zoo
 from selfcodec.errors import CodecError
 
 
@@ -76,11 +78,11 @@ def test_cli_refuses_a_forged_model_with_one_line(tiny_fast_hyper, tmp_path):
     from click.testing import CliRunner
     from PIL import Image
 
-    from selfcodec.__main__ import load_cli
+    import selfcodec.cli.main as cli_main
 
     Image.new("RGB", (16, 16)).save(tmp_path / "x.png")
     path = forge(tiny_fast_hyper, tmp_path / "forged.safetensors", mid_ch=30000)
-    res = CliRunner().invoke(load_cli().main, ["encode", str(tmp_path / "x.png"), "--model", str(path),
+    res = CliRunner().invoke(cli_main.main, ["encode", str(tmp_path / "x.png"), "--model", str(path),
                                                "-o", str(tmp_path / "x.svae")])
     assert res.exit_code == 1 and "mid_ch=30000" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "x.svae").exists()

@@ -1,12 +1,12 @@
-"""Starting a narrower fast model from a wider one's weights (selfcodec.narrow)."""
+"""Starting a narrower fast model from a wider one's weights (selfcodec.model.narrow)."""
 
 import dataclasses
 
 import pytest
 import torch
 
-from selfcodec.registry import build_model, make_config
-from selfcodec.narrow import narrow_state, narrow_tensor
+from selfcodec.model.registry import build_model, make_config
+from selfcodec.model.narrow import narrow_state, narrow_tensor
 
 WIDE = dict(network="fast", ch=24, mid_ch=16, head_ch=8, u_ch=6, z_ch=8, u_hyper=4, rd_lambdas=(0.001, 0.01))
 NARROW = dict(ch=16, mid_ch=12, head_ch=4)

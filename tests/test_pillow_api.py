@@ -18,12 +18,12 @@ from PIL import Image
 
 import selfcodec
 from selfcodec import api, zoo
-from selfcodec.__main__ import load_cli
-from selfcodec.coding import container as C
+import selfcodec.cli.main as cli_main
+from selfcodec.codec import container as C
 from selfcodec.errors import FormatError, ModelMismatchError, TooManyPixelsError
 
 ROOT = Path(__file__).resolve().parents[1]
-cli = load_cli()
+cli = cli_main
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -176,8 +176,8 @@ def test_cli_max_pixels(tiny_model, small, tmp_path):
 def test_cli_refuses_a_huge_declared_size_without_loading_torch(tmp_path):
     src = tmp_path / "big.svae"
     src.write_bytes(_declaring(16384, 16384))
-    code = ("import sys; from click.testing import CliRunner; from selfcodec.__main__ import load_cli; "
-            f"r = CliRunner().invoke(load_cli().main, ['decode', {str(src)!r}, '-o', {str(tmp_path / 'o.png')!r}]); "
+    code = ("import sys; from click.testing import CliRunner; import selfcodec.cli.main as cli_main; "
+            f"r = CliRunner().invoke(cli_main.main, ['decode', {str(src)!r}, '-o', {str(tmp_path / 'o.png')!r}]); "
             "assert r.exit_code == 4, (r.exit_code, r.output); "
             "assert 'torch' not in sys.modules, 'torch imported'; print(r.output)")
     assert "selfcodec: error: the file declares 16384x16384 = 268,435,456 pixels" in _python(code)

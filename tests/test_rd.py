@@ -10,13 +10,13 @@ from PIL import Image
 
 from selfcodec import api
 from selfcodec.entropy.dmol import DMoL
-from selfcodec.checkpoint import load_model, save_model
-from selfcodec.coding import modes as M
+from selfcodec.model.checkpoint import load_model, save_model
+from selfcodec.codec import modes as M
 from selfcodec.errors import CodecError
-from selfcodec.family import rd_loss
-from selfcodec.registry import build_model, make_config
-from selfcodec.nets import data_dependent_init
-from selfcodec.train import TrainArgs, export, train
+from selfcodec.model.base import rd_loss
+from selfcodec.model.registry import build_model, make_config
+from selfcodec.nn.blocks import data_dependent_init
+from selfcodec.train.loop import TrainArgs, export, train
 
 from conftest import TINY, build_tiny
 
@@ -122,7 +122,7 @@ def test_rd_training_from_an_elbo_model_lowers_the_loss_and_ships(tmp_path, natu
 
 def test_lossless_without_a_model_uses_the_elbo_model_and_decodes_by_name(tmp_path, monkeypatch, natural):
     from selfcodec import zoo
-    from selfcodec.coding import container as C
+    from selfcodec.codec import container as C
 
     build_tiny(tmp_path / "selfvae-downscale.safetensors", seed=8, rd_lambdas=LAMBDAS, name="selfvae-downscale")
     monkeypatch.setattr(zoo, "MODELS_DIR", tmp_path)
@@ -209,7 +209,7 @@ def test_mixed_quantization_decodes_rounded_latents_and_trains_the_encoders(rd_m
 
 
 def test_train_only_leaves_every_other_tensor_as_loaded(rd_model, tmp_path):
-    from selfcodec.checkpoint import load_tensors
+    from selfcodec.model.checkpoint import load_tensors
 
     data = tmp_path / "data"
     data.mkdir()

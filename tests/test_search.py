@@ -8,9 +8,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from selfcodec import api
-from selfcodec.checkpoint import load_model
+from selfcodec.model.checkpoint import load_model
 from selfcodec.cli.main import main
-from selfcodec.coding import search as S
+from selfcodec.codec import search as S
 from selfcodec.errors import CodecError
 
 from conftest import build_tiny

@@ -10,10 +10,10 @@ import torch
 
 from selfcodec import api, zoo
 from selfcodec.metrics import mse
-from selfcodec.coding import container as C
-from selfcodec.coding import modes as M
+from selfcodec.codec import container as C
+from selfcodec.codec import modes as M
 from selfcodec.entropy.dmol import DMoL
-from selfcodec.transforms import downscale
+from selfcodec.nn.transforms import downscale
 
 
 def _sent_y(img: np.ndarray, level: int = 5, times: int = 1) -> np.ndarray:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import FormatError
-from ..transforms import downscale
+from ..nn.transforms import downscale
 from . import fixedpoint as fp
 from .coder import per_symbol
 

@@ -6,11 +6,12 @@ safetensors header), so that `selfcodec info` answers at once; selfcodec.api.inf
 
 from __future__ import annotations
 
-from . import layers as LY
-from . import modelfile, zoo
+from . import layered as LY
+from ..model import modelfile
+from .. import zoo
 from . import plans as P
-from .coding import container as C
-from .errors import CodecError
+from . import container as C
+from ..errors import CodecError
 
 
 def info(data: bytes) -> dict:

@@ -9,10 +9,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .entropy.dmol import DMoL
-from .family import SelfVAE, phase_planes, register_family, stage_mask
-from .flows import RealNVP
-from .nets import DenseBlock, Down, Up, WNConv2d, scale_image
+from ..entropy.dmol import DMoL
+from .base import SelfVAE, phase_planes, register_family, stage_mask
+from ..nn.flows import RealNVP
+from ..nn.blocks import DenseBlock, Down, Up, WNConv2d, scale_image
 
 
 @register_family("densenet")

@@ -15,13 +15,13 @@ import torch
 import torch.distributed as dist
 
 from . import data as datamod
-from .checkpoint import atomic_save, load_model, load_tensors, read_config, read_metadata, save_model
-from .fileio import atomic_write
-from .densenet import scale_z
-from .family import Config, SelfVAE, bpd, loss_from_terms, rd_loss
-from .registry import build_model, make_config
-from .narrow import narrow_state
-from .nets import data_dependent_init
+from ..model.checkpoint import atomic_save, load_model, load_tensors, read_config, read_metadata, save_model
+from ..fileio import atomic_write
+from ..model.densenet import scale_z
+from ..model.base import Config, SelfVAE, bpd, loss_from_terms, rd_loss
+from ..model.registry import build_model, make_config
+from ..model.narrow import narrow_state
+from ..nn.blocks import data_dependent_init
 
 LOG_FIELDS = ["step", "seconds", "lr", "loss", "nelbo", "re_x", "re_y", "kl_u", "kl_z", "u_code", "img_per_s"]
 
@@ -184,7 +184,7 @@ def train(a: TrainArgs) -> dict:
         cfg, step, seconds = make_config(a.model, **a.overrides), 0, 0.0
     model = build_model(cfg).to(device)
     if a.compile:
-        from .entropy.dmol import DMoL
+        from ..entropy.dmol import DMoL
 
         model.dmol_log_prob = torch.compile(DMoL.log_prob, dynamic=False)
         model.dmol_mean = torch.compile(DMoL.mean, dynamic=False)

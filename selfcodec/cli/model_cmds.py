@@ -55,7 +55,7 @@ import click
 def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, device, bf16, threads,
           ckpt_minutes, resume, init, warm_start, warm_start_only, free_bits, z_gain, rd_lambdas, nll_weight, train_only, quant, hard_quant, freeze, y_weight, cgen_weight, by_area, compile, overrides, seed):
     """Train a model; `torchrun --nproc-per-node N -m selfcodec train ...` for DDP."""
-    from selfcodec.train import TrainArgs, train as run
+    from selfcodec.train.loop import TrainArgs, train as run
 
     ov = parse_overrides(overrides)
     if rd_lambdas:
@@ -97,8 +97,10 @@ def eval_bpd_cmd(model_path, data, iw, limit, batch, json_path):
     import shlex
     import sys
 
-    from selfcodec import data as datamod, provenance, zoo
-    from selfcodec.evaluate import eval_bpd
+    from selfcodec.train import data as datamod
+
+    from selfcodec import provenance, zoo
+    from selfcodec.train.evaluate import eval_bpd
     from selfcodec.fileio import atomic_write
 
     images = datamod.as_list(datamod.resolve(data))[:limit]
@@ -118,7 +120,7 @@ def eval_bpd_cmd(model_path, data, iw, limit, batch, json_path):
 @click.option("--title", default=None)
 def plot_log_cmd(csv_path, output, title):
     """Plot a training log's loss terms (bits per dimension) against steps."""
-    from selfcodec.train import plot_log
+    from selfcodec.train.loop import plot_log
 
     click.echo(plot_log(Path(csv_path), Path(output), title))
 
@@ -130,7 +132,7 @@ def plot_log_cmd(csv_path, output, title):
 @click.option("--weights", type=click.Choice(["ema", "live"]), default="ema", show_default=True)
 def export_cmd(run_dir, output, dtype, weights):
     """Write a run's EMA (or live) weights as a small model file."""
-    from selfcodec.train import export
+    from selfcodec.train.loop import export
 
     click.echo(export(Path(run_dir), Path(output), dtype, weights))
 

@@ -15,12 +15,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import chain
-from .entropy.dmol import DMoL
-from .entropy.gaussian import GaussianConditional, kl as gaussian_kl, log_density as gaussian_log_density
+from ..entropy.dmol import DMoL
+from ..entropy.gaussian import GaussianConditional, kl as gaussian_kl, log_density as gaussian_log_density
 from .chain import Walker
-from .flows import RealNVP
-from .nets import scale_image
-from .transforms import TRANSFORMS
+from ..nn.flows import RealNVP
+from ..nn.blocks import scale_image
+from ..nn.transforms import TRANSFORMS
 
 
 ARCH_VERSION = 1
@@ -61,7 +61,7 @@ class Config:
     # The same for images[0], the coarsest image (x itself for the VAE), which p(images[0] | u)
     # otherwise codes pixel by pixel given u alone; its context nets read no coarser image.
     y_context: int = 0
-    # The network family: "densenet" (the paper's, family.SelfVAE) or "fast" (fast.FastSelfVAE:
+    # The network family: "densenet" (the paper's, densenet.DenseSelfVAE) or "fast" (fast.FastSelfVAE:
     # strided convolutions with GDN, the bulk of the compute at 1/4 resolution and below).
     network: str = "densenet"
     mid_ch: int = 64  # fast networks: width of the layers at 1/4 resolution (cfg.ch: at 1/8 and below)

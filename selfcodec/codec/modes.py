@@ -18,16 +18,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import exact as X
+from ..model import exact as X
 from ..errors import CodecError
-from .. import chain
-from ..chain import Walker
+from ..model import chain
+from ..model.chain import Walker
 from ..entropy.coder import Coder
 from ..entropy.dmol import DMoL
 from ..entropy.gaussian import GaussianConditional, scale_index
-from ..family import STAGE_OF_PHASE, phase_planes
-from ..plans import MODE_CODES, MODE_NAMES, Plan, plan_for, stream_names  # noqa: F401 (the codec's names for them)
-from ..layers import latent_layers, layer_names
+from ..model.base import STAGE_OF_PHASE, phase_planes
+from .plans import MODE_CODES, MODE_NAMES, Plan, plan_for, stream_names  # noqa: F401 (the codec's names for them)
+from .layered import latent_layers, layer_names
 from ..metrics import mse
 from .search import search_latents
 
@@ -323,7 +323,7 @@ def _pixels(img: torch.Tensor) -> np.ndarray:
 
 def _sections(h: int, w: int, staged: bool) -> list:
     """Row-major pixel indices of an image with even h, w, in the order they are decoded: for a
-    staged model the pixels of each stage (family.STAGE_OF_PHASE); otherwise all but the
+    staged model the pixels of each stage (model.base.STAGE_OF_PHASE); otherwise all but the
     bottom-right pixel of each 2x2 block, then those last pixels (coded given the other three
     and the block's mean)."""
     phase = phase_planes(h, w)[0].argmax(0).flatten().numpy()

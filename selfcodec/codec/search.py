@@ -14,9 +14,9 @@ import math
 
 import torch
 
-from .. import chain
+from ..model import chain
 from ..entropy.gaussian import GaussianConditional, quantize_mean
-from ..family import Rec2Walker, round_around, straight_through
+from ..model.base import Rec2Walker, round_around, straight_through
 
 
 def _round_ste(t, mean, step):

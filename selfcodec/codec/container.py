@@ -13,7 +13,7 @@ Layout (little-endian)::
     header_crc u32 | payload: streams in table order, then alpha bytes
 
 A cgen or crec file of a downscale model (format version 3, flags bit 4) begins every tile's
-latents stream with the encoder's upscale choice (coding/modes.py, has_upscale_choice); a
+latents stream with the encoder's upscale choice (codec/modes.py, has_upscale_choice); a
 layered file of one (version 3, flags bits 3 and 4) ends each tile's first layer with one
 per image below x. The layout is otherwise version 1's or 2's.
 

@@ -1,4 +1,4 @@
-"""The generative commands: sample, upscale, interpolate (see selfcodec.generate)."""
+"""The generative commands: sample, upscale, interpolate (see selfcodec.model.generate)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def sample_cmd(model, count, output, size, temperature, seed, cols, no_y, how, d
 
     Writes a grid; each cell shows the generated y's (upsampled) beside x.
     """
-    from selfcodec import generate as G
+    from selfcodec.model import generate as G
 
     check_output(Path(output), [], force)
     net = _load(model, device)
@@ -77,7 +77,7 @@ def sample_cmd(model, count, output, size, temperature, seed, cols, no_y, how, d
 @_force_opt
 def upscale_cmd(input, output, model, factor, how, device, force):
     """Super-resolve IN by conditional generation, using IN as the model's downscaled image y."""
-    from selfcodec import generate as G
+    from selfcodec.model import generate as G
 
     check_output(Path(output), [Path(input)], force)
     net = _load(model, device)
@@ -102,7 +102,7 @@ def upscale_cmd(input, output, model, factor, how, device, force):
 def interpolate_cmd(a, b, count, output, model, vary_z, temperature, seed, originals, how, device, force):
     """Decode a straight path between the latents u of A and B (z's at their prior means);
     with --vary-z, keep u of A and vary the z's."""
-    from selfcodec import generate as G
+    from selfcodec.model import generate as G
 
     if vary_z and b is not None:
         raise click.UsageError("--vary-z takes one image (A), not two")

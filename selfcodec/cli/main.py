@@ -240,12 +240,12 @@ def _encoded_bpp(svae: bytes) -> float | None:
 
 def _file_info(data: bytes) -> dict:
     # import_module returns sys.modules' entry, so tests can swap in a fake module.
-    return dict(importlib.import_module("selfcodec.fileinfo").info(data))
+    return dict(importlib.import_module("selfcodec.codec.fileinfo").info(data))
 
 
 def _check_mode_level(mode: str, level: int) -> None:
-    """Refuse a mode or level no model has, before torch loads (selfcodec.plans is torch-free)."""
-    from selfcodec import plans
+    """Refuse a mode or level no model has, before torch loads (selfcodec.codec.plans is torch-free)."""
+    from selfcodec.codec import plans
 
     if mode not in plans.MODES:
         raise click.BadParameter(f"{mode!r} is not one of {', '.join(plans.MODES)}", param_hint="'-m' / '--mode'")
@@ -527,7 +527,7 @@ def _decode_one(input: str, output: str | None, run: Callable, force: bool, quie
 def _check_declared_pixels(data: bytes, **limit: Any) -> None:
     """Refuse a file whose header declares too many pixels, reading the header only (torch-free);
     a file whose header cannot be read is left to the decoder, which says why."""
-    from selfcodec.coding.container import peek_header
+    from selfcodec.codec.container import peek_header
     from selfcodec.limits import check_pixels
 
     try:
@@ -598,7 +598,7 @@ def info(input: str, as_json: bool) -> None:
 def truncate(input: str, mode: str, output: str | None, force: bool) -> None:
     """Cut the layered (lossless) .svae file IN down to a file of a lower MODE, dropping layers:
     no model runs."""
-    from selfcodec.layers import truncate as cut
+    from selfcodec.codec.layered import truncate as cut
 
     if input != "-" and Path(input).is_dir():
         raise click.BadParameter("truncate takes a .svae file, not a directory", param_hint="IN")

@@ -15,7 +15,7 @@ import json
 import struct
 from pathlib import Path
 
-from .errors import CodecError
+from ..errors import CodecError
 
 MAX_HEADER_BYTES = 100 << 20  # as safetensors itself
 # (lowest, highest) of each size a configuration may ask for: several times every shipped

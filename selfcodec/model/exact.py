@@ -159,7 +159,7 @@ class IntConv(nn.Module):
     @classmethod
     def of(cls, conv):
         """From an nn.Conv2d / nn.ConvTranspose2d, or a weight-normalised WNConv2d / WNConvT2d."""
-        from .nets import WNConv2d, WNConvT2d
+        from ..nn.blocks import WNConv2d, WNConvT2d
 
         if isinstance(conv, (WNConv2d, WNConvT2d)):
             transposed = isinstance(conv, WNConvT2d)
@@ -285,8 +285,8 @@ def integer_copy(net: nn.Module) -> nn.Module:
     """A copy of a network whose convolutions (weight-normalised or not), GDNs, ELUs and dense
     blocks are the integer layers above; the rest (ReLU, pixel shuffles, concatenation) is exact
     on integers as it is."""
-    from .fast import GDN
-    from .nets import DenseBlock, Down, WNConv2d, WNConvT2d
+    from ..nn.gdn import GDN
+    from ..nn.blocks import DenseBlock, Down, WNConv2d, WNConvT2d
 
     def convert(m):
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, WNConv2d, WNConvT2d)):
@@ -357,7 +357,7 @@ def _on_device(model, device: torch.device):
 
 
 class IntArithmetic:
-    """The integer arithmetic of the probability path, in the shape of family.FloatArithmetic:
+    """The integer arithmetic of the probability path, in the shape of base.FloatArithmetic:
     every family writes its table-defining networks once, and this runs them on integers."""
 
     def __init__(self, nets: dict):
@@ -419,7 +419,7 @@ class ExactModel:
         return self._model._stage_params(self._arith, k, stage, params, h, img, img_prev)
 
     def staged_image(self, k, params, h, img_prev, draw):
-        from .family import SelfVAE
+        from .base import SelfVAE
 
         return SelfVAE.staged_image(self, k, params, h, img_prev, draw)  # with this class's stage_params
 
@@ -457,7 +457,7 @@ def dmol_point(params: torch.Tensor, c: int, k: int, how: str = "mean") -> torch
     them (means and coefficients on the 1/1024 grid, mixture weights as integers): in pixel
     units, 255 m = 255 mu + sum_j coef_j (2 v_j - 255) is a sum of exact products, and the
     weighted mean one correctly rounded division."""
-    from .entropy import fixedpoint as fp
+    from ..entropy import fixedpoint as fp
 
     p = params.detach().double().cpu()
     b, _, h, w = p.shape

@@ -13,10 +13,10 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from . import modelfile
-from .errors import CodecError
-from .family import ARCH_VERSION, Config, SelfVAE
+from ..errors import CodecError
+from .base import ARCH_VERSION, Config, SelfVAE
 from .registry import build_model
-from .fileio import atomic_write
+from ..fileio import atomic_write
 
 
 def atomic_save(tensors: dict, path: Path, metadata: dict):

@@ -1,5 +1,5 @@
 """What each coding mode sends, by name, without torch: the mode codes a .svae header holds,
-the quality levels, and the streams of a tile (coding/modes.py, the codec, takes them from here).
+the quality levels, and the streams of a tile (codec/modes.py, the codec, takes them from here).
 The command line checks its options and
 `selfcodec info` names a file's streams with these, before (or without) loading torch."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import CodecError
+from ..errors import CodecError
 
 MODES = ["rec1", "rec2", "cgen", "crec", "lossless"]  # the user-facing modes (3-level models add *-y1)
 MODE_CODES = {"rec1": 1, "rec2": 2, "cgen": 3, "crec": 4, "lossless": 5, "cgen-y1": 6, "crec-y1": 7}

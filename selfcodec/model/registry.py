@@ -3,7 +3,7 @@
 in zoo.py."""
 
 from . import densenet, fast  # noqa: F401 (importing a family registers it)
-from .family import Config, FAMILIES
+from .base import Config, FAMILIES
 
 PRESETS = {
     "vae": dict(name="vae", transform="none", levels=0),

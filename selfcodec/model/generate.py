@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from . import chain
-from .entropy.dmol import DMoL
+from ..entropy.dmol import DMoL
 from .chain import Walker
-from .errors import CodecError
-from .transforms import TRANSFORMS
+from ..errors import CodecError
+from ..nn.transforms import TRANSFORMS
 
 HOWS = ("mean", "mode", "sample")
 
@@ -244,7 +244,7 @@ def model_downscale(model, img, factor: int = 2) -> np.ndarray:
 
 def psnr_rgb(a: np.ndarray, b: np.ndarray) -> float:
     try:
-        from .metrics import psnr
+        from ..metrics import psnr
     except ImportError:  # pragma: no cover - metrics ships with the package
         mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
         return 100.0 if mse == 0 else min(100.0, 10 * math.log10(255.0**2 / mse))

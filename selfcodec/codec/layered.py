@@ -7,8 +7,8 @@ header rewrite and a byte copy: no model and no torch.
 
 from __future__ import annotations
 
-from .coding import container as C
-from .errors import CodecError, FormatError
+from . import container as C
+from ..errors import CodecError, FormatError
 
 MODE_CODES = {"rec1": 1, "rec2": 2, "crec": 4, "lossless": 5, "crec-y1": 7}  # as coding.modes.MODE_CODES
 

@@ -9,7 +9,7 @@ import math
 import torch
 import torch.nn as nn
 
-from .nets import WNConv2d
+from .blocks import WNConv2d
 
 
 def checkerboard(h: int, w: int, parity: int, device=None) -> torch.Tensor:
