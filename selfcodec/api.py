@@ -1,42 +1,20 @@
-"""The Python API: `encode(image, mode, level, model) -> bytes` and `decode(data) -> image`.
-
-An image is coded tile by tile (a tile is padded to the model's multiple, coded on its own,
-then cropped back), so memory stays bounded by the tile size whatever the image size.
+"""The Python API: `encode(image, mode, level, model) -> bytes`, `decode(data) -> image`,
+`info(data)` and `truncate(data, mode)`; the file itself is made and read in codec/files.py.
 """
 
-import time
-import zlib
-from pathlib import Path
-
 import numpy as np
-import torch
 
-from .model import exact as X
-from . import zoo
-from .codec import container as C
-from .codec import modes as M
-from .errors import ChecksumError, CodecError, FormatError, ModelMismatchError
-from .codec.fileinfo import info  # noqa: F401 - part of the API (torch-free, so it lives apart)
-from .imageio import ImageMeta, load_image, to_pil
 from .codec import layered as LY
-from .limits import PILLOW_LIMIT, check_pixels
+from .codec import modes as M
+from .codec.fileinfo import info  # noqa: F401 - part of the API (torch-free, so it lives apart)
+from .codec.files import MAX_TILE, TILE, decode_rgb, encode_image  # noqa: F401 - decode_rgb: part of the API
+from .errors import CodecError
+from .imageio import load_image, to_pil
+from .limits import PILLOW_LIMIT
 
 MODES = ["rec1", "rec2", "cgen", "crec", "lossless"]
 LEVELS = sorted(M.LEVELS)
 DEFAULT_LEVEL = M.DEFAULT_LEVEL
-TILE = 1024  # pixels per tile side; peak memory grows with its square
-MAX_TILE = 2048  # largest tile side the encoder writes and the decoder accepts (bounds the decoder's memory)
-_COLOURS = {"L": C.COLOUR_L, "RGB": C.COLOUR_RGB, "RGBA": C.COLOUR_RGBA}
-
-
-def _pad(tile: np.ndarray, multiple: int) -> np.ndarray:
-    h, w = tile.shape[:2]
-    ph, pw = -h % multiple, -w % multiple
-    return np.pad(tile, ((0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else tile
-
-
-def _crc(rgb: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(rgb, dtype=np.uint8).tobytes())
 
 
 def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=None, tile: int = TILE,
@@ -62,54 +40,7 @@ def encode_report(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=N
     if tile > MAX_TILE:
         raise CodecError(f"tile side {tile} is larger than the limit of {MAX_TILE} pixels")
     rgb, meta = load_image(image, allow_lossy_convert=allow_lossy_convert, max_pixels=max_pixels)
-    net, digest, name = zoo.load(model if model is not None else zoo.default_for(mode))
-    plan = M.plan_for(mode, net.cfg.levels)
-    h, w = rgb.shape[:2]
-    tile_side = max(net.multiple, tile - tile % net.multiple)
-    grid = C.tile_grid(h, w, tile_side, tile_side)
-    t0 = time.perf_counter()
-    recon = np.empty_like(rgb)
-    names = LY.layer_names(net.cfg.levels) if layered else M.stream_names(plan, net.cfg.levels)
-    exact = X.supports(net)  # tables every machine rebuilds exactly
-    choice = M.has_layered_choices(net) if layered else M.has_upscale_choice(net, plan)  # upscale choices coded
-    tiles, est, crcs = [], np.zeros(len(names)), []
-    for top, left, th, tw in grid:
-        padded = _pad(rgb[top:top + th, left:left + tw], net.multiple)
-        if layered:
-            streams, bits, rec, tile_crcs = M.encode_tile_layered(net, padded, level, exact=exact, choices=choice,
-                                                                  valid=(th, tw))
-        else:
-            streams, bits, rec, tile_crc = M.encode_tile(net, padded, plan, level, search=search, exact=exact,
-                                                         choice=choice, valid=(th, tw))
-            tile_crcs = [tile_crc]
-        crcs.append(tile_crcs)
-        tiles.append(streams)
-        est += bits
-        recon[top:top + th, left:left + tw] = rec[:th, :tw]
-    if mode == "lossless" and not np.array_equal(recon, rgb):
-        raise ChecksumError("internal error: the lossless chain did not reproduce the input")
-    alpha = zlib.compress(np.ascontiguousarray(meta.alpha).tobytes(), 9) if meta.alpha is not None else None
-    header = C.Header(model_name=name, model_hash=digest, mode=M.MODE_CODES[mode], level=level, height=h, width=w,
-                      colour=_COLOURS[meta.colour], pad_h=-h % net.multiple, pad_w=-w % net.multiple,
-                      tile_h=tile_side if tile_side < h else 0, tile_w=tile_side if tile_side < w else 0,
-                      n_streams=len(est), pixel_crc=_check_crc(exact and not layered, mode, recon, crcs),
-                      coder_version=C.CODER_VERSION if exact else C.FLOAT_CODER_VERSION,
-                      layer_crcs=tuple(M.combine_crcs(crcs)) if layered else (),
-                      upscale_choice=choice, metadata={} if strip else _kept(meta.metadata, metadata))
-    data = C.pack(header, tiles, alpha)
-    real = [sum(len(t[i]) for t in tiles) for i in range(len(names))]
-    return {"data": data, "recon": recon, "meta": meta, "seconds": time.perf_counter() - t0,
-            "streams": {n: {"bytes": r, "estimated_bits": float(b)} for n, r, b in zip(names, real, est)}}
-
-
-def _kept(source: dict, replaced: dict | None) -> dict:
-    return {kind: value for kind, value in {**source, **(replaced or {})}.items() if value}
-
-
-def _check_crc(coded: bool, mode: str, rgb: np.ndarray, tile_crcs: list) -> int:
-    """The header's check value: for a lossy file of the exact path (coder version 4) a CRC of the
-    coded integers, since its pixels may differ by rounding between machines; else the pixels'."""
-    return M.combine_crcs(tile_crcs)[0] if coded and mode != "lossless" else _crc(rgb)
+    return encode_image(rgb, meta, mode, level, model, tile, search, layered, strip, metadata)
 
 
 def encode(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=None, verify: bool = False,
@@ -126,163 +57,6 @@ def encode(image, mode: str = "rec2", level: int = DEFAULT_LEVEL, model=None, ve
     if verify:
         decode(rep["data"], model=model, as_array=True)  # raises ChecksumError on any mismatch
     return rep["data"]
-
-
-def _resolve_for(header: C.Header, model):
-    if model is None and _shipped(header.model_name):
-        model = header.model_name  # else the default model, whose hash is then checked
-    net, digest, _ = zoo.load(model)
-    if digest != header.model_hash and (model == header.model_name or model is None):
-        # a shipped model renamed, or a shipped name whose weights have since changed: the
-        # file's weights may be shipped under another name
-        earlier = zoo.find_by_hash(header.model_hash)
-        if earlier is not None:
-            net, digest, _ = zoo.load(earlier)
-    if digest != header.model_hash:
-        raise ModelMismatchError(
-            f"the file was written with model {header.model_name!r} (weights {header.model_hash.hex()}), "
-            f"but the weights at hand are {digest.hex()}; decode with the same model file (--model PATH)")
-    return net
-
-
-def _shipped(name: str) -> bool:
-    return name in zoo.available()
-
-
-def _device(device) -> torch.device:
-    """The device the synthesis runs on, or a CodecError saying why it cannot be that one."""
-    try:
-        d = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise CodecError(f"unknown device {device!r}; use cpu or cuda") from None
-    if d.type not in ("cpu", "cuda"):
-        raise CodecError(f"device {device!r} is not supported; use cpu or cuda")
-    if d.type == "cuda" and not torch.cuda.is_available():
-        raise CodecError(f"device {device!r}: no CUDA GPU is available on this machine; decode on the CPU (the default)")
-    return d
-
-
-def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool = False, device="cpu"):
-    """(uint8 H x W x 3 reconstruction, ImageMeta) from .svae bytes; max_pixels, partial and
-    device: see decode. ImageMeta.mode says which mode's image it is (a partial file's may be lower)."""
-    data = bytes(data)
-    header = C.peek_header(data)
-    check_pixels(header, max_pixels)  # header only: before the payload CRC and any model
-    device = _device(device)
-    if partial or header.layered:
-        return _decode_layered(data, model, partial, device)
-    header, tiles, alpha = C.unpack(data, check_coder_version=False)
-    C.image_mode(header.colour, alpha is not None)  # colour and alpha agree
-    if header.mode not in M.MODE_NAMES:
-        raise FormatError(f"unknown mode code {header.mode} in the header")
-    if header.level not in M.LEVELS:
-        raise FormatError(f"unknown level {header.level} in the header")
-    _check_tiles(header)
-    net = _resolve_for(header, model)
-    plan = _corrupt_if_refused(M.plan_for, M.MODE_NAMES[header.mode], net.cfg.levels)
-    C.require_coder_version(header, pixel_streams=plan.sent >= 0)
-    if header.n_streams != len(M.stream_names(plan, net.cfg.levels)):
-        raise FormatError(f"the file holds {header.n_streams} streams per tile; mode {M.MODE_NAMES[header.mode]} needs "
-                          f"{len(M.stream_names(plan, net.cfg.levels))}")
-    if header.upscale_choice and not M.has_upscale_choice(net, plan):
-        raise FormatError(f"corrupt header: an upscale choice in a {M.MODE_NAMES[header.mode]} file of {net.cfg.name!r}")
-    h, w = header.height, header.width
-    exact = header.coder_version == C.CODER_VERSION
-    rgb, crcs = np.empty((h, w, 3), np.uint8), []
-    for (top, left, th, tw), streams in zip(C.tile_grid(h, w, header.tile_h, header.tile_w), tiles):
-        ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
-        try:
-            rec, crc = _corrupt_if_refused(M.decode_tile, net, streams, ph, pw, plan, header.level, exact=exact,
-                                           device=device, choice=header.upscale_choice, valid=(th, tw))
-        except CodecError:
-            raise
-        except Exception as e:  # the entropy decoder met bytes it cannot parse
-            raise FormatError(f"corrupt stream in tile at ({top}, {left}): {type(e).__name__}: {e}") from None
-        rgb[top:top + th, left:left + tw] = rec[:th, :tw]
-        crcs.append([crc])
-    if exact and plan.sent < net.cfg.levels:  # lossy: the coded integers are what every machine must agree on
-        if M.combine_crcs(crcs)[0] != header.pixel_crc:
-            raise ChecksumError("decoded integers differ from those the encoder coded (CRC mismatch): the file is damaged, "
-                                "or the model's weights differ from the encoder's")
-    elif _crc(rgb) != header.pixel_crc:
-        raise ChecksumError(
-            "decoded pixels differ from what the encoder predicted (pixel CRC mismatch): the file is damaged, "
-            "or this machine computes the model's numbers differently from the encoder's (other torch build, CPU or GPU)")
-    return rgb, _meta(header, alpha, M.MODE_NAMES[header.mode])
-
-
-def _corrupt_if_refused(step, *args, **kwargs):
-    """step(*args, **kwargs), where a plain CodecError can only come from what the file says (a
-    mode or layer count the file's model does not have, a symbol out of range): a FormatError."""
-    try:
-        return step(*args, **kwargs)
-    except CodecError as e:
-        if type(e) is not CodecError:
-            raise
-        raise FormatError(f"corrupt file: {e}") from None
-
-
-def _meta(header: C.Header, alpha: bytes | None, mode: str) -> ImageMeta:
-    alpha_plane = None
-    h, w = header.height, header.width
-    if alpha is not None:
-        try:
-            raw = zlib.decompressobj().decompress(alpha, h * w + 1)
-        except zlib.error as e:
-            raise FormatError(f"corrupt alpha plane: {e}") from None
-        if len(raw) != h * w:
-            raise FormatError("alpha plane has the wrong size")
-        alpha_plane = np.frombuffer(raw, np.uint8).reshape(h, w)
-    return ImageMeta(colour=C.COLOUR_NAMES[header.colour], alpha=alpha_plane, mode=mode, metadata=header.metadata)
-
-
-def _check_tiles(header: C.Header) -> None:
-    th, tw = min(header.tile_h or header.height, header.height), min(header.tile_w or header.width, header.width)
-    if th > MAX_TILE or tw > MAX_TILE:  # a short file must not make the decoder run the model on a huge tile
-        raise FormatError(f"corrupt header: tiles of {th}x{tw} pixels exceed the limit of {MAX_TILE} per side")
-
-
-def _decode_layered(data: bytes, model, partial: bool, device=torch.device("cpu")):
-    """A layered file, or with `partial` its complete layers, decoded to the image of its last
-    layer; each layer's coded integers are checked against the layer's CRC."""
-    header, layers, alpha = C.unpack_layers(data, partial=partial)
-    if not layers:
-        raise FormatError("truncated file: it stops before the end of its first layer, so no image can be decoded")
-    C.image_mode(header.colour, alpha is not None)  # colour and alpha agree
-    if header.level not in M.LEVELS:
-        raise FormatError(f"unknown level {header.level} in the header")
-    _check_tiles(header)
-    net = _resolve_for(header, model)
-    K = net.cfg.levels
-    n = len(layers)
-    mode = _corrupt_if_refused(LY.layered_mode, K, n)
-    if _corrupt_if_refused(LY.layered_mode, K, header.n_streams) != M.MODE_NAMES.get(header.mode):
-        raise FormatError(f"corrupt header: {header.n_streams} layers do not make a file of mode code {header.mode}")
-    C.require_coder_version(header, pixel_streams=n > (2 if K else 1))
-    if header.upscale_choice and not M.has_layered_choices(net):
-        raise FormatError(f"corrupt header: upscale choices in a layered file of {net.cfg.name!r}")
-    h, w = header.height, header.width
-    exact = header.coder_version == C.CODER_VERSION
-    rgb, crcs = np.empty((h, w, 3), np.uint8), []
-    for t, (top, left, th, tw) in enumerate(C.tile_grid(h, w, header.tile_h, header.tile_w)):
-        ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
-        try:
-            rec, tile_crcs = _corrupt_if_refused(M.decode_tile_layered, net, [layer[t] for layer in layers], ph, pw,
-                                                 header.level, exact=exact, device=device,
-                                                 choices=header.upscale_choice, valid=(th, tw))
-        except CodecError:
-            raise
-        except Exception as e:  # the entropy decoder met bytes it cannot parse
-            raise FormatError(f"corrupt stream in tile at ({top}, {left}): {type(e).__name__}: {e}") from None
-        crcs.append(tile_crcs)
-        rgb[top:top + th, left:left + tw] = rec[:th, :tw]
-    for name, want, got in zip(LY.layer_names(K), header.layer_crcs, M.combine_crcs(crcs)):
-        if want != got:
-            raise ChecksumError(f"layer {name!r} decoded to other integers than the encoder coded (layer CRC mismatch): "
-                                "the file is damaged, or this machine computes the model's numbers differently")
-    if mode == "lossless" and _crc(rgb) != header.pixel_crc:
-        raise ChecksumError("decoded pixels differ from the encoded image (pixel CRC mismatch): the file is damaged")
-    return rgb, _meta(header, alpha, mode)
 
 
 def truncate(data: bytes, mode: str) -> bytes:

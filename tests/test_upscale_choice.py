@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from selfcodec import api, zoo
+from selfcodec.errors import FormatError
 from selfcodec.metrics import mse
 from selfcodec.codec import container as C
 from selfcodec.codec import modes as M
@@ -106,7 +107,7 @@ def test_no_choice_where_there_is_no_upscale_to_send(tiny_model, tiny_sketch, na
 def test_a_choice_in_a_mode_without_one_is_a_clear_error(tiny_model, natural):
     header, tiles, alpha = C.unpack(api.encode(natural, "rec2", model=tiny_model))
     header.upscale_choice = True
-    with pytest.raises(api.FormatError, match="upscale choice in a rec2 file"):
+    with pytest.raises(FormatError, match="upscale choice in a rec2 file"):
         api.decode(C.pack(header, tiles, alpha), model=tiny_model)
 
 

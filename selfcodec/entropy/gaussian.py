@@ -19,7 +19,7 @@ import torch
 
 from ..errors import FormatError
 from . import fixedpoint as fp
-from .coder import Categorical, Coder, Uniform
+from .coder import Categorical, Uniform
 from .fixedpoint import SCALES
 
 NUM_SCALES = len(SCALES)

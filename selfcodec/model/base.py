@@ -161,7 +161,7 @@ class SelfVAE(nn.Module):
         self.cfg = cfg
         self.dmol_log_prob = DMoL.log_prob  # training may swap in compiled versions of these two
         self.dmol_mean = DMoL.mean
-        K, L, ch, g, n = cfg.levels, cfg.latent_down, cfg.ch, cfg.growth, cfg.layers
+        K, L = cfg.levels, cfg.latent_down
         if cfg.transform == "none":
             if K != 0:
                 raise ValueError("the plain VAE has no self-supervised levels (levels=0)")
