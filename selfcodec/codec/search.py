@@ -72,8 +72,8 @@ def search_latents(model, x: torch.Tensor, level: int, iters: int, lr: float = 0
     Adam steps (lr in units of each channel's quantization step, cosine-decayed to 0), keeping
     the iterate whose rounded latents score best on the true objective, so the result is never
     worse on it than the guess. Also returns the true objective at every iterate (the guess's
-    first). Measured on BSDS500 crops: the objective falls for about 5-10 steps at this lr and
-    rises after (the rounding makes the surrogate's gradient stale), hence the decay."""
+    first). The learning rate decays because the rounding makes the surrogate's gradient stale
+    after a few steps."""
     lam = model.cfg.rd_lambdas[level - 1]
     steps = [torch.from_numpy(s).float() for s in model.coding_steps(level)]
     imgs = model.images(x)

@@ -491,7 +491,7 @@ class _RDWalker(Rec2Walker):
         n = self.cgen
         if k == model.cfg.levels and n:
             # the latent below detached: cgen's error must train the prior and the decoder, not make û
-            # carry x's detail (suspected: with it attached, û took ~80 % of the first run's rate)
+            # carry x's detail (the fast model's card: attached, û took most of the rate)
             y = self.imgs[k - 1][:n]
             c_pm, _ = model.p_z(k, y, prev[:n].detach())
             c_x = model.dmol_mean(model.p_img(k, c_pm, y), model.img_ch[k], model.cfg.mixtures)
