@@ -43,7 +43,7 @@ from benchmarks.fuzz_container import _fix_crcs, _layout, mutate  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 ASSET = ROOT / "selfcodec" / "assets" / "kodim23-crop.png"
 FAILURES = ("bad-message", "bad-pixels", "timeout", "crash")
-TINY = dict(ch=16, growth=8, layers=1, mixtures=3, z_ch=8, u_ch=4, flow_hidden=8, flow_blocks=1)
+TINY = dict(ch=16, growth=8, block_convs=1, mixtures=3, z_ch=8, u_ch=4, flow_hidden=8, flow_blocks=1)
 
 
 # --------------------------------------------------------------------------- corpus
@@ -78,7 +78,7 @@ def make_corpus(model: str) -> dict[str, bytes]:
         full = np.asarray(im.convert("RGB"))
     img = np.ascontiguousarray(full[160:160 + m, 200:200 + m])
     out = {}
-    for mode in M.modes_for(net.cfg.levels):
+    for mode in M.modes_for(net.cfg.scales):
         out[mode] = api.encode(img, mode, 3, model=model)
     odd = np.ascontiguousarray(full[:m + 3, :m - 5])
     out["rec1-L-odd"] = api.encode(np.asarray(Image.fromarray(odd).convert("L")), "rec1", 1, model=model)

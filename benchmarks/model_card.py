@@ -73,7 +73,7 @@ def kodak_rows(data: dict, name: str) -> list:
 
 def architecture(cfg: dict) -> str:
     """The network in one line: the fast family's widths, or the DenseNet's."""
-    head = f"`{cfg['name']}`: transform `{cfg['transform']}`, {cfg['levels']} self-supervised level(s), "
+    head = f"`{cfg['name']}`: transform `{cfg['transform']}`, {cfg.get('scales', cfg.get('levels'))} self-supervised level(s), "
     if cfg.get("network") == "fast":
         hyper = (f"a hyperprior for û (v: {cfg['u_hyper']} ch at 1/{2 ** (cfg['latent_down'] + 2)} of x, factorized; "
                  f"û's mean and scale per element from v̂), " if cfg.get("u_hyper") else "û under a factorized prior, ")
@@ -83,7 +83,7 @@ def architecture(cfg: dict) -> str:
                 f"1/{2 ** cfg['latent_down']} of x, {hyper}{cfg['mixtures']} logistic mixture(s), means offset from a "
                 f"{cfg.get('up_base', 'bilinear')} upscale of y, RealNVP {cfg['flow_blocks']} "
                 f"blocks, posterior `{cfg['posterior']}`")
-    return (head + f"{cfg['ch']} channels, DenseNet growth {cfg['growth']} x {cfg['layers']} layers, latents u "
+    return (head + f"{cfg['ch']} channels, DenseNet growth {cfg['growth']} x {cfg.get('block_convs', cfg.get('layers'))} layers, latents u "
             f"{cfg['u_ch']} ch / z {cfg['z_ch']} ch at 1/{2 ** cfg['latent_down']} of their image, {cfg['mixtures']} "
             f"logistic mixtures, RealNVP {cfg['flow_blocks']} blocks, posterior `{cfg['posterior']}`")
 

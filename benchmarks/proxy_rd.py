@@ -24,7 +24,7 @@ def proxy(net, crops: list, levels: list, search: int = 0) -> list:
     for level in levels:
         bpp, q, t0 = [], [], time.perf_counter()
         for img in crops:
-            streams, _, rec, _ = M.encode_tile(net, img, M.plan_for("rec2", net.cfg.levels), level, search=search)
+            streams, _, rec, _ = M.encode_tile(net, img, M.plan_for("rec2", net.cfg.scales), level, search=search)
             bpp.append(8 * sum(len(s) for s in streams) / (img.shape[0] * img.shape[1]))
             q.append(psnr(img, rec))
         rows.append({"level": level, "bpp": float(np.mean(bpp)), "psnr": float(np.mean(q)),

@@ -20,7 +20,7 @@ from selfcodec.nn.blocks import data_dependent_init
 
 ASSET = Path(__file__).resolve().parents[1] / "selfcodec" / "assets" / "kodim23-crop.png"
 
-TINY = dict(ch=16, growth=8, layers=1, mixtures=3, z_ch=8, u_ch=4, flow_hidden=8, flow_blocks=1)
+TINY = dict(ch=16, growth=8, block_convs=1, mixtures=3, z_ch=8, u_ch=4, flow_hidden=8, flow_blocks=1)
 TINY_FAST = dict(network="fast", ch=16, mid_ch=8, head_ch=8, mixtures=2, z_ch=8, u_ch=4, flow_hidden=8, flow_blocks=1)
 
 
@@ -38,7 +38,7 @@ def build_tiny(path: Path, preset: str = "selfvae-downscale", seed: int = 0, **o
         if model.has_hyper:  # its last layer starts at zero (no offsets): give the test some
             torch.nn.init.normal_(model.hyper_s.body[-1].weight, std=0.1)
             torch.nn.init.normal_(model.hyper_s.body[-1].bias, std=0.3)
-        for k in range(model.cfg.levels + 1):  # channel contexts start adding nothing too
+        for k in range(model.cfg.scales + 1):  # channel contexts start adding nothing too
             for net in getattr(model.latent_context(k), "nets", ()):
                 torch.nn.init.normal_(net[-1].weight, std=0.1)
                 torch.nn.init.normal_(net[-1].bias, std=0.3)

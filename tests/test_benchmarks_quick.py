@@ -34,7 +34,7 @@ def tiny_model(tmp_path_factory):
     from selfcodec.nn.blocks import data_dependent_init
 
     torch.manual_seed(0)
-    m = build_model(make_config("selfvae-downscale", ch=16, growth=8, layers=1, mixtures=3, z_ch=8, u_ch=4,
+    m = build_model(make_config("selfvae-downscale", ch=16, growth=8, block_convs=1, mixtures=3, z_ch=8, u_ch=4,
                             flow_hidden=8, flow_blocks=1))
     data_dependent_init(m, torch.randint(0, 256, (2, 3, 32, 32)).float())
     path = tmp_path_factory.mktemp("model") / "tiny.safetensors"

@@ -34,7 +34,7 @@ def test_a_context_needs_slices_the_fast_networks_and_a_hyperprior_for_u():
 def _silenced(path, tmp_path):
     """The model at `path` with its context nets adding nothing (as a model gaining them starts)."""
     m = load_model(path)
-    for k in range(m.cfg.levels + 1):
+    for k in range(m.cfg.scales + 1):
         for net in m.latent_context(k).nets:
             torch.nn.init.zeros_(net[-1].weight)
             torch.nn.init.zeros_(net[-1].bias)

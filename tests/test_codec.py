@@ -231,7 +231,7 @@ def test_other_families_every_mode(all_tiny_models, rng, which):
 
     path = all_tiny_models[which]
     net = zoo.load(path)[0]
-    modes = M.modes_for(net.cfg.levels)
+    modes = M.modes_for(net.cfg.scales)
     assert "rec1" in modes and "lossless" in modes
     img = _random(rng, 17, 30)
     for mode in modes:
@@ -240,7 +240,7 @@ def test_other_families_every_mode(all_tiny_models, rng, which):
         assert np.array_equal(out, rep["recon"]), (which, mode)
         if mode == "lossless":
             assert np.array_equal(out, img)
-    if net.cfg.levels == 0:
+    if net.cfg.scales == 0:
         for mode in ("rec2", "cgen", "crec"):
             with pytest.raises(CodecError, match="not available"):
                 api.encode(img, mode, model=path)

@@ -80,7 +80,7 @@ def models(tiny_fast_models, tiny_fast_hyper, tiny_fast_context, tiny_model, tin
 def test_every_mode_decodes_on_every_machine_lossless_exactly_lossy_within_005_db(models, name, natural):
     path = models[name]
     img = np.ascontiguousarray(natural[:32, :48])
-    levels = load(path)[0].cfg.levels
+    levels = load(path)[0].cfg.scales
     for mode in [m for m in M.modes_for(levels) if m in api.MODES]:
         rep = api.encode_report(img, mode=mode, level=2, model=path)
         assert C.peek_header(rep["data"]).coder_version == C.CODER_VERSION

@@ -30,7 +30,7 @@ def test_every_preset_builds_with_latents_at_a_sixteenth_and_no_full_resolution_
         u = m.q_u(imgs[0])
         assert u.shape[-2:] == (4, 6)
         prev = u
-        for k in range(1, m.cfg.levels + 1):
+        for k in range(1, m.cfg.scales + 1):
             z = m.q_z(k, imgs[k])
             mean, _ = m.p_z(k, imgs[k - 1], prev)
             assert z.shape[-2:] == mean.shape[-2:] == (4, 6)
@@ -90,7 +90,7 @@ def test_rd_terms_with_the_ypreview_and_cgen_weights_train_every_part(extra):
 def test_every_mode_of_every_fast_preset_decodes_what_the_encoder_predicted(tiny_fast_models, tiny_fast_hyper,
                                                                             tiny_fast_context, preset, natural):
     path = {"hyperprior": tiny_fast_hyper, "context": tiny_fast_context}.get(preset) or tiny_fast_models[preset]
-    levels = zoo.load(path)[0].cfg.levels
+    levels = zoo.load(path)[0].cfg.scales
     img = np.ascontiguousarray(natural[:40, :56])  # not a multiple of 16: padded and cropped
     for mode in [m for m in M.modes_for(levels) if m in api.MODES or m.endswith("-y1")]:
         rep = api.encode_report(img, mode=mode, level=2, model=path)

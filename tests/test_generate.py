@@ -20,7 +20,7 @@ from selfcodec.nn.blocks import data_dependent_init
 MODELS = ["downscale", "downscale-3l", "sketch"]
 _PRESETS = {"downscale": "selfvae-downscale", "downscale-3l": "selfvae-downscale-3l",
             "sketch": "selfvae-sketch", "vae": "vae"}
-_TINY = dict(ch=16, growth=8, layers=1, mixtures=3, z_ch=8, u_ch=4, flow_hidden=8, flow_blocks=1)
+_TINY = dict(ch=16, growth=8, block_convs=1, mixtures=3, z_ch=8, u_ch=4, flow_hidden=8, flow_blocks=1)
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +56,9 @@ def test_sample_shapes_and_seed(nets, kind):
     net = nets[kind]
     x, ys = G.sample(net, 3, 40, temperature=0.8, seed=5)
     assert x.shape == (3, 40, 40, 3) and x.dtype == np.uint8
-    assert len(ys) == net.cfg.levels
+    assert len(ys) == net.cfg.scales
     for k, y in enumerate(ys, start=1):
-        side = 40 // net.ratio ** (net.cfg.levels - k + 1)
+        side = 40 // net.ratio ** (net.cfg.scales - k + 1)
         assert y.shape == (3, side, side, net.img_ch[k - 1]) and y.dtype == np.uint8
     x2, ys2 = G.sample(net, 3, 40, temperature=0.8, seed=5)
     assert np.array_equal(x, x2) and all(np.array_equal(a, b) for a, b in zip(ys, ys2))
@@ -120,7 +120,7 @@ def test_interpolate_and_vary_z(nets, kind):
     v = G.vary_z(net, a, 3, temperature=1.0, seed=2)
     assert v.shape == (3, 50 // m * m, 70 // m * m, 3) and v.dtype == np.uint8
     assert np.array_equal(v, G.vary_z(net, a, 3, temperature=1.0, seed=2))
-    if net.cfg.levels:
+    if net.cfg.scales:
         assert not np.array_equal(v[0], v[1])  # the z's vary
     with pytest.raises(CodecError):
         G.interpolate(net, a, _img(m - 1, m - 1), 3)

@@ -30,7 +30,7 @@ def test_every_prefix_is_a_lower_modes_file_that_decodes(all_tiny_models, which,
     model = all_tiny_models[which]
     data = api.encode(image, "lossless", 2, model=model, tile=48)
     info = api.info(data)
-    assert info["tiles"] >= 2 and [m["mode"] for m in info["layers"]] == layers.modes_of(zoo.load(model)[0].cfg.levels)
+    assert info["tiles"] >= 2 and [m["mode"] for m in info["layers"]] == layers.modes_of(zoo.load(model)[0].cfg.scales)
     assert np.array_equal(api.decode(data, model=model, as_array=True), image)
     sizes = [len(data)]
     for layer in reversed(info["layers"][:-1]):

@@ -20,7 +20,7 @@ from selfcodec.nn.flows import RealNVP
 from selfcodec.nn.blocks import data_dependent_init
 from selfcodec.train.loop import TrainArgs, train
 
-TINY = dict(ch=16, growth=8, layers=1, mixtures=3, z_ch=8, u_ch=4, flow_hidden=8, flow_blocks=1, latent_down=2)
+TINY = dict(ch=16, growth=8, block_convs=1, mixtures=3, z_ch=8, u_ch=4, flow_hidden=8, flow_blocks=1, latent_down=2)
 
 
 def tiny(name, seed=0, **kw):
@@ -37,7 +37,7 @@ def test_shapes_and_finite_terms_at_odd_sizes(name, posterior):
     h, w = 3 * m.multiple, 5 * m.multiple  # non-square, odd multiples
     x = torch.randint(0, 256, (2, 3, h, w)).float()
     imgs = m.images(x)
-    assert imgs[-1].shape == x.shape and len(imgs) == m.cfg.levels + 1
+    assert imgs[-1].shape == x.shape and len(imgs) == m.cfg.scales + 1
     for k in range(1, len(imgs)):
         assert imgs[k - 1].shape[-1] * m.ratio == imgs[k].shape[-1]
     terms = m(x)
@@ -175,7 +175,7 @@ def test_staged_pixels_see_only_earlier_stages(name):
     autoregressive distribution, so the ELBO stays a bound."""
     m = tiny(name, x_context=1, y_consistent=True).eval()
     x = torch.randint(0, 256, (1, 3, 16, 16)).float()
-    k = m.cfg.levels
+    k = m.cfg.scales
     imgs = m.images(x)
     with torch.no_grad():
         params, h = m.p_img(k, torch.zeros(1, m.cfg.z_ch, 4, 4), imgs[k - 1], features=True)
@@ -342,7 +342,7 @@ def test_scale_z_keeps_every_mean_and_scales_z(name, posterior):
 
     def chain(model, gain):
         out, prev = [], u
-        for k in range(1, m.cfg.levels + 1):
+        for k in range(1, m.cfg.scales + 1):
             q = model.q_z(k, imgs[k])[:, : m.cfg.z_ch]
             pm, pls = model.p_z(k, imgs[k - 1], prev)
             out += [q / gain, pm / gain, pls - math.log(gain), model.p_img(k, q, imgs[k - 1])]
@@ -355,3 +355,15 @@ def test_scale_z_keeps_every_mean_and_scales_z(name, posterior):
         after = chain(m, 10.0)
     for a, b in zip(before, after):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_configurations_under_earlier_field_names_still_load():
+    """K was `levels` (a word the codec's quality levels use) and a dense block's convolutions
+    `layers` (a word layered files use): model files written before the rename keep loading."""
+    from selfcodec.model.base import Config
+    from selfcodec import zoo
+
+    cfg = Config.from_json('{"levels": 2, "layers": 3, "ch": 8}')
+    assert (cfg.scales, cfg.block_convs, cfg.ch) == (2, 3, 8)
+    assert make_config("selfvae-downscale", levels=2).scales == 2
+    assert zoo.load("selfvae-downscale-3l")[0].cfg.scales == 2  # a shipped file with the earlier names

@@ -30,7 +30,7 @@ def forge(src: str, dst: Path, **config) -> Path:
 
 
 ABSURD = [dict(mid_ch=30000), dict(flow_blocks=1e7), dict(flow_blocks=10_000_000), dict(mixtures=100_000),
-          dict(u_ch=1 << 20), dict(z_ch=1 << 20), dict(ch=-1), dict(levels=9), dict(mixtures=True),
+          dict(u_ch=1 << 20), dict(z_ch=1 << 20), dict(ch=-1), dict(scales=9), dict(mixtures=True),
           dict(network="huge"), dict(rd_lambdas=list(range(1000)))]
 
 

@@ -56,12 +56,12 @@ def test_never_worse_than_the_bicubic_upscale_of_the_y_sent(tiny_model, tiny_fas
 @pytest.mark.parametrize("choice", [False, True])
 def test_either_choice_decodes_to_what_the_encoder_predicted(tiny_fast_hyper, natural, choice):
     net = zoo.load(tiny_fast_hyper)[0]
-    plan = M.plan_for("crec", net.cfg.levels)
+    plan = M.plan_for("crec", net.cfg.scales)
     x = M._tile_tensor(natural)
     for exact in (False, True):
         enc, rec = M._encode_walk(net, x, plan, 2, "mean", None, exact, [choice])
         if choice:  # no ẑ: the same latents stream as cgen's
-            cgen, _ = M._encode_walk(net, x, M.plan_for("cgen", net.cfg.levels), 2, "mean", None, exact, [True])
+            cgen, _ = M._encode_walk(net, x, M.plan_for("cgen", net.cfg.scales), 2, "mean", None, exact, [True])
             assert enc.streams == cgen.streams
         out, crc = M.decode_tile(net, enc.streams, *natural.shape[:2], plan, 2, exact=exact, choice=True)
         assert np.array_equal(out, rec) and crc == enc.crc

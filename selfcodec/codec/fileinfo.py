@@ -55,7 +55,7 @@ def _stream_names(header: C.Header, mode: str) -> list:
     if header.model_name not in zoo.available() or mode not in P.MODE_CODES:
         return names
     try:
-        levels = modelfile.config(zoo.model_path(header.model_name)).get("levels", 1)
+        levels = modelfile.config(zoo.model_path(header.model_name)).get("scales", 1)
         return P.stream_names(P.plan_for(mode, levels), levels)
     except CodecError:
         return names

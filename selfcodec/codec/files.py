@@ -37,13 +37,13 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level: int, model,
                  layered: bool, strip: bool, metadata: dict | None) -> dict:
     """An image (uint8 H x W x 3 and its ImageMeta) -> encode_report's dict (see selfcodec.api)."""
     net, digest, name = zoo.load(model if model is not None else zoo.default_for(mode))
-    plan = M.plan_for(mode, net.cfg.levels)
+    plan = M.plan_for(mode, net.cfg.scales)
     h, w = rgb.shape[:2]
     tile_side = max(net.multiple, tile - tile % net.multiple)
     grid = C.tile_grid(h, w, tile_side, tile_side)
     t0 = time.perf_counter()
     recon = np.empty_like(rgb)
-    names = LY.layer_names(net.cfg.levels) if layered else M.stream_names(plan, net.cfg.levels)
+    names = LY.layer_names(net.cfg.scales) if layered else M.stream_names(plan, net.cfg.scales)
     exact = X.supports(net)  # tables every machine rebuilds exactly
     choice = M.has_layered_choices(net) if layered else M.has_upscale_choice(net, plan)  # upscale choices coded
     tiles, est, crcs = [], np.zeros(len(names)), []
@@ -137,11 +137,11 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
         raise FormatError(f"unknown level {header.level} in the header")
     _check_tiles(header)
     net = _resolve_for(header, model)
-    plan = _corrupt_if_refused(M.plan_for, M.MODE_NAMES[header.mode], net.cfg.levels)
+    plan = _corrupt_if_refused(M.plan_for, M.MODE_NAMES[header.mode], net.cfg.scales)
     C.require_coder_version(header, pixel_streams=plan.sent >= 0)
-    if header.n_streams != len(M.stream_names(plan, net.cfg.levels)):
+    if header.n_streams != len(M.stream_names(plan, net.cfg.scales)):
         raise FormatError(f"the file holds {header.n_streams} streams per tile; mode {M.MODE_NAMES[header.mode]} needs "
-                          f"{len(M.stream_names(plan, net.cfg.levels))}")
+                          f"{len(M.stream_names(plan, net.cfg.scales))}")
     if header.upscale_choice and not M.has_upscale_choice(net, plan):
         raise FormatError(f"corrupt header: an upscale choice in a {M.MODE_NAMES[header.mode]} file of {net.cfg.name!r}")
     h, w = header.height, header.width
@@ -158,7 +158,7 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
             raise FormatError(f"corrupt stream in tile at ({top}, {left}): {type(e).__name__}: {e}") from None
         rgb[top:top + th, left:left + tw] = rec[:th, :tw]
         crcs.append([crc])
-    if exact and plan.sent < net.cfg.levels:  # lossy: the coded integers are what every machine must agree on
+    if exact and plan.sent < net.cfg.scales:  # lossy: the coded integers are what every machine must agree on
         if M.combine_crcs(crcs)[0] != header.pixel_crc:
             raise ChecksumError("decoded integers differ from those the encoder coded (CRC mismatch): the file is damaged, "
                                 "or the model's weights differ from the encoder's")
@@ -211,7 +211,7 @@ def _decode_layered(data: bytes, model, partial: bool, device=torch.device("cpu"
         raise FormatError(f"unknown level {header.level} in the header")
     _check_tiles(header)
     net = _resolve_for(header, model)
-    K = net.cfg.levels
+    K = net.cfg.scales
     n = len(layers)
     mode = _corrupt_if_refused(LY.layered_mode, K, n)
     if _corrupt_if_refused(LY.layered_mode, K, header.n_streams) != M.MODE_NAMES.get(header.mode):

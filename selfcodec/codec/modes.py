@@ -54,18 +54,18 @@ def has_upscale_choice(model, plan: Plan) -> bool:
     """Whether a tile may carry, instead of the model's x̂, the bicubic upscale of the image it
     sends (cgen and crec of a downscale model): the encoder, which has x, sends the closer of
     the two, so these modes are never worse than that upscale. One symbol says which."""
-    return model.cfg.transform == "downscale" and 0 <= plan.sent < model.cfg.levels
+    return model.cfg.transform == "downscale" and 0 <= plan.sent < model.cfg.scales
 
 
 def has_layered_choices(model) -> bool:
     """Whether a layered file's prefixes that end at an image below x (crec's) carry the choice too."""
-    return model.cfg.transform == "downscale" and model.cfg.levels >= 1
+    return model.cfg.transform == "downscale" and model.cfg.scales >= 1
 
 
 def upscale_sent(model, img: torch.Tensor, sent: int, valid: tuple | None = None) -> torch.Tensor:
     """images[sent] brought to x's size by one bicubic upscale (a = -0.75, as OpenCV's INTER_CUBIC)
     of its part over the tile's `valid` (h, w) pixels, so the padding does not reach the image."""
-    factor = model.ratio ** (model.cfg.levels - sent)
+    factor = model.ratio ** (model.cfg.scales - sent)
     H, W = img.shape[-2] * factor, img.shape[-1] * factor
     if valid is not None:
         img = img[..., :-(-valid[0] // factor), :-(-valid[1] // factor)]
@@ -418,7 +418,7 @@ def _point(model, k, params, h, img_prev, how):
     computed exactly from the parameters as the coder quantizes them."""
     c, n = model.img_ch[k], model.cfg.mixtures
     if getattr(model, "exact", False):
-        if k < model.cfg.levels:
+        if k < model.cfg.scales:
             return model.staged_image(k, params, h, img_prev, lambda p: X.dmol_point(p, c, n, how).float())
         # x̂: the float model's own stages (from the float synthesis, or the VAE's exact p(x | û))
         model, params, h = model._model, params.float(), h.float()
@@ -458,7 +458,7 @@ class _CodingWalker(Walker):
 
     def image(self, model, k, decode, img_prev):
         params, self.h = decode()
-        K, sent = model.cfg.levels, self.plan.sent
+        K, sent = model.cfg.scales, self.plan.sent
         if k > sent:
             return _point(model, k, params, self.h, img_prev, self.how)
         step = LEVELS[self.level][1] if (k == sent and k < K) else 1
@@ -481,7 +481,7 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor
     imgs = chain.run(model, walker)
     if walker.upscale is not None:
         return walker.upscale
-    K = model.cfg.levels
+    K = model.cfg.scales
     if plan.send_z and plan.sent < K and how == "mean":  # the filter learnt on x̂ from a coded z_K (rec2)
         return model.refine(imgs[K], walker.h)
     return imgs[K]
@@ -509,7 +509,7 @@ class _LayeredLatents(Walker):
         return z
 
     def image(self, model, k, decode, img_prev):
-        if k == model.cfg.levels and k and not self.need_x:
+        if k == model.cfg.scales and k and not self.need_x:
             return None
         params, self.h = decode()
         if k == 0:
@@ -535,7 +535,7 @@ class _KnownLatents(Walker):
     def image(self, model, k, decode, img_prev):
         if k < len(self.known):
             return self.known[k]
-        K = model.cfg.levels
+        K = model.cfg.scales
         if k == 0 and self.p0 is not None:
             params, self.h = self.p0
         elif k == K and k == self.sent + 1 and self.x_params is not None:
@@ -561,7 +561,7 @@ def walk_layered(model, n_layers: int, level: int, side, how: str = "mean") -> t
     coarsest first, images[0] under p(images[0] | û) and images[k] under p(images[k] |
     images[k-1], ẑ_k). Returns x̂: x itself when every layer is there, else the chain's
     reconstruction from the finest image sent (or from ŷ and ẑ, or û alone)."""
-    K = model.cfg.levels
+    K = model.cfg.scales
     learned = latent_steps_rd(model, level)
     steps = learned if learned else [LEVELS[level][0]] * (K + 1)
     imgs = getattr(side, "imgs", None)
@@ -596,7 +596,7 @@ def _chain_from(model, u, zs, exact: list, sent: int, how: str, x_params=None) -
     x's decoder output given images[K-1] = exact[K-1], if at hand (the lossless walk computed it
     to code x; from the integer synthesis there, where a cut file's decoder runs the float one:
     the two x̂ differ by rounding at most, which is all the encoder's choice can differ by)."""
-    K = model.cfg.levels
+    K = model.cfg.scales
     walker = _KnownLatents(u, zs, sent, how, known=exact[:sent + 1], x_params=x_params)
     img = chain.run(model, walker)[K]
     return model.refine(img, walker.h.float()) if sent < K and how == "mean" else img
@@ -609,8 +609,8 @@ def encode_tile_layered(model, tile: np.ndarray, level: int, how: str = "mean", 
     each image below x, whether the prefix ending at it is the image's upscale (the closer to
     the tile's `valid` part than the prefix's x̂; see has_layered_choices)."""
     x = _tile_tensor(tile)
-    n_layers = len(layer_names(model.cfg.levels))
-    enc = _LayeredEncoder(model.images(x), latent_layers(model.cfg.levels))
+    n_layers = len(layer_names(model.cfg.scales))
+    enc = _LayeredEncoder(model.images(x), latent_layers(model.cfg.scales))
     choices = has_layered_choices(model) if choices is None else choices
     enc.choices, enc.valid = ([] if choices else None), valid
     net, threads = _for_coding(model, enc, exact, exact_last=True)
@@ -625,11 +625,11 @@ def decode_tile_layered(model, streams: list, h: int, w: int, level: int, how: s
     """The first len(streams) layers of a tile -> (reconstruction uint8, each layer's CRC).
     choices: layer 0 ends with the upscale choices (a file of format version 3; None: as
     encode_tile_layered writes them); valid: as decode_tile's."""
-    r = model.ratio ** model.cfg.levels
+    r = model.ratio ** model.cfg.scales
     choices = has_layered_choices(model) if choices is None else choices
-    dec = _LayeredDecoder(streams, (h // r, w // r), min(len(streams), latent_layers(model.cfg.levels)))
+    dec = _LayeredDecoder(streams, (h // r, w // r), min(len(streams), latent_layers(model.cfg.scales)))
     dec.choices, dec.valid = ([] if choices else None), valid
-    net, threads = _for_coding(model, dec, exact, len(streams) == len(layer_names(model.cfg.levels)), device)
+    net, threads = _for_coding(model, dec, exact, len(streams) == len(layer_names(model.cfg.scales)), device)
     with threads:
         xhat = walk_layered(net, len(streams), level, dec, how)
     dec.finish()
@@ -704,7 +704,7 @@ def _upscale_is_closer(model, x: np.ndarray, valid, img_sent: torch.Tensor, sent
 def _encode_walk(model, x, plan, level, how, searched, exact, choices, valid=None):
     enc = _Encoder(model.images(x), searched)
     enc.choices, enc.valid = choices, valid
-    net, threads = _for_coding(model, enc, exact, exact_last=plan.sent == model.cfg.levels)
+    net, threads = _for_coding(model, enc, exact, exact_last=plan.sent == model.cfg.scales)
     with threads:
         xhat = walk(net, plan, level, enc, how)
     enc.finish()
@@ -716,11 +716,11 @@ def decode_tile(model, streams: list, h: int, w: int, plan: Plan, level: int, ho
     """-> (reconstruction uint8 (h, w, 3), CRC-32 of the decoded integers). choice: the tile
     begins with an upscale choice (a file of format version 3; None: as encode_tile writes
     them); valid: the tile's (h, w) without padding, as the encoder had it."""
-    r = model.ratio ** model.cfg.levels
+    r = model.ratio ** model.cfg.scales
     choice = has_upscale_choice(model, plan) if choice is None else choice
     dec = _Decoder(streams, (h // r, w // r))
     dec.choices, dec.valid = ([] if choice else None), valid
-    net, threads = _for_coding(model, dec, exact, plan.sent == model.cfg.levels, device)
+    net, threads = _for_coding(model, dec, exact, plan.sent == model.cfg.scales, device)
     with threads:
         xhat = walk(net, plan, level, dec, how)
     dec.finish()

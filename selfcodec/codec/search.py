@@ -82,7 +82,7 @@ def search_latents(model, x: torch.Tensor, level: int, iters: int, lr: float = 0
         for p in model.parameters():
             p.requires_grad_(False)
         with torch.no_grad():
-            start = [model.q_u(imgs[0])] + [model.q_z(k, imgs[k]) for k in range(1, model.cfg.levels + 1)]
+            start = [model.q_u(imgs[0])] + [model.q_z(k, imgs[k]) for k in range(1, model.cfg.scales + 1)]
         if model.cfg.posterior == "gaussian":
             start = [t.chunk(2, 1)[0] for t in start]
         fixed, u_prior = [], model.u_code_prior()

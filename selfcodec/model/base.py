@@ -20,6 +20,7 @@ from ..entropy.gaussian import GaussianConditional, kl as gaussian_kl, log_densi
 from .chain import Walker
 from ..nn.flows import RealNVP
 from ..nn.blocks import scale_image
+from .modelfile import current_names
 from ..nn.transforms import TRANSFORMS
 
 
@@ -32,10 +33,10 @@ model's identity in .svae headers, so old files then meet a clear model-mismatch
 class Config:
     name: str = "selfvae-downscale"
     transform: str = "downscale"  # "downscale", "sketch", or "none" (plain VAE)
-    levels: int = 1  # K: number of self-supervised images (1 = the paper's two-level model)
+    scales: int = 1  # K: number of self-supervised images y_1..y_K (1 = the paper's two-level model)
     ch: int = 48  # feature channels
     growth: int = 24  # DenseNet growth rate
-    layers: int = 2  # conv layers per dense block
+    block_convs: int = 2  # conv layers per dense block
     latent_down: int = 3  # 2x downsamplings from an image to its latent
     u_ch: int = 16
     z_ch: int = 32
@@ -91,7 +92,12 @@ class Config:
     @classmethod
     def from_json(cls, text: str) -> "Config":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
+        return cls(**{k: v for k, v in current_names(json.loads(text)).items() if k in known})
+
+    @classmethod
+    def of(cls, **fields) -> "Config":
+        """A configuration from fields, any under its earlier name (modelfile.RENAMED)."""
+        return cls(**current_names(fields))
 
 
 STAGE_OF_PHASE = (0, 1, 1, 2)
@@ -161,15 +167,15 @@ class SelfVAE(nn.Module):
         self.cfg = cfg
         self.dmol_log_prob = DMoL.log_prob  # training may swap in compiled versions of these two
         self.dmol_mean = DMoL.mean
-        K, L = cfg.levels, cfg.latent_down
+        K, L = cfg.scales, cfg.latent_down
         if cfg.transform == "none":
             if K != 0:
-                raise ValueError("the plain VAE has no self-supervised levels (levels=0)")
+                raise ValueError("the plain VAE has no self-supervised images (scales=0)")
             self.ratio, y_ch = 1, cfg.image_ch
         else:
             _, self.ratio, y_ch = TRANSFORMS[cfg.transform]
             if cfg.transform == "sketch" and K != 1:
-                raise ValueError("a sketch cannot be applied twice: selfvae-sketch has levels=1")
+                raise ValueError("a sketch cannot be applied twice: selfvae-sketch has scales=1")
             if K < 1:
                 raise ValueError("a selfVAE needs levels >= 1")
         if cfg.y_consistent and cfg.transform != "downscale":
@@ -198,7 +204,7 @@ class SelfVAE(nn.Module):
         out = [x]
         if self.cfg.transform != "none":
             fn = TRANSFORMS[self.cfg.transform][0]
-            for _ in range(self.cfg.levels):
+            for _ in range(self.cfg.scales):
                 out.insert(0, fn(out[0]))
         return out
 
@@ -290,7 +296,7 @@ class SelfVAE(nn.Module):
 
     def _latent_channels(self) -> list:
         """Channels of u, z_1, ..., z_K: the columns of rd_log2_step in order."""
-        return [self.cfg.u_ch] + [self.cfg.z_ch] * self.cfg.levels
+        return [self.cfg.u_ch] + [self.cfg.z_ch] * self.cfg.scales
 
     def coding_steps(self, level: int, to_step=None) -> list:
         """The steps the codec uses at a level (1-based), float64 (1, C, 1, 1) arrays on the 1/256
@@ -435,7 +441,7 @@ class Rec2Walker(Walker):
         if self.score:
             self.re.append(-model.img_log_prob(k, self.imgs[k], params))
         mean = model.dmol_mean(params, model.img_ch[k], model.cfg.mixtures)
-        if k == model.cfg.levels:
+        if k == model.cfg.scales:
             return model.refine(mean, h)
         self.mse_y = ((mean - self.imgs[k].float()) ** 2).flatten(1).mean(1)
         return straight_through(mean, torch.round(mean))  # the codec rounds it; gradients pass
@@ -489,7 +495,7 @@ class _RDWalker(Rec2Walker):
     def z(self, model, k, prior, img_prev, prev):
         pm, pls = prior()
         n = self.cgen
-        if k == model.cfg.levels and n:
+        if k == model.cfg.scales and n:
             # the latent below detached: cgen's error must train the prior and the decoder, not make û
             # carry x's detail (the fast model's card: attached, û took most of the rate)
             y = self.imgs[k - 1][:n]

@@ -43,7 +43,7 @@ def run(model, walker: Walker) -> list:
     u = walker.u(model)
     imgs = [walker.image(model, 0, partial(model.p_img0, u, features=True), None)]
     prev = u
-    for k in range(1, model.cfg.levels + 1):
+    for k in range(1, model.cfg.scales + 1):
         if walker.stop(model, k, imgs):
             break
         img_prev = imgs[k - 1]

@@ -22,7 +22,7 @@ class DenseSelfVAE(SelfVAE):
     def _build_networks(self):
         """The paper's DenseNet networks."""
         cfg = self.cfg
-        K, L, ch, g, n = cfg.levels, cfg.latent_down, cfg.ch, cfg.growth, cfg.layers
+        K, L, ch, g, n = cfg.scales, cfg.latent_down, cfg.ch, cfg.growth, cfg.block_convs
         r_steps = int(math.log2(self.ratio))
         q = 2 if cfg.posterior == "gaussian" else 1
 
@@ -74,7 +74,7 @@ class DenseSelfVAE(SelfVAE):
         """The context nets of stages 1 and 2 of images[k]: read the decoder's features, the
         known pixels, the coarser image (k >= 1) and the phase; start adding nothing, so a model
         gaining them starts where it was."""
-        ch, g, n = self.cfg.ch, self.cfg.growth, self.cfg.layers
+        ch, g, n = self.cfg.ch, self.cfg.growth, self.cfg.block_convs
         cin = ch + self.img_ch[k] + (self.img_ch[k - 1] if k >= 1 else 0) + 4
         nets = nn.ModuleList()
         for _ in range(2):
@@ -88,7 +88,7 @@ class DenseSelfVAE(SelfVAE):
     @property
     def multiple(self) -> int:
         """Height and width of x must be multiples of this."""
-        return self.ratio ** self.cfg.levels * 2 ** self.cfg.latent_down
+        return self.ratio ** self.cfg.scales * 2 ** self.cfg.latent_down
 
     @property
     def u_down(self) -> int:
@@ -150,7 +150,7 @@ def scale_z(model: DenseSelfVAE, gain: float) -> None:
     encoder whose last layer kept its small initial gain is swamped by that noise, and z then
     carries nothing (the collapse seen in training); raising the gain lets detail through."""
     zc = model.cfg.z_ch
-    for k in range(model.cfg.levels):
+    for k in range(model.cfg.scales):
         enc = model.enc_z[k][-1]
         enc.g[:zc] *= gain  # (a Gaussian posterior's log-scales follow below)
         enc.b[:zc] *= gain
@@ -161,7 +161,7 @@ def scale_z(model: DenseSelfVAE, gain: float) -> None:
         head.b[:zc] *= gain
         head.b[zc:] += math.log(gain)
         model.dec_lat[k][0].g /= gain
-        if k + 1 < model.cfg.levels:
+        if k + 1 < model.cfg.scales:
             model.prior_lat[k + 1][0].g /= gain
 
 

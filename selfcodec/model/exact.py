@@ -405,7 +405,7 @@ class ExactModel:
         return self._model._p_z(self._arith, k, img_prev, prev_latent)
 
     def p_img(self, k, z, img_prev, features: bool = False):
-        if k == self.cfg.levels and not self.exact_last:
+        if k == self.cfg.scales and not self.exact_last:
             net = _on_device(self._model, self.device)
             out = net.p_img(k, z.float().to(self.device), img_prev.float().to(self.device), features=True)
             params, h = (t.float().cpu() for t in out)

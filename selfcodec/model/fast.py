@@ -149,7 +149,7 @@ class FastSelfVAE(SelfVAE):
     LEVEL_LISTS = ("enc_z", "prior", "dec", "z_context")
 
     def _build_networks(self):
-        cfg, K, L = self.cfg, self.cfg.levels, self.cfg.latent_down
+        cfg, K, L = self.cfg, self.cfg.scales, self.cfg.latent_down
         if cfg.refine or cfg.x_context or cfg.y_context:
             raise ValueError("the fast networks have no refine filter or context nets")
         q, n = (2 if cfg.posterior == "gaussian" else 1), cfg.mixtures

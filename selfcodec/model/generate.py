@@ -174,7 +174,7 @@ def sample(model, n: int = 16, size: int = 64, temperature: float = 0.8, seed: i
         raise ValueError("size must be positive")
     cfg, m = model.cfg, model.multiple
     H, W = -(-height // m) * m, -(-width // m) * m
-    r = model.ratio ** cfg.levels
+    r = model.ratio ** cfg.scales
     shape = (n, cfg.u_ch, (H // r) >> model.u_down, (W // r) >> model.u_down)  # u_down: images[0] to u
     dev = _device(model)
     with _seeded(seed):
@@ -195,9 +195,9 @@ def _factor_steps(model, factor: int) -> int:
     if factor < 2 or factor & (factor - 1):
         raise CodecError(f"factor must be a power of two, not {factor}")
     j = int(math.log2(factor))
-    if j > model.cfg.levels:
-        raise CodecError(f"a model with {model.cfg.levels} self-supervised level(s) upscales at most "
-                         f"{model.ratio ** model.cfg.levels}x, not {factor}x")
+    if j > model.cfg.scales:
+        raise CodecError(f"a model with {model.cfg.scales} self-supervised level(s) upscales at most "
+                         f"{model.ratio ** model.cfg.scales}x, not {factor}x")
     return j
 
 
@@ -222,7 +222,7 @@ def upscale(model, img, factor: int = 2, how: str = "mean") -> np.ndarray:
     y = _to_tensor(a, _device(model))
     down = TRANSFORMS[model.cfg.transform][0]
     known = [y]
-    for _ in range(model.cfg.levels - j):
+    for _ in range(model.cfg.scales - j):
         known.insert(0, down(known[0]))
     u = _posterior_mean(model, model.q_u(known[0]))
     x = _chain(model, u, known, z="mean", how=how)[-1]

@@ -21,13 +21,21 @@ MAX_HEADER_BYTES = 100 << 20  # as safetensors itself
 # (lowest, highest) of each size a configuration may ask for: several times every shipped
 # model's (widths 16-128, at most 10 mixtures, 2 flow blocks, 3 levels), far below what would
 # exhaust memory or time when the network is built.
-SIZES = {"levels": (0, 3), "ch": (1, 1024), "growth": (1, 512), "layers": (1, 16), "latent_down": (1, 6),
+SIZES = {"scales": (0, 3), "ch": (1, 1024), "growth": (1, 512), "block_convs": (1, 16), "latent_down": (1, 6),
          "u_ch": (1, 1024), "z_ch": (1, 1024), "mixtures": (1, 64), "flow_blocks": (0, 64), "flow_hidden": (1, 1024),
          "image_ch": (1, 4), "refine": (0, 16), "x_context": (0, 16), "y_context": (0, 16), "mid_ch": (1, 1024),
-         "head_ch": (1, 1024), "u_hyper": (0, 1024)}
+         "head_ch": (1, 1024), "u_hyper": (0, 1024), "u_slices": (0, 1024), "z_slices": (0, 1024),
+         "slice_ch": (1, 1024)}
 CHOICES = {"transform": ("downscale", "sketch", "none"), "network": ("densenet", "fast"),
            "posterior": ("uniform", "gaussian"), "up_base": ("bilinear", "bicubic")}
 MAX_RD_LEVELS = 255  # one λ per quality level; the header's level is a byte
+RENAMED = {"levels": "scales", "layers": "block_convs"}
+"""Configuration fields under their earlier names (model files written before the rename)."""
+
+
+def current_names(cfg: dict) -> dict:
+    """A stored configuration with every field under its current name."""
+    return {RENAMED.get(k, k): v for k, v in cfg.items()} if isinstance(cfg, dict) else cfg
 
 
 def read_header(path: str | Path) -> dict:
@@ -56,7 +64,7 @@ def config(path: str | Path) -> dict:
     if "config" not in meta:
         raise CodecError(f"{path} is not a selfcodec model file (no config in its metadata)")
     try:
-        cfg = json.loads(meta["config"])
+        cfg = current_names(json.loads(meta["config"]))
     except (TypeError, ValueError):
         raise CodecError(f"{path}: its model configuration is not JSON") from None
     check_config(cfg, path)

@@ -6,10 +6,10 @@ from . import densenet, fast  # noqa: F401 (importing a family registers it)
 from .base import Config, FAMILIES
 
 PRESETS = {
-    "vae": dict(name="vae", transform="none", levels=0),
-    "selfvae-downscale": dict(name="selfvae-downscale", transform="downscale", levels=1),
-    "selfvae-sketch": dict(name="selfvae-sketch", transform="sketch", levels=1),
-    "selfvae-downscale-3l": dict(name="selfvae-downscale-3l", transform="downscale", levels=2),
+    "vae": dict(name="vae", transform="none", scales=0),
+    "selfvae-downscale": dict(name="selfvae-downscale", transform="downscale", scales=1),
+    "selfvae-sketch": dict(name="selfvae-sketch", transform="sketch", scales=1),
+    "selfvae-downscale-3l": dict(name="selfvae-downscale-3l", transform="downscale", scales=2),
 }
 """Model names of the paper. The 3-level model has K = 2 self-supervised images plus x."""
 
@@ -24,7 +24,7 @@ def make_config(preset: str, **overrides) -> Config:
     if preset not in PRESETS:
         raise ValueError(f"unknown model {preset!r}; choose one of {', '.join(PRESETS)}")
     family = FAST if overrides.get("network") == "fast" else {}
-    return Config(**{**PRESETS[preset], **family, **overrides})
+    return Config.of(**{**PRESETS[preset], **family, **overrides})
 
 
 def build_model(cfg: Config):

@@ -179,7 +179,7 @@ def train(a: TrainArgs) -> dict:
         cfg = Config.from_json(meta["config"])
         step, seconds = int(meta["step"]), float(meta["seconds"])
     elif a.init:
-        cfg, step, seconds = Config(**{**vars(read_config(Path(a.init))), **a.overrides}), 0, 0.0
+        cfg, step, seconds = Config.of(**{**vars(read_config(Path(a.init))), **a.overrides}), 0, 0.0
     else:
         cfg, step, seconds = make_config(a.model, **a.overrides), 0, 0.0
     model = build_model(cfg).to(device)
