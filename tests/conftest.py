@@ -109,10 +109,10 @@ def tiny_fast_hyper(model_dir) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_fast_context(model_dir) -> str:
-    """tiny_fast_hyper with channel contexts: û in 2 slices, ẑ in 3."""
+    """tiny_fast_hyper with channel contexts (û in 2 slices, ẑ in 3) and 3x3 decoder heads."""
     return str(build_tiny(model_dir / "tiny-fast-context.safetensors", "selfvae-downscale", seed=9, network="fast",
                           rd_lambdas=(0.005, 0.01, 0.02), u_hyper=4, up_base="bicubic", u_slices=2, z_slices=3,
-                          slice_ch=8))
+                          slice_ch=8, head_k=3))
 
 
 @pytest.fixture(scope="session")

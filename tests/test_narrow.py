@@ -70,3 +70,25 @@ def test_a_model_cannot_be_widened():
     wide, narrow = _models()
     with pytest.raises(ValueError, match="cannot be narrowed"):
         narrow_state(narrow.state_dict(), wide)
+
+
+def test_a_grown_head_kernel_starts_as_the_smaller_one(tmp_path):
+    """--init with --set head_k=3 from a head_k=1 model: the 1x1 head at the centre of the 3x3,
+    so the wider-seeing model computes what the first did until it trains."""
+    import torch
+
+    from selfcodec.model.narrow import narrow_state
+    from tests.conftest import TINY_FAST
+
+    torch.manual_seed(0)
+    small = build_model(make_config("selfvae-downscale", **TINY_FAST, rd_lambdas=(0.01,))).eval()
+    big = build_model(make_config("selfvae-downscale", **TINY_FAST, rd_lambdas=(0.01,), head_k=3)).eval()
+    assert big.dec[0].head.weight.shape[-2:] == (3, 3)
+    big.load_state_dict(narrow_state(small.state_dict(), big))
+    x = torch.randint(0, 256, (1, 3, 32, 32)).float()
+    with torch.no_grad():
+        u = torch.round(small.q_u(small.images(x)[0]))
+        assert torch.allclose(small.p_img0(u), big.p_img0(u), atol=1e-5)
+        y = small.images(x)[0]
+        z = torch.round(small.q_z(1, x))
+        assert torch.allclose(small.p_img(1, z, y), big.p_img(1, z, y), atol=1e-5)

@@ -80,6 +80,10 @@ class Config:
     u_slices: int = 0
     z_slices: int = 0
     slice_ch: int = 64
+    # Fast networks: kernel side of the image decoders' last layer (at 1/2 resolution, before the
+    # pixel shuffle); 1 maps each feature vector to its 2x2 block alone, 3 lets a block see its
+    # neighbours' features too.
+    head_k: int = 1
 
     def __post_init__(self):
         self.rd_lambdas = tuple(float(v) for v in self.rd_lambdas)  # JSON gives a list

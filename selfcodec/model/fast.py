@@ -57,11 +57,12 @@ def encoder(cin: int, cout: int, steps: int, width) -> nn.Sequential:
 class ImageDecoder(nn.Module):
     """A latent at 1/2^steps of an image -> the image's DMoL parameters: steps - 1 transposed
     convolutions with IGDN up to 1/2 resolution, then a head that maps each feature vector to
-    its 2x2 block of pixels (a 1x1 layer and a pixel shuffle). width(i): the width of the features i steps above the image's resolution.
+    its 2x2 block of pixels (a head_k x head_k layer and a pixel shuffle). width(i): the width of the features i steps above the image's resolution.
     With a coarser image (`prev_ch` > 0), its space-to-depth joins the features after the
     first upsampling."""
 
-    def __init__(self, cin: int, out_ch: int, steps: int, width, prev_ch: int = 0, prev_ratio: int = 1):
+    def __init__(self, cin: int, out_ch: int, steps: int, width, prev_ch: int = 0, prev_ratio: int = 1,
+                 head_k: int = 1):
         super().__init__()
         if steps < 2:
             raise ValueError("the fast decoders need at least two 2x steps from latent to image")
@@ -77,7 +78,7 @@ class ImageDecoder(nn.Module):
         if prev_ch and steps > 2:
             f, w = self._factor(), width(steps - 1)
             self.mix = nn.Sequential(nn.Conv2d(w + prev_ch * f * f, w, 1), nn.ReLU())
-        self.head = nn.Conv2d(c, 4 * out_ch, 1)  # then a pixel shuffle (a 2x2 stride-2 transposed conv is 3x slower here)
+        self.head = nn.Conv2d(c, 4 * out_ch, head_k, padding=head_k // 2)  # then a pixel shuffle (a 2x2 stride-2 transposed conv is 3x slower here)
 
     def _factor(self) -> int:
         """Side ratio between the coarser image and the features after the first upsampling."""
@@ -163,14 +164,15 @@ class FastSelfVAE(SelfVAE):
             return lambda i: self.width_at(2 ** (L - self.steps_of[k] + i))
 
         self.enc_u = encoder(self.img_ch[0], q * cfg.u_ch, self.steps_of[0], width_for(0))
-        self.dec_0 = ImageDecoder(cfg.u_ch, DMoL.channels(self.img_ch[0], n), self.steps_of[0], width_for(0))
+        self.dec_0 = ImageDecoder(cfg.u_ch, DMoL.channels(self.img_ch[0], n), self.steps_of[0], width_for(0),
+                                  head_k=cfg.head_k)
         self.enc_z, self.prior, self.dec = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for k in range(1, K + 1):
             prev_lat = cfg.u_ch if k == 1 else cfg.z_ch
             self.enc_z.append(encoder(self.img_ch[k], q * cfg.z_ch, self.steps_of[k], width_for(k)))
             self.prior.append(PriorNet(self.img_ch[k - 1], self.steps_of[k - 1], prev_lat, cfg.ch, cfg.z_ch))
             self.dec.append(ImageDecoder(cfg.z_ch, DMoL.channels(self.img_ch[k], n), self.steps_of[k], width_for(k),
-                                         self.img_ch[k - 1], self.ratio))
+                                         self.img_ch[k - 1], self.ratio, cfg.head_k))
         self.flow = RealNVP(cfg.u_ch, cfg.flow_hidden, cfg.flow_blocks)
         if cfg.u_hyper:
             if not cfg.rd_lambdas:

@@ -1,4 +1,4 @@
-"""Start a narrower fast-family model from a wider one's weights: each layer keeps the first
+"""Start a fast-family model from another's weights where the shapes differ: narrower, each layer keeps the first
 channels of every width that shrank (a trained network's channels are in no particular order,
 so this is a random pruning, which training then repairs far sooner than a fresh start).
 
@@ -7,6 +7,9 @@ the likelihood heads keep their sizes. Two layers read a concatenation of two hi
 maps or of features and an image, and take the kept channels of each part:
 - a decoder's `mix` (its features, then the coarser image's space-to-depth);
 - a prior's `head.0` (the image path's features, then the latent path's).
+
+A layer whose kernel grew (a larger head_k) starts as the smaller kernel at the centre of the
+larger one, zeros around it, so the model computes what it did.
 """
 
 import re
@@ -35,6 +38,9 @@ def _concat_index(name: str, wide: torch.Tensor, narrow_shape) -> torch.Tensor |
 def narrow_tensor(name: str, wide: torch.Tensor, narrow_shape) -> torch.Tensor:
     """`wide` cut to `narrow_shape`: the first entries of each dimension that shrank (the parts'
     kept channels for a concatenating layer's input)."""
+    if len(wide.shape) == 4 and wide.shape[:2] == tuple(narrow_shape[:2]) and all(
+            n >= w and (n - w) % 2 == 0 for n, w in zip(narrow_shape[2:], wide.shape[2:])):
+        return _centred(wide, narrow_shape)
     if len(wide.shape) != len(narrow_shape) or any(n > w for n, w in zip(narrow_shape, wide.shape)):
         raise ValueError(f"{name}: {tuple(wide.shape)} cannot be narrowed to {tuple(narrow_shape)}")
     out = wide
@@ -43,6 +49,14 @@ def narrow_tensor(name: str, wide: torch.Tensor, narrow_shape) -> torch.Tensor:
             continue
         index = _concat_index(name, wide, narrow_shape) if d == 1 else None
         out = out.index_select(d, index if index is not None else torch.arange(n))
+    return out
+
+
+def _centred(kernel: torch.Tensor, shape) -> torch.Tensor:
+    """A kernel placed at the centre of a larger one of `shape`, zeros around it."""
+    out = kernel.new_zeros(shape)
+    dh, dw = (shape[2] - kernel.shape[2]) // 2, (shape[3] - kernel.shape[3]) // 2
+    out[:, :, dh:dh + kernel.shape[2], dw:dw + kernel.shape[3]] = kernel
     return out
 
 
