@@ -207,7 +207,7 @@ def train(a: TrainArgs) -> dict:
         if any(k in own and own[k].shape != t.shape for k, t in src.items()):  # --set narrower widths
             src = narrow_state(src, model)
             if rank == 0:
-                print(f"narrowed {a.init}'s layers to this model's widths (each keeps its first channels)", flush=True)
+                print(f"reshaped {a.init}'s layers to this model's (narrower widths keep their first channels, larger kernels start as the smaller one at the centre)", flush=True)
         missing, unexpected = model.load_state_dict(src, strict=False)
         # (and a model gaining a refine filter, context nets or a hyperprior starts them fresh: they begin adding nothing)
         fresh = ("refine_net.", "context.", "context0.", "hyper_a.", "hyper_s.", "v_code_", "u_context.", "z_context.")
