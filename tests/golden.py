@@ -2,8 +2,10 @@
 the bundled sample (or a crop of it) for every shipped model, mode and level. A change meant to
 move code without changing what it computes must leave every hash as it was.
 
-    python -m tests.golden --write            # regenerate tests/golden_sample.json (slow: every model, full sample)
-    python -m tests.golden --write --crop 64  # the small table the CI test checks
+    python -m tests.golden --write --crop 64  # the table the CI test checks: every model, mode and level
+    python -m tests.golden --write --models selfvae-downscale,selfvae-downscale-elbo
+                                              # the whole sample (slow; checked by a slow test): the
+                                              # default, the lossless default and the 3-level model's rec1
 
 Hashes are taken with one torch thread, the way the exact path is meant to be independent of.
 """
