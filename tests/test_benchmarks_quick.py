@@ -223,3 +223,22 @@ def test_kodak_rd_search_runs_rec2_with_the_latent_search(tmp_path):
     assert c["decode_check"]["n_decoded"] == 2 and c["decode_check"]["n_equal_to_recon"] == 2
     assert j["meta"]["selfcodec"]["search"] == {"mode": "rec2-search2", "steps": 2, "levels": [1, 3]}
     assert {p["mode"] for p in j["codecs"]["selfcodec-best"]["points"]} <= {"rec2", "rec2-search2"}
+
+
+def test_detail_crops_put_webp_at_the_same_size_beside_selfcodec(tmp_path, tiny_fast_models, monkeypatch):
+    from benchmarks import detail_crops
+
+    folder = tmp_path / "kodak"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    names = {name for _, name, _, _ in detail_crops.CROPS}
+    for name in names:  # small stand-ins; the crops are moved inside them
+        Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+    monkeypatch.setattr(detail_crops, "CROPS", [(w, n, 0, 0) for w, n, _, _ in detail_crops.CROPS])
+    monkeypatch.setattr(detail_crops, "SIDE", 64)
+    detail_crops.main(["--model", tiny_fast_models["selfvae-downscale"], "--data", str(folder), "--out", str(tmp_path)])
+    res = json.loads((tmp_path / "detail_crops.json").read_text())
+    assert len(res["crops"]) == len(detail_crops.CROPS) and (tmp_path / "detail_crops.png").exists()
+    for row in res["crops"]:
+        for rate in row["rates"]:
+            assert rate["webp"]["bytes"] <= rate["selfcodec"]["bytes"] or rate["webp"]["quality"] == 0
