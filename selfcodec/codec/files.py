@@ -16,6 +16,8 @@ from ..limits import PILLOW_LIMIT, check_pixels
 from ..model import exact as X
 from . import container as C
 from . import layered as LY
+from ..entropy.coder import min_stream_bytes
+from ..entropy.dmol import DMoL
 from . import modes as M
 
 TILE = 1024  # pixels per tile side; peak memory grows with its square
@@ -145,9 +147,13 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
     if header.upscale_choice and not M.has_upscale_choice(net, plan):
         raise FormatError(f"corrupt header: an upscale choice in a {M.MODE_NAMES[header.mode]} file of {net.cfg.name!r}")
     h, w = header.height, header.width
+    grid = C.tile_grid(h, w, header.tile_h, header.tile_w)
+    _, y_step = M.LEVELS[header.level]
+    steps = [y_step if (k == plan.sent and k < net.cfg.scales) else 1 for k in range(plan.sent + 1)]
+    _check_sizes(net, grid, tiles, n_latent=1, image_steps=steps)
     exact = header.coder_version == C.CODER_VERSION
     rgb, crcs = np.empty((h, w, 3), np.uint8), []
-    for (top, left, th, tw), streams in zip(C.tile_grid(h, w, header.tile_h, header.tile_w), tiles):
+    for (top, left, th, tw), streams in zip(grid, tiles):
         ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
         try:
             rec, crc = _corrupt_if_refused(M.decode_tile, net, streams, ph, pw, plan, header.level, exact=exact,
@@ -167,6 +173,31 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
             "decoded pixels differ from what the encoder predicted (pixel CRC mismatch): the file is damaged, "
             "or this machine computes the model's numbers differently from the encoder's (other torch build, CPU or GPU)")
     return rgb, _meta(header, alpha, M.MODE_NAMES[header.mode])
+
+
+def _check_sizes(net, grid, tiles, n_latent: int, image_steps: list) -> None:
+    """FormatError unless each tile's image streams hold at least the bytes an honest encoder
+    writes for them: what their pixels cost at the likeliest the DMoL allows. Checked from the
+    stream table before any network runs, so a small file that declares a large image it sends
+    (cgen, crec, lossless) cannot make the decoder work at its size. (Latents can cost next to
+    nothing: a flat image's may fill no coder word at all.)"""
+    for (top, left, th, tw), streams in zip(grid, tiles):
+        ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
+        for k, data in enumerate(streams[n_latent:]):
+            i = n_latent + k
+            need = min_stream_bytes(DMoL.min_bits(_coded_subpixels(net, k, image_steps[k], ph, pw), image_steps[k]))
+            if len(data) < need:
+                raise FormatError(f"truncated or corrupt file: stream {i} of the tile at ({top}, {left}) holds "
+                                  f"{len(data)} bytes, and no encoder writes fewer than {need} for it")
+
+
+def _coded_subpixels(net, k: int, step: int, ph: int, pw: int) -> int:
+    """Subpixels of images[k] of a ph x pw tile that its stream codes over the DMoL's full range."""
+    r = net.ratio ** (net.cfg.scales - k)
+    n = (ph // r) * (pw // r) * net.img_ch[k]
+    if k >= 1 and step == 1 and net.cfg.y_consistent:
+        n -= n // 4  # each block's last pixel is coded among the few values that keep y: it may cost nothing
+    return n
 
 
 def _corrupt_if_refused(step, *args, **kwargs):
@@ -220,9 +251,13 @@ def _decode_layered(data: bytes, model, partial: bool, device=torch.device("cpu"
     if header.upscale_choice and not M.has_layered_choices(net):
         raise FormatError(f"corrupt header: upscale choices in a layered file of {net.cfg.name!r}")
     h, w = header.height, header.width
+    grid = C.tile_grid(h, w, header.tile_h, header.tile_w)
+    n_latent = LY.latent_layers(K)
+    _check_sizes(net, grid, [[layer[t] for layer in layers] for t in range(len(grid))], n_latent,
+                 [1] * (n - n_latent))
     exact = header.coder_version == C.CODER_VERSION
     rgb, crcs = np.empty((h, w, 3), np.uint8), []
-    for t, (top, left, th, tw) in enumerate(C.tile_grid(h, w, header.tile_h, header.tile_w)):
+    for t, (top, left, th, tw) in enumerate(grid):
         ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
         try:
             rec, tile_crcs = _corrupt_if_refused(M.decode_tile_layered, net, [layer[t] for layer in layers], ph, pw,

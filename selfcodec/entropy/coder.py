@@ -4,6 +4,8 @@ are pushed in reverse decode order: the one decoded first is pushed last. One st
 latents of a tile saves each latent its own final coder word, which is most of the size of a
 latent that carries (almost) nothing."""
 
+import math
+
 import numpy as np
 import constriction
 
@@ -21,6 +23,13 @@ def per_symbol():
     if _PER_SYMBOL is None:
         _PER_SYMBOL = Categorical(perfect=False)
     return _PER_SYMBOL
+
+
+def min_stream_bytes(bits: float) -> int:
+    """The fewest bytes a stream whose symbols carry at least `bits` of information can have: the
+    coder's 64-bit final state holds no more than 64 of them (a stream of almost certain symbols
+    may be empty)."""
+    return max(0, math.ceil((bits - 64) / 8))
 
 
 class Coder:

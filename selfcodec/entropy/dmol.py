@@ -470,6 +470,14 @@ class DMoL:
     num_bins = staticmethod(num_bins)
 
     @staticmethod
+    def min_bits(n: int, step: int = 1) -> float:
+        """The fewest bits n values can cost, whatever the parameters: every bin keeps at least
+        2^-22 of the mass (_EPS against a CDF below 2^48), so no bin is likelier than that allows."""
+        nb = num_bins(step)
+        floor = _EPS / (float(1 << 48) + nb * _EPS)
+        return -n * math.log2(1.0 - (nb - 1) * floor)
+
+    @staticmethod
     def arrays(params: torch.Tensor, c: int, k: int, coef_of=None):
         """(1, P, h, w) -> the per-pixel arrays (logits (N, K), means and log_scales (N, C, K),
         coeffs (N, C(C-1)/2, K)), pixels row-major, float64. coef_of(raw) -> the coupling's tanh
