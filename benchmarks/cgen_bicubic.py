@@ -22,7 +22,7 @@ from selfcodec.codec import modes as M
 from selfcodec.entropy.dmol import DMoL
 from selfcodec.nn.transforms import downscale
 
-from .common import DEFAULT_KODAK, DEFAULT_OUT, list_pngs, load_rgb, stamp, start_run, to_jsonable
+from .common import DEFAULT_KODAK, DEFAULT_OUT, list_images, load_rgb, stamp, start_run, to_jsonable
 from .layered import psnr
 
 
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     a = ap.parse_args(argv)
     full_argv, out, notes, note = start_run("cgen_bicubic", a.out, argv)
-    files = list_pngs(a.data)[:a.images or None]
+    files = list_images(a.data)[:a.images or None]
     rows = []
     for f in files:
         img = load_rgb(f)

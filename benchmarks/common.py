@@ -20,12 +20,17 @@ DEFAULT_CIFAR = SHARED / "data" / "cifar10" / "test.png"
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
 
 
-def list_pngs(folder: str | Path) -> list[Path]:
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """The PNG and JPEG files of a folder, sorted (Kodak's PNGs; BSDS500's JPEGs at quality ~96)."""
     folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file())
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise SystemExit(f"no PNG files in {folder}")
+        raise SystemExit(f"no PNG or JPEG files in {folder}")
     return files
+
 
 
 def load_rgb(path: str | Path) -> np.ndarray:

@@ -24,7 +24,7 @@ from selfcodec.model import exact as X
 from selfcodec.codec.modes import coding_threads
 from selfcodec.errors import CodecError
 
-from .common import DEFAULT_KODAK, DEFAULT_OUT, list_pngs, load_rgb, stamp, start_run, to_jsonable
+from .common import DEFAULT_KODAK, DEFAULT_OUT, list_images, load_rgb, stamp, start_run, to_jsonable
 from .layered import psnr
 
 MODES = ("rec1", "rec2", "cgen", "crec", "lossless")
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     modes = a.modes.split(",")
     full_argv, out, notes, note = start_run("exact_cost", a.out, argv)
-    files = list_pngs(a.data)
+    files = list_images(a.data)
     files = files[:a.images] if a.images else files
     rows = []
     for f in files:

@@ -47,7 +47,7 @@ from selfcodec import metrics as M
 
 from . import anchors as A
 from . import baselines as B
-from .common import (DEFAULT_KODAK, DEFAULT_OUT, fmt, interp_at, list_pngs,
+from .common import (DEFAULT_KODAK, DEFAULT_OUT, fmt, interp_at, list_images,
                      load_selfcodec_api, load_images, stamp, start_run, to_jsonable,
                      usable_codecs)
 
@@ -484,7 +484,7 @@ def plot(result: dict, path: Path, xmax: float | None = None) -> None:
     ax.set_xlabel("bits per pixel (whole file; published curves: coded strings only)")
     ax.set_ylabel("PSNR-RGB [dB]")
     meta = result["meta"]
-    ax.set_title(f"Kodak ({meta['n_images']} images{', quick' if meta['quick'] else ''}) — "
+    ax.set_title(f"{meta.get('set_name', 'Kodak')} ({meta['n_images']} images{', quick' if meta['quick'] else ''}) — "
                  f"{meta['date'][:10]}, {meta['cpu_model']}", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -534,7 +534,7 @@ def stream_rows(result: dict) -> list[str]:
 
 def markdown(result: dict) -> str:
     meta = result["meta"]
-    L = [f"# Kodak rate-distortion{' (quick)' if meta['quick'] else ''}", "",
+    L = [f"# {meta.get('set_name', 'Kodak')} rate-distortion{' (quick)' if meta['quick'] else ''}", "",
          f"- date: {meta['date']}",
          f"- machine: {meta['platform']['machine']}, {meta['cpu_model']} "
          f"({meta['cpus_available']} CPUs available, load at start {meta.get('loadavg_at_start')})",
@@ -582,7 +582,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.kodak_rd", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
                    help="2 images cropped to 128x128, 3 sweep points per codec (selfcodec: 3 levels), 1 worker")
-    p.add_argument("--data", default=str(DEFAULT_KODAK), help="folder of PNGs (default: ../shared/data/kodak)")
+    p.add_argument("--data", default=str(DEFAULT_KODAK), help="folder of PNG or JPEG images (default: ../shared/data/kodak)")
+    p.add_argument("--set-name", default="Kodak", help="what the figure and table call the images (e.g. 'BSDS500 test')")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: benchmarks/results)")
     p.add_argument("--anchors", default=str(A.DEFAULT_ANCHORS), help="anchors.md with published curves")
     p.add_argument("--no-anchors", action="store_true", help="do not read anchors.md")
@@ -607,7 +608,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     full_argv, out, notes, note = start_run("kodak_rd", args.out, argv)
 
-    files = list_pngs(args.data)
+    files = list_images(args.data)
     n_img = args.images or (QUICK_IMAGES if args.quick else 0)
     if n_img:
         files = files[:n_img]
@@ -699,7 +700,7 @@ def main(argv=None) -> dict:
     meta = stamp(full_argv, B.versions())
     meta.update({
         "quick": bool(args.quick), "data_dir": str(Path(args.data).resolve()),
-        "n_images": len(images), "crop": crop or None,
+        "n_images": len(images), "crop": crop or None, "set_name": args.set_name,
         "images": [{"name": n, "h": int(i.shape[0]), "w": int(i.shape[1])} for n, i in images],
         "anchors_path": None if anchors_text is None else str(Path(args.anchors).resolve()),
         "wall_s": wall, "cpu_s_jobs": sum(c["timing"].get("job_cpu_s") or 0.0 for c in agg.values()),

@@ -15,7 +15,7 @@ import numpy as np
 
 from selfcodec import api, zoo
 
-from .common import DEFAULT_KODAK, DEFAULT_OUT, list_pngs, load_rgb, stamp, start_run, to_jsonable
+from .common import DEFAULT_KODAK, DEFAULT_OUT, list_images, load_rgb, stamp, start_run, to_jsonable
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     full_argv, out, notes, note = start_run("layered", a.out, argv)
     model = a.model or zoo.default_for("lossless")
-    files = list_pngs(a.data)
+    files = list_images(a.data)
     files = files[:a.images] if a.images else files
     rows = []
     for f in files:

@@ -32,7 +32,7 @@ from selfcodec import metrics as M
 
 from . import anchors as A
 from . import baselines as B
-from .common import (DEFAULT_CIFAR, DEFAULT_KODAK, DEFAULT_OUT, fmt, list_pngs, load_rgb,
+from .common import (DEFAULT_CIFAR, DEFAULT_KODAK, DEFAULT_OUT, fmt, list_images, load_rgb,
                      load_selfcodec_api, load_images, stamp, start_run, to_jsonable,
                      usable_codecs)
 
@@ -188,7 +188,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     full_argv, out, notes, note = start_run("lossless", args.out, argv)
 
-    files = list_pngs(args.data)
+    files = list_images(args.data)
     crop = 128 if args.quick else 0
     if args.quick:
         files = files[:2]

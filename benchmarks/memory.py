@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import DEFAULT_KODAK, DEFAULT_OUT, REPO_ROOT, list_pngs, load_rgb, stamp, to_jsonable
+from .common import DEFAULT_KODAK, DEFAULT_OUT, REPO_ROOT, list_images, load_rgb, stamp, to_jsonable
 
 
 def _status_kib(key: str) -> int | None:
@@ -117,7 +117,7 @@ def make_image(size: tuple[int, int], data: str | None) -> tuple[np.ndarray, str
     w, h = size
     if data and Path(data).is_dir():
         try:
-            files = list_pngs(data)
+            files = list_images(data)
             pick = next((f for f in files if f.stem == "kodim23"), files[0])
             from PIL import Image
             src = Image.fromarray(load_rgb(pick)).resize((w, h), Image.LANCZOS)

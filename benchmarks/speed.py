@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from selfcodec import api
 
 from . import baselines as B
-from .common import DEFAULT_KODAK, DEFAULT_OUT, list_pngs, load_rgb, stamp, start_run, to_jsonable
+from .common import DEFAULT_KODAK, DEFAULT_OUT, list_images, load_rgb, stamp, start_run, to_jsonable
 
 
 def macs_per_pixel(fn, pixels: int) -> float:
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     full_argv, out, notes, note = start_run("speed", a.out, argv)
     torch.set_num_threads(a.threads)
-    files = list_pngs(a.data)
+    files = list_images(a.data)
     files = files[:a.images] if a.images else files
     images = [(f.stem, load_rgb(f)) for f in files]
     webp_enc, webp_dec = [], []

@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `selfcod
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     __package__ = "benchmarks"
 
-from benchmarks.common import DEFAULT_KODAK, DEFAULT_OUT, REPO_ROOT, center_crop, list_pngs, load_rgb, stamp, to_jsonable
+from benchmarks.common import DEFAULT_KODAK, DEFAULT_OUT, REPO_ROOT, center_crop, list_images, load_rgb, stamp, to_jsonable
 
 DEFAULT_MODEL = REPO_ROOT / "models" / "selfvae-downscale.safetensors"
 
@@ -54,7 +54,7 @@ def main(argv=None) -> dict:
             raise SystemExit(f"{DEFAULT_MODEL} does not exist: pass --model PATH")
         model = str(DEFAULT_MODEL)
     net, digest, name = zoo.load(model)
-    files = list_pngs(args.kodak)
+    files = list_images(args.kodak)
     files = files[: args.images] if args.images > 0 else files
     images = [load_rgb(f) for f in files]
     if args.crop:
