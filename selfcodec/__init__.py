@@ -29,13 +29,14 @@ def _read(data):
     return data
 
 
-def encode(image, mode: str = "rec2", level: int = 3, model=None, **options) -> bytes:
+def encode(image, mode: str = "rec2", level=None, model=None, **options) -> bytes:
     """Compress an image into the bytes of a .svae file.
 
     image: a path, encoded image bytes, a file object, a PIL image or a uint8/uint16 numpy
     array (RGB(A), L). mode: "rec1", "rec2" (default), "cgen", "crec" or "lossless".
     level: quality, 1 gives the smallest files, higher is better (``selfcodec.api.LEVELS``;
-    default 3). model: a shipped model's name or a .safetensors path (default: the mode's
+    default 3; fractions such as 3.5 lie between two levels); or instead quality=0..100,
+    target_size=BYTES or target_psnr=DB (see :func:`selfcodec.api.encode_report`). model: a shipped model's name or a .safetensors path (default: the mode's
     default model). Further options (verify, tile, allow_lossy_convert, search, strip: leave out
     the ICC profile, EXIF and XMP, max_pixels: the largest image accepted) are those of
     :func:`selfcodec.api.encode`.

@@ -46,3 +46,7 @@ class NeedsLossyConvertError(UnsupportedImageError):
     def naming(self, option: str) -> "NeedsLossyConvertError":
         """The same error, naming another way to allow the conversion (the command line's flag)."""
         return NeedsLossyConvertError(self.problem, self.advice, option)
+
+
+class TargetMissedWarning(UserWarning):
+    """encode(target_size=...) or encode(target_psnr=...) met no level: the closest file was returned."""

@@ -14,7 +14,11 @@ Save options (keyword arguments of ``Image.save``), defaults as the command line
 ``mode``
     coding mode: ``rec1``, ``rec2`` (default), ``cgen``, ``crec`` or ``lossless``.
 ``level``
-    quality level, ``selfcodec.api.LEVELS`` (default ``selfcodec.api.DEFAULT_LEVEL``, 3).
+    quality level, ``selfcodec.api.LEVELS`` or a fraction between two (default
+    ``selfcodec.api.DEFAULT_LEVEL``, 3).
+``quality``
+    0-100 as for Pillow's JPEG and WebP writers, mapped onto the model's levels (0: level 1, 100:
+    its highest; ``selfcodec.codec.plans.level_for_quality``); give it or ``level``, not both.
 ``model``
     model name or ``.safetensors`` path (default: the mode's default model).
 ``search``
@@ -110,7 +114,7 @@ def _save(im: Image.Image, fp, filename) -> None:
     from . import api
 
     opts = im.encoderinfo
-    data = api.encode(im, mode=opts.get("mode", "rec2"), level=opts.get("level", api.DEFAULT_LEVEL),
+    data = api.encode(im, mode=opts.get("mode", "rec2"), level=opts.get("level"), quality=opts.get("quality"),
                       model=opts.get("model"), search=opts.get("search", 0), strip=opts.get("strip", False),
                       metadata={kind: MD.as_bytes(opts[kind]) for kind in MD.KINDS if opts.get(kind) is not None})
     fp.write(data)

@@ -243,16 +243,37 @@ def _file_info(data: bytes) -> dict:
     return dict(importlib.import_module("selfcodec.codec.fileinfo").info(data))
 
 
-def _check_mode_level(mode: str, level: int) -> None:
-    """Refuse a mode or level no model has, before torch loads (selfcodec.codec.plans is torch-free)."""
+def _check_how(mode: str, level: float | None, quality: float | None, target_size: int | None,
+               target_psnr: float | None) -> dict:
+    """The API's options for the mode and how good a file is; a mode, level, quality or target no
+    model has, or two of them at once, is refused before torch loads (selfcodec.codec.plans is torch-free)."""
     from selfcodec.codec import plans
 
     if mode not in plans.MODES:
         raise click.BadParameter(f"{mode!r} is not one of {', '.join(plans.MODES)}", param_hint="'-m' / '--mode'")
-    if level not in plans.LEVELS:
-        raise click.BadParameter(
-            f"{level} is not one of {', '.join(map(str, plans.LEVELS))}", param_hint="'-q' / '--level'"
-        )
+    given = {"-q": level, "--quality": quality, "--target-size": target_size, "--target-psnr": target_psnr}
+    named = [k for k, v in given.items() if v is not None]
+    if len(named) > 1:
+        raise click.UsageError(f"give one of -q (level), --quality, --target-size and --target-psnr, not {' and '.join(named)}")
+    hints = {"-q": "'-q' / '--level'", "--quality": "'--quality'", "--target-size": "'--target-size'",
+             "--target-psnr": "'--target-psnr'"}
+    try:
+        if level is not None:
+            level = plans.as_level(level)
+        if quality is not None:
+            plans.check_quality(quality)
+        plans.check_target(target_size, target_psnr)
+    except CodecError as e:
+        extra = (f" (cwebp's 0-100 quality is --quality {level:g})"
+                 if level is not None and plans.QUALITY_RANGE[0] <= level <= plans.QUALITY_RANGE[1] else "")
+        raise click.BadParameter(f"{e}{extra}", param_hint=hints[named[0]]) from None
+    if named and named[0].startswith("--target") and mode == "lossless":
+        raise click.BadParameter("a lossless file's size is the image's: aim with a lossy mode (rec2)",
+                                 param_hint=hints[named[0]])
+    if not named:
+        return {"level": _DEFAULT_LEVEL}
+    api_name = {"-q": "level", "--quality": "quality", "--target-size": "target_size", "--target-psnr": "target_psnr"}
+    return {api_name[named[0]]: level if named[0] == "-q" else given[named[0]]}
 
 
 def _set_threads(threads: int | None) -> None:
@@ -364,7 +385,15 @@ def _limit(max_pixels: int | None) -> dict:
 @main.command()
 @_inputs_arg
 @click.option("-m", "--mode", default=_DEFAULT_MODE, show_default=True, metavar="MODE", help=f"Coding mode: {_MODES_HELP}.")
-@click.option("-q", "--level", type=int, default=_DEFAULT_LEVEL, show_default=True, metavar="LEVEL", help="Quality level 1-7 (a model trained with fewer levels says so).")
+@click.option("-q", "--level", type=float, default=None, metavar="LEVEL",
+              help="Quality level 1-7, fractions too (3.5: between 3 and 4); default 3. A model trained with fewer "
+                   "levels says so.")
+@click.option("--quality", type=float, default=None, metavar="Q",
+              help="Quality 0-100 as cwebp's -q: 0 is level 1, 100 the model's highest level, linearly between.")
+@click.option("--target-size", type=int, default=None, metavar="BYTES",
+              help="The best file of at most BYTES bytes (up to 8 encodes; a warning if none is that small).")
+@click.option("--target-psnr", type=float, default=None, metavar="DB",
+              help="The smallest file of at least DB dB PSNR (up to 8 encodes; a warning if none reaches it).")
 @_model_opt
 @click.option("-o", "--output", metavar="OUT", default=None, help="Output .svae file ('-': stdout), or folder for several inputs. Default: IN with suffix .svae.")
 @click.option("--verify", is_flag=True, help="Decode after encoding and check the result.")
@@ -381,33 +410,43 @@ def _limit(max_pixels: int | None) -> dict:
 @_verbose_opt
 @_quiet_opt
 @_force_opt
-def encode(inputs: tuple, mode: str, level: int, model: str | None, output: str | None, verify: bool, search: int,
+def encode(inputs: tuple, mode: str, level: float | None, quality: float | None, target_size: int | None,
+           target_psnr: float | None, model: str | None, output: str | None, verify: bool, search: int,
            strip: bool, allow_lossy_convert: bool, max_pixels: int | None, threads: int | None, verbose: bool,
            quiet: bool, force: bool) -> None:
     """Encode the image IN to .svae; several images, a glob or a folder: each to OUT/NAME.svae."""
-    _check_mode_level(mode, level)  # before torch loads
+    how = _check_how(mode, level, quality, target_size, target_psnr)  # before torch loads
     options = {**_limit(max_pixels), **({"strip": True} if strip else {}),
                **({"allow_lossy_convert": True} if allow_lossy_convert else {})}
 
     def run(src: Any) -> bytes:
-        from selfcodec.errors import NeedsLossyConvertError
+        import warnings
+
+        from selfcodec.errors import NeedsLossyConvertError, TargetMissedWarning
 
         api = _api()
         _set_threads(threads)
         try:
-            svae = api.encode(src, mode=mode, level=level, model=model, verify=verify, search=search, **options)
+            with warnings.catch_warnings(record=True) as missed:
+                warnings.simplefilter("always", TargetMissedWarning)
+                svae = api.encode(src, mode=mode, model=model, verify=verify, search=search, **how, **options)
         except NeedsLossyConvertError as e:
             raise e.naming("--allow-lossy-convert") from None
+        for w in missed:
+            if issubclass(w.category, TargetMissedWarning):
+                _warn(quiet, f"{src + ': ' if isinstance(src, str) else ''}{w.message}")
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         if verbose:
             _say(quiet, f"  {_describe_file(svae)}")
         return svae
 
     if inputs == ("-",):
-        _encode_one("-", output, run, force, quiet, mode, level)
+        _encode_one("-", output, run, force, quiet, mode)
         return
     found = _expand(inputs, _image_file, "encode")
     if not found.batch:
-        _encode_one(str(found.files[0]), output, run, force, quiet, mode, level)
+        _encode_one(str(found.files[0]), output, run, force, quiet, mode)
         return
 
     def work(p: Path) -> tuple[bytes, int, float | None]:
@@ -418,7 +457,7 @@ def encode(inputs: tuple, mode: str, level: int, model: str | None, output: str 
     _finish_batch(batch.run("encoded", found, out_dir, SVAE_SUFFIX, force, quiet, work, describe, _debug()))
 
 
-def _encode_one(input: str, output: str | None, run: Callable, force: bool, quiet: bool, mode: str, level: int) -> None:
+def _encode_one(input: str, output: str | None, run: Callable, force: bool, quiet: bool, mode: str) -> None:
     inputs = [] if input == "-" else [Path(input)]
     out = _single_output(input, output, SVAE_SUFFIX)
     if out != "-":
@@ -430,7 +469,14 @@ def _encode_one(input: str, output: str | None, run: Callable, force: bool, quie
     if out != "-":
         name = "<stdin>" if input == "-" else input
         _say(quiet, f"{name} -> {out}: {len(svae)} bytes, {batch.fmt_bpp(_encoded_bpp(svae))}, "
-                    f"{time.perf_counter() - t0:.2f} s ({mode}, level {level})")
+                    f"{time.perf_counter() - t0:.2f} s ({mode}, level {_file_level(svae)})")
+
+
+def _file_level(svae: bytes) -> str:
+    try:
+        return f"{_file_info(svae)['level']:g}"
+    except Exception:  # noqa: BLE001 - the summary line is a courtesy only
+        return "?"
 
 
 def _describe_file(svae: bytes) -> str:

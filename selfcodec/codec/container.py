@@ -8,7 +8,8 @@ Layout (little-endian)::
     magic "SVAE" | format_version u8 | coder_version u8 | flags u8 |
     name_len u8 | name | model_hash[8] | mode u8 | level u8 |
     height u16 | width u16 | pad_h u8 | pad_w u8 | tile_h varint | tile_w varint |
-    n_streams u8 | pixel_crc u32 | payload_crc u32 | [alpha_len varint] | [metadata_len varint | metadata] |
+    n_streams u8 | pixel_crc u32 | payload_crc u32 | [level_frac u8] | [alpha_len varint] |
+    [metadata_len varint | metadata] |
     stream length table (n_tiles * n_streams varints) | [layer CRCs: n_streams u32] |
     header_crc u32 | payload: streams in table order, then alpha bytes
 
@@ -20,6 +21,10 @@ per image below x. The layout is otherwise version 1's or 2's.
 A file that carries the source image's metadata (ICC profile, EXIF, XMP) is format version 4
 with flags bit 5: the metadata block sits in the header, under the header CRC, as entries of
 (kind u8, length varint, bytes); the layout is otherwise version 3's, bits 3 and 4 included.
+
+A file coded at a fractional level (between two trained levels) is format version 5 with flags
+bit 6: one byte after payload_crc, level_frac, says the level is level + level_frac / 256; the
+layout is otherwise version 4's (bits 3, 4 and 5 keep their meaning and may be clear).
 
 A layered file (format version 2, flags bit 3) stores its streams layer by layer: the alpha
 bytes first, then stream 0 of every tile, then stream 1 of every tile, ...; its length table
@@ -36,6 +41,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from selfcodec.errors import FormatError
 
@@ -63,6 +69,7 @@ __all__ = [
     "LAYERED_FORMAT_VERSION",
     "UPSCALE_FORMAT_VERSION",
     "METADATA_FORMAT_VERSION",
+    "FRACTION_FORMAT_VERSION",
     "METADATA_KINDS",
     "MAX_METADATA_BYTES",
     "tile_grid",
@@ -86,6 +93,11 @@ UPSCALE_FORMAT_VERSION = 3
 #: metadata block in the header. Only files that carry metadata are written so; the others keep
 #: their version, so their bytes do not change.
 METADATA_FORMAT_VERSION = 4
+#: Version 4's layout (its flags may be clear) plus the fractional-level flag and byte. Only files
+#: at a fractional level are written so: a file at a whole level keeps its bytes.
+FRACTION_FORMAT_VERSION = 5
+#: level_frac counts 1/LEVEL_DENOM of a level (codec/plans.py has the same number).
+LEVEL_DENOM = 256
 #: Entropy-coder bitstream version (constriction 0.5.x ANS / range coder streams). Version 4: the
 #: tables come from the exact probability path (selfcodec/exact.py) and a lossy file's pixel_crc
 #: field holds the CRC-32 of its coded integers. FLOAT_CODER_VERSION: the tables of float networks
@@ -125,8 +137,9 @@ _FLAG_ALPHA = 0x04
 _FLAG_LAYERED = 0x08
 _FLAG_UPSCALE_CHOICE = 0x10
 _FLAG_METADATA = 0x20
+_FLAG_LEVEL_FRAC = 0x40
 _RESERVED = {FORMAT_VERSION: 0xF8, LAYERED_FORMAT_VERSION: 0xF0, UPSCALE_FORMAT_VERSION: 0xE0,
-             METADATA_FORMAT_VERSION: 0xC0}  # flag bits per version
+             METADATA_FORMAT_VERSION: 0xC0, FRACTION_FORMAT_VERSION: 0x80}  # flag bits per version
 
 _U8_MAX = 0xFF
 _U32_MAX = 0xFFFFFFFF
@@ -155,6 +168,13 @@ class Header:
     upscale_choice: bool = False
     #: the source image's metadata by kind (METADATA_KINDS' names -> bytes; format version 4 if any)
     metadata: dict = field(default_factory=dict)
+    #: the level's fraction in 1/256 (format version 5 if not 0): the file is coded at level + level_frac/256
+    level_frac: int = 0
+
+    @property
+    def level_value(self):
+        """The level the file is coded at: `level`, or a Fraction between it and the next level."""
+        return Fraction(self.level * LEVEL_DENOM + self.level_frac, LEVEL_DENOM) if self.level_frac else self.level
 
     @property
     def layered(self) -> bool:
@@ -304,6 +324,7 @@ def _validate_for_pack(header: Header) -> bytes:
     _check_int("coder_version", header.coder_version, 0, _U8_MAX)
     _check_int("mode", header.mode, 0, _U8_MAX)
     _check_int("level", header.level, 0, _U8_MAX)
+    _check_int("level_frac", header.level_frac, 0, LEVEL_DENOM - 1)
     _check_int("height", header.height, 1, MAX_SIDE)
     _check_int("width", header.width, 1, MAX_SIDE)
     if header.height * header.width > MAX_PIXELS:
@@ -333,7 +354,8 @@ def pack(header: Header, tiles: list[list[bytes]], alpha: bytes | None = None) -
 
     metadata = encode_metadata(header.metadata)
     flags = (header.colour | (_FLAG_ALPHA if alpha is not None else 0) | (_FLAG_LAYERED if header.layered else 0)
-             | (_FLAG_UPSCALE_CHOICE if header.upscale_choice else 0) | (_FLAG_METADATA if metadata else 0))
+             | (_FLAG_UPSCALE_CHOICE if header.upscale_choice else 0) | (_FLAG_METADATA if metadata else 0)
+             | (_FLAG_LEVEL_FRAC if header.level_frac else 0))
     if header.layered:  # alpha first, then layer by layer
         streams = [bytes(ts[i]) for i in range(header.n_streams) for ts in tiles]
         payload = (bytes(alpha) if alpha is not None else b"") + b"".join(streams)
@@ -358,6 +380,7 @@ def pack(header: Header, tiles: list[list[bytes]], alpha: bytes | None = None) -
         pixel_crc=header.pixel_crc,
         alpha_len=len(alpha) if alpha is not None else None,
         metadata=metadata or None,
+        level_frac=header.level_frac or None,
         lengths=[len(s) for s in streams],
         payload=payload,
         layer_crcs=list(header.layer_crcs),
@@ -388,12 +411,13 @@ def _pack_raw(
     header_crc: int | None = None,
     layer_crcs: list | None = None,
     metadata: bytes | None = None,
+    level_frac: int | None = None,
 ) -> bytes:
     """Write the byte layout without any semantic checks (``pack`` validates first).
 
     Fields only have to fit their encodings. Used by ``pack`` and by tests/fuzzers to
     build hostile files whose CRCs are nevertheless right. ``alpha_len`` is written
-    iff it is not None (independently of ``flags``), and so is the metadata block.
+    iff it is not None (independently of ``flags``), and so are the metadata block and level_frac.
     """
     out = bytearray()
     out += MAGIC
@@ -406,6 +430,8 @@ def _pack_raw(
     if payload_crc is None:
         payload_crc = zlib.crc32(payload)
     out += struct.pack("<BII", n_streams, pixel_crc, payload_crc)
+    if level_frac is not None:
+        out += struct.pack("<B", level_frac)
     if alpha_len is not None:
         out += encode_varint(alpha_len)
     if metadata is not None:
@@ -465,7 +491,7 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
         raise FormatError(
             f"unsupported .svae format version {format_version}; this build reads version {FORMAT_VERSION} "
             f"(and {LAYERED_FORMAT_VERSION} for layered files, {UPSCALE_FORMAT_VERSION} for files with an upscale choice, "
-            f"{METADATA_FORMAT_VERSION} for files with metadata)"
+            f"{METADATA_FORMAT_VERSION} for files with metadata, {FRACTION_FORMAT_VERSION} for files at a fractional level)"
         )
     coder_version, flags, name_len = r.unpack("<BBB", "header")
     if flags & _RESERVED[format_version]:
@@ -477,6 +503,8 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
         raise FormatError("corrupt header: a version-3 file without the upscale-choice flag")
     if format_version == METADATA_FORMAT_VERSION and not flags & _FLAG_METADATA:
         raise FormatError("corrupt header: a version-4 file without the metadata flag")
+    if format_version == FRACTION_FORMAT_VERSION and not flags & _FLAG_LEVEL_FRAC:
+        raise FormatError("corrupt header: a version-5 file without the fractional-level flag")
     colour = flags & _FLAG_COLOUR_MASK
     if colour not in COLOUR_NAMES:
         raise FormatError(f"corrupt header: unknown colour type {colour}")
@@ -497,6 +525,9 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
     n_streams, pixel_crc, payload_crc = r.unpack("<BII", "header")
     if n_streams == 0:
         raise FormatError("corrupt header: zero streams per tile")
+    level_frac = r.u8("level fraction") if flags & _FLAG_LEVEL_FRAC else 0
+    if flags & _FLAG_LEVEL_FRAC and level_frac == 0:
+        raise FormatError("corrupt header: the fractional-level flag is set but the fraction is 0")
     alpha_len = r.varint("alpha length") if has_alpha else None
     metadata = _read_metadata(r) if flags & _FLAG_METADATA else {}
 
@@ -542,6 +573,7 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
         layer_crcs=tuple(layer_crcs),
         upscale_choice=upscale_choice,
         metadata=metadata,
+        level_frac=level_frac,
     )
     return header, payload_crc, lengths, alpha_len, r.pos
 
@@ -554,6 +586,8 @@ def _read_metadata(r: _Reader) -> dict:
 
 
 def _format_version(header: Header) -> int:
+    if header.level_frac:
+        return FRACTION_FORMAT_VERSION
     if any(header.metadata.values()):
         return METADATA_FORMAT_VERSION
     if header.upscale_choice:

@@ -29,7 +29,8 @@ def info(data: bytes) -> dict:
     streams = {n: sum(len(t[i]) for t in tiles) for i, n in enumerate(names)}
     if alpha is not None:
         streams["alpha"] = len(alpha)
-    out = {"model": header.model_name, "model_hash": header.model_hash.hex(), "mode": mode, "level": header.level,
+    out = {"model": header.model_name, "model_hash": header.model_hash.hex(), "mode": mode,
+           "level": float(header.level_value) if header.level_frac else header.level,
            "width": header.width, "height": header.height, "colour": C.COLOUR_NAMES.get(header.colour),
            "tiles": len(tiles), "bytes": len(data), "header_bytes": len(data) - sum(streams.values()),
            "bpp": 8 * len(data) / (header.width * header.height), "streams": streams,

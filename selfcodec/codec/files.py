@@ -35,9 +35,10 @@ def _crc(rgb: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(rgb, dtype=np.uint8).tobytes())
 
 
-def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level: int, model, tile: int, search: int,
+def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile: int, search: int,
                  layered: bool, strip: bool, metadata: dict | None) -> dict:
-    """An image (uint8 H x W x 3 and its ImageMeta) -> encode_report's dict (see selfcodec.api)."""
+    """An image (uint8 H x W x 3 and its ImageMeta) -> encode_report's dict (see selfcodec.api);
+    level: an int, or a Fraction between two levels (plans.as_level)."""
     net, digest, name = zoo.load(model if model is not None else zoo.default_for(mode))
     plan = M.plan_for(mode, net.cfg.scales)
     h, w = rgb.shape[:2]
@@ -65,13 +66,14 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level: int, model,
     if mode == "lossless" and not np.array_equal(recon, rgb):
         raise ChecksumError("internal error: the lossless chain did not reproduce the input")
     alpha = zlib.compress(np.ascontiguousarray(meta.alpha).tobytes(), 9) if meta.alpha is not None else None
-    header = C.Header(model_name=name, model_hash=digest, mode=M.MODE_CODES[mode], level=level, height=h, width=w,
+    header = C.Header(model_name=name, model_hash=digest, mode=M.MODE_CODES[mode], level=int(level), height=h, width=w,
                       colour=_COLOURS[meta.colour], pad_h=-h % net.multiple, pad_w=-w % net.multiple,
                       tile_h=tile_side if tile_side < h else 0, tile_w=tile_side if tile_side < w else 0,
                       n_streams=len(est), pixel_crc=_check_crc(exact and not layered, mode, recon, crcs),
                       coder_version=C.CODER_VERSION if exact else C.FLOAT_CODER_VERSION,
                       layer_crcs=tuple(M.combine_crcs(crcs)) if layered else (),
-                      upscale_choice=choice, metadata={} if strip else _kept(meta.metadata, metadata))
+                      upscale_choice=choice, metadata={} if strip else _kept(meta.metadata, metadata),
+                      level_frac=M.level_parts(level)[1])
     data = C.pack(header, tiles, alpha)
     real = [sum(len(t[i]) for t in tiles) for i in range(len(names))]
     return {"data": data, "recon": recon, "meta": meta, "seconds": time.perf_counter() - t0,
@@ -156,7 +158,7 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
     for (top, left, th, tw), streams in zip(grid, tiles):
         ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
         try:
-            rec, crc = _corrupt_if_refused(M.decode_tile, net, streams, ph, pw, plan, header.level, exact=exact,
+            rec, crc = _corrupt_if_refused(M.decode_tile, net, streams, ph, pw, plan, header.level_value, exact=exact,
                                            device=device, choice=header.upscale_choice, valid=(th, tw))
         except CodecError:
             raise
@@ -261,7 +263,7 @@ def _decode_layered(data: bytes, model, partial: bool, device=torch.device("cpu"
         ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
         try:
             rec, tile_crcs = _corrupt_if_refused(M.decode_tile_layered, net, [layer[t] for layer in layers], ph, pw,
-                                                 header.level, exact=exact, device=device,
+                                                 header.level_value, exact=exact, device=device,
                                                  choices=header.upscale_choice, valid=(th, tw))
         except CodecError:
             raise

@@ -25,8 +25,8 @@ from ..model.chain import Walker
 from ..entropy.coder import Coder
 from ..entropy.dmol import DMoL
 from ..entropy.gaussian import GaussianConditional, scale_index
-from ..model.base import STAGE_OF_PHASE, phase_planes
-from .plans import MODE_CODES, MODE_NAMES, Plan, plan_for, stream_names  # noqa: F401 (the codec's names for them)
+from ..model.base import STAGE_OF_PHASE, interpolate_log2, phase_planes
+from .plans import MODE_CODES, MODE_NAMES, Plan, level_parts, plan_for, stream_names  # noqa: F401 (the codec's names for them)
 from .layered import latent_layers, layer_names
 from ..metrics import mse
 from .search import search_latents
@@ -36,6 +36,30 @@ from .search import search_latents
 # a rate-distortion model (cfg.rd_lambdas) learns its own latent steps per level instead
 LEVELS = {1: (2.0, 16), 2: (1.5, 8), 3: (1.0, 4), 4: (0.75, 2), 5: (0.5, 1), 6: (0.35, 1), 7: (0.25, 1)}
 DEFAULT_LEVEL = 3
+
+
+def level_count(model) -> int:
+    """The levels a model codes at: one per λ of a rate-distortion model, else LEVELS'."""
+    return min(len(model.cfg.rd_lambdas), len(LEVELS)) if model.cfg.rd_lambdas else len(LEVELS)
+
+
+def latent_step(level) -> float:
+    """An ELBO model's latent step at a level. A fractional level's lies between its two levels'
+    in log2 (interpolate_log2, then exact.step_from_log2's table): the same number on every
+    machine. (LEVELS' log2 steps times 1024 are 599.002, -424.998, -1550.92, ... before rounding:
+    far from a tie, so any libm rounds them alike.)"""
+    whole, num = level_parts(level)
+    if not num:
+        return LEVELS[whole][0]
+    if whole + 1 not in LEVELS:
+        raise CodecError(f"level {float(level):g} does not exist; the levels go from 1 to {len(LEVELS)}")
+    v = interpolate_log2(np.log2([LEVELS[whole][0]]), np.log2([LEVELS[whole + 1][0]]), num)
+    return float(X.step_from_log2(v)[0])
+
+
+def y_bin(level) -> int:
+    """The bin width of a lossy y (cgen, crec) at a level; a fractional level's is its whole level's."""
+    return LEVELS[int(level)][1]
 
 
 def modes_for(levels: int) -> list:
@@ -362,7 +386,7 @@ def latent_steps_rd(model, level: int):
     if not n:
         return None
     if not 1 <= level <= n:
-        raise CodecError(f"level {level} does not exist for this model; choose 1 to {n}")
+        raise CodecError(f"level {float(level):g} does not exist for this model; choose 1 to {n}")
     return model.coding_steps(level)
 
 
@@ -436,7 +460,7 @@ class _CodingWalker(Walker):
         self.upscale, self.h = None, None
 
     def u(self, model):
-        lat_step, _ = LEVELS[self.level]
+        lat_step = latent_step(self.level)
         self.learned = latent_steps_rd(model, self.level)
         step_u = self.learned[0] if self.learned else (lat_step if self.plan.sent < 0 else 1.0)
         # first in the stream; True: x̂ is the upscale of the image sent, and no ẑ above it is sent
@@ -453,7 +477,7 @@ class _CodingWalker(Walker):
         pm, pls = prior()
         if not (k <= self.plan.sent or self.plan.send_z):
             return _prior_means(model, k, pm, pls)
-        step = self.learned[k] if self.learned else (1.0 if k <= self.plan.sent else LEVELS[self.level][0])
+        step = self.learned[k] if self.learned else (1.0 if k <= self.plan.sent else latent_step(self.level))
         return self.side.code_latent(model, k, _z_mean(model, k, self.side), pm, pls, step)
 
     def image(self, model, k, decode, img_prev):
@@ -461,7 +485,7 @@ class _CodingWalker(Walker):
         K, sent = model.cfg.scales, self.plan.sent
         if k > sent:
             return _point(model, k, params, self.h, img_prev, self.how)
-        step = LEVELS[self.level][1] if (k == sent and k < K) else 1
+        step = y_bin(self.level) if (k == sent and k < K) else 1
         # images[k - 1] = d(images[k]) was sent exactly (only the last image sent may be binned)
         y = img_prev if (k >= 1 and step == 1 and model.cfg.y_consistent) else None
         stage = _stages(model, k, params, self.h, img_prev) if step == 1 else None
@@ -563,7 +587,7 @@ def walk_layered(model, n_layers: int, level: int, side, how: str = "mean") -> t
     reconstruction from the finest image sent (or from ŷ and ẑ, or û alone)."""
     K = model.cfg.scales
     learned = latent_steps_rd(model, level)
-    steps = learned if learned else [LEVELS[level][0]] * (K + 1)
+    steps = learned if learned else [latent_step(level)] * (K + 1)
     imgs = getattr(side, "imgs", None)
     send_z = n_layers >= 2 and K >= 1
     sent = n_layers - latent_layers(K) - 1  # the finest image sent exactly; -1: none

@@ -66,6 +66,15 @@ def _objective(model, imgs, lats, steps, lam, u_prior):
     return walker.soft.sum() * scale + lam * mse, float(walker.hard.detach().sum()) * scale + lam * float(mse.detach())
 
 
+def level_lambda(lambdas, level) -> float:
+    """λ of a level; a fractional level's lies between its two levels' in log space, as its steps
+    do in log2 (the encoder alone uses it, so it needs no exact arithmetic)."""
+    whole = int(level)
+    t = float(level) - whole
+    lo = lambdas[whole - 1]
+    return lo if not t else math.exp((1 - t) * math.log(lo) + t * math.log(lambdas[whole]))
+
+
 def search_latents(model, x: torch.Tensor, level: int, iters: int, lr: float = 0.02) -> tuple[list, list]:
     """Latents [u, z_1, ..., z_K] ([v, u, z_1, ...] with a hyperprior; continuous, each (1, C, h, w)) for coding x (1, 3, H, W,
     0..255 floats) with `model` at `level` in mode rec2: the encoder's guess refined by `iters`
@@ -74,7 +83,7 @@ def search_latents(model, x: torch.Tensor, level: int, iters: int, lr: float = 0
     worse on it than the guess. Also returns the true objective at every iterate (the guess's
     first). The learning rate decays because the rounding makes the surrogate's gradient stale
     after a few steps."""
-    lam = model.cfg.rd_lambdas[level - 1]
+    lam = level_lambda(model.cfg.rd_lambdas, level)
     steps = [torch.from_numpy(s).float() for s in model.coding_steps(level)]
     imgs = model.images(x)
     grads = [p.requires_grad for p in model.parameters()]

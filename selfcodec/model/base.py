@@ -9,6 +9,7 @@ Images are lists, coarsest first: images[0] = y_1 (or x for the VAE), images[-1]
 import json
 import math
 from dataclasses import asdict, dataclass, fields
+from fractions import Fraction
 
 import torch
 import torch.nn as nn
@@ -529,13 +530,31 @@ def level_steps(log2_steps: torch.Tensor, level_idx: torch.Tensor) -> torch.Tens
     return torch.exp2(log2_steps.float()[level_idx])[:, :, None, None]
 
 
-def grid_steps(log2_steps: torch.Tensor, level: int, to_step=None):
+def grid_steps(log2_steps: torch.Tensor, level, to_step=None):
     """Row `level` (1-based) of a (levels, C) table of learned log2 steps -> float64 steps on the
-    1/256 grid (at least 1/256); to_step(log2 steps) replaces numpy's exp2."""
+    1/256 grid (at least 1/256); to_step(log2 steps) replaces numpy's exp2. A fractional level
+    (a Fraction on the 1/256 grid, codec/plans.py) takes log2 steps between its two rows
+    (interpolate_log2)."""
     import numpy as np
 
-    v = log2_steps.detach().double().cpu().numpy()[level - 1]
+    table = log2_steps.detach().double().cpu().numpy()
+    whole = int(level)
+    num = int((Fraction(level) - whole) * 256)
+    v = interpolate_log2(table[whole - 1], table[whole], num) if num else table[whole - 1]
     return to_step(v) if to_step else np.maximum(np.rint(np.exp2(v) * 256.0), 1.0) / 256.0
+
+
+LOG2_GRID = 1 << 10  # interpolated log2 steps lie on exact.py's activation grid (ACT_ONE), which step_from_log2 reads
+
+
+def interpolate_log2(lo, hi, num: int):
+    """The log2 steps num/256 of the way from row lo to row hi, on the 1/1024 grid: both rows
+    rounded to it, then mixed in integers (round half up), so encoder and decoder get the same
+    values on every machine whatever the float unit does."""
+    import numpy as np
+
+    a, b = (np.rint(np.asarray(r, np.float64) * LOG2_GRID).astype(np.int64) for r in (lo, hi))
+    return ((a * (256 - num) + b * num + 128) >> 8) / float(LOG2_GRID)
 
 
 def round_around(t, mean, step):
