@@ -420,6 +420,21 @@ def add_bd(codecs: dict, ref: str = REFERENCE) -> None:
         c["bd_rate_msssim_vs_jpeg420_pct"] = M.bd_rate(rb, rm, cb, _msssim_db([p["ms_ssim"] for p in pts]))
 
 
+def bd_against(codecs: dict, ref: str = "webp") -> dict:
+    """{codec: (BD-rate over PSNR, BD-rate over MS-SSIM dB), in %} of every selfcodec curve
+    against `ref`'s from the same run (None where either is missing)."""
+    r = codecs.get(ref)
+    out = {}
+    for name, c in codecs.items():
+        if not name.startswith("selfcodec") or not r or not r["points"] or not c["points"]:
+            continue
+        rb, cb = [p["bpp"] for p in r["points"]], [p["bpp"] for p in c["points"]]
+        out[name] = (M.bd_rate(rb, [p["psnr"] for p in r["points"]], cb, [p["psnr"] for p in c["points"]]),
+                     M.bd_rate(rb, _msssim_db([p["ms_ssim"] for p in r["points"]]), cb,
+                               _msssim_db([p["ms_ssim"] for p in c["points"]])))
+    return out
+
+
 def anchors_block(text: str | None, codecs: dict) -> dict:
     if text is None:
         return {}

@@ -31,6 +31,7 @@ START = "<!-- results:start -->"
 END = "<!-- results:end -->"
 SECTION = "## Results"
 SEARCH_DIR = "kodak-search"  # python -m benchmarks.kodak_rd --search N --out benchmarks/results/kodak-search
+REAL_DIR = "bsds500-test"  # python -m benchmarks.kodak_rd --data ../shared/data/bsds500/test --set-name "BSDS500 test" ...
 
 
 def _load(path: Path) -> dict | None:
@@ -67,7 +68,7 @@ def _shipped_as(sc: dict) -> str:
 
 
 def kodak_block(j: dict, readme: Path, results: Path, title: str = "### Kodak rate–quality") -> list[str]:
-    from .kodak_rd import headline_rows, speed_rows
+    from .kodak_rd import bd_against, headline_rows, speed_rows
 
     meta = j["meta"]
     L = [title, "", stamp_line(meta), ""]
@@ -81,6 +82,11 @@ def kodak_block(j: dict, readme: Path, results: Path, title: str = "### Kodak ra
              + (f" rec2-search{sc['search']['steps']}: rec2 with `encode --search {sc['search']['steps']}`, levels "
                 f"{sc['search']['levels']}." if sc.get("search") else ""))
     L += [""] + headline_rows(j)
+    vs_webp = bd_against(j["codecs"])
+    if vs_webp:
+        L += ["", "BD-rate against WebP of the same run (PSNR; MS-SSIM dB): " + "; ".join(
+            f"{name.removeprefix('selfcodec-')} {p:+.1f} % ({m:+.1f} %)" for name, (p, m) in vs_webp.items()
+            if p == p) + "."]
     if j.get("speed"):
         L += ["", "Speed per image (same run; selfcodec at its default level, WebP over its sweep):", ""]
         L += speed_rows(j)
@@ -191,6 +197,14 @@ def build(results: Path, models: Path, readme: Path) -> str:
     ks = _load(results / SEARCH_DIR / "kodak.json")
     if ks:
         blocks.append(kodak_block(ks, readme, results / SEARCH_DIR, "### Kodak with the encoder-side latent search"))
+    rp = _load(results / REAL_DIR / "kodak.json")
+    if rp:
+        blocks.append(kodak_block(rp, readme, results / REAL_DIR,
+                                  "### Photos that are not Kodak and not in training: BSDS500 test at full size"))
+    dc = _load(results / "detail_crops.json")
+    if dc and (results / "detail_crops.png").is_file():
+        blocks.append(["### Detail crops beside WebP at the same size", "", stamp_line(dc["meta"]), "",
+                       f"![detail crops]({_link(results / 'detail_crops.png', readme)})"])
     ll = _load(results / "lossless.json")
     blocks.append(lossless_block(ll) if ll else ["### Lossless", "",
                                                  "_lossless.json missing: run `python -m benchmarks.lossless`_"])
