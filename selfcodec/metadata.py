@@ -60,12 +60,17 @@ def _exif(img: Image.Image, oriented: bool) -> bytes | None:
     if raw and not oriented:
         return bytes(raw)  # as the source stored it: nothing to change
     try:
-        exif = img.getexif()
+        exif = img.getexif()  # the image's own (cached) Exif: changed for tobytes, then put back
         if not exif:
             return bytes(raw) if raw else None
-        if oriented:
-            exif[ORIENTATION] = 1
-        return exif.tobytes()
+        if not oriented:
+            return exif.tobytes()
+        was = exif[ORIENTATION]
+        exif[ORIENTATION] = 1
+        try:
+            return exif.tobytes()
+        finally:  # a caller's image keeps its orientation: coding it again turns it again, saving it stays right
+            exif[ORIENTATION] = was
     except Exception:  # noqa: BLE001 - EXIF Pillow cannot parse: keep it as it was, or drop it
         return bytes(raw) if raw and not oriented else None
 

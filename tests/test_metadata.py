@@ -93,6 +93,20 @@ def test_exif_jpeg_orientation_applied_once_and_reset(exif_jpeg, tiny_model):
         assert back.size == (16, 24)
 
 
+def test_coding_an_opened_photo_leaves_its_orientation_alone(exif_jpeg, tiny_model, tmp_path, pillow_plugin):
+    """The caller's image is not changed: coding it twice (API or Pillow save) turns it both times,
+    and its own EXIF still says 6 for its unturned pixels."""
+    with Image.open(io.BytesIO(exif_jpeg)) as im:
+        first = api.encode(im, "rec1", model=tiny_model)
+        assert im.getexif()[ORIENTATION] == 6 and im.size == (24, 16)
+        assert api.encode(im, "rec1", model=tiny_model) == first
+        for name in ("a.svae", "b.svae"):
+            im.save(tmp_path / name, mode="rec1", model=tiny_model)
+            assert (tmp_path / name).read_bytes() == first
+    header = C.peek_header(first)
+    assert (header.width, header.height) == (16, 24)
+
+
 def test_exif_without_orientation_is_kept_byte_for_byte(natural):
     exif = Image.Exif()
     exif[MAKE] = "camera"
