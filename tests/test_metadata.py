@@ -27,12 +27,17 @@ def _s15(v: float) -> bytes:
 
 
 def display_p3_icc() -> bytes:
-    """A small ICC v2 display profile with Display P3's primaries (D50-adapted) and gamma 2.2."""
+    """An ICC v2 display profile of Display P3: its primaries (D50-adapted) and its transfer curve,
+    the sRGB one (as a 1024-entry table)."""
     def xyz(x, y, z):
         return b"XYZ " + bytes(4) + _s15(x) + _s15(y) + _s15(z)
 
+    def srgb_to_linear(v: float) -> float:
+        return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+
     desc = b"Display P3\0"
-    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, 0x0233) + bytes(2)
+    table = [round(65535 * srgb_to_linear(i / 1023)) for i in range(1024)]
+    curve = b"curv" + bytes(4) + struct.pack(f">I{len(table)}H", len(table), *table)
     tags = [(b"desc", b"desc" + bytes(4) + struct.pack(">I", len(desc)) + desc + bytes(78)),
             (b"cprt", b"text" + bytes(4) + b"test data\0"), (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
             (b"rXYZ", xyz(0.5151, 0.2412, -0.0011)), (b"gXYZ", xyz(0.2920, 0.6922, 0.0419)),
@@ -76,6 +81,14 @@ def test_p3_png_profile_is_stored_and_restored(p3_png, tiny_model):
         back = Image.open(io.BytesIO(image_to_bytes(img, fmt)))
         assert back.info.get("icc_profile") == icc, fmt
         np.testing.assert_array_equal(np.asarray(back), np.asarray(Image.open(io.BytesIO(p3_png))))
+    # What a colour-managed viewer shows: the decoded file in sRGB is the source's, not its raw P3 values.
+    srgb = ImageCms.createProfile("sRGB")
+    shown = np.asarray(ImageCms.profileToProfile(img, io.BytesIO(img.info["icc_profile"]), srgb), dtype=int)
+    with Image.open(io.BytesIO(p3_png)) as src:
+        want = np.asarray(ImageCms.profileToProfile(src, io.BytesIO(icc), srgb), dtype=int)
+        raw = np.asarray(src, dtype=int)
+    np.testing.assert_array_equal(shown, want)
+    assert np.abs(shown - raw).max() > 5  # the profile matters: without it the colours are off
 
 
 def test_exif_jpeg_orientation_applied_once_and_reset(exif_jpeg, tiny_model):
