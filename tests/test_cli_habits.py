@@ -86,6 +86,22 @@ def test_threads(tiny_model, natural, tmp_path):
     assert run("encode", src, "--threads", "0", "-f").exit_code == 2
 
 
+def test_tile(tiny_model, natural, tmp_path):
+    from selfcodec.codec import files
+
+    assert (cli._TILE, cli._MAX_TILE) == (files.TILE, files.MAX_TILE)
+    src = tmp_path / "a.png"
+    Image.fromarray(natural).save(src)  # 64x48
+    for tile, tiles in ((32, 4), (None, 1)):
+        out = tmp_path / f"t{tile}.svae"
+        res = run("encode", src, "-m", "rec1", "--model", tiny_model, "-o", out, *(["--tile", tile] if tile else []))
+        assert res.exit_code == 0, res.stderr
+        assert api.info(out.read_bytes())["tiles"] == tiles
+        assert api.decode(out.read_bytes(), model=tiny_model).size == (64, 48)
+    for bad in ("8", "4096"):
+        assert run("encode", src, "--tile", bad, "-f").exit_code == 2
+
+
 def test_encode_output_must_be_svae(tiny_model, natural, tmp_path):
     src = _save(tmp_path / "a.png", natural)
     for name in ("x.webp", "x.png", "x"):
@@ -152,8 +168,8 @@ def test_info_and_option_errors_do_not_import_torch(tiny_model, natural, tmp_pat
             f"r = CliRunner().invoke(main, ['info', {str(tmp_path / 'a.svae')!r}]); "
             "assert r.exit_code == 0, r.output; print(r.output); "
             f"bad = [CliRunner().invoke(main, ['encode', {str(tmp_path / 'a.png')!r}, *opts]).exit_code "
-            "for opts in (['-q', '80'], ['-m', 'nope'], ['--threads', '0'])]; "
-            "assert bad == [2, 2, 2], bad; "
+            "for opts in (['-q', '80'], ['-m', 'nope'], ['--threads', '0'], ['--tile', '4096'])]; "
+            "assert bad == [2, 2, 2, 2], bad; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     out = _python(code)
     assert "lossless" in out and "metadata" in out and "icc_profile: 7" in out

@@ -65,6 +65,7 @@ SVAE_SUFFIX = ".svae"
 _MODES_HELP = "rec1, rec2, cgen, crec, lossless"
 _DEFAULT_LEVEL = 3
 _DEFAULT_MODE = "rec2"  # the API's default mode
+_TILE, _MAX_TILE = 1024, 2048  # selfcodec.codec.files.TILE and MAX_TILE (that module loads torch)
 
 
 def _debug() -> bool:
@@ -401,6 +402,10 @@ def _limit(max_pixels: int | None) -> dict:
               help="rec2 only: spend STEPS gradient steps per tile looking for latents that cost fewer bits "
                    "at the same quality (e.g. 6; each step costs about two to three decodes). "
                    "Any decoder reads the result.")
+@click.option("--tile", type=click.IntRange(16, _MAX_TILE), default=None, metavar="N",
+              help=f"Side of the square tiles the image is coded in, pixels, 16-{_MAX_TILE} (default {_TILE}; "
+                   "rounded down to the model's multiple): an image up to N a side is coded whole; smaller tiles "
+                   "take less memory to code and decode, larger ones have fewer tile borders.")
 @click.option("--strip", is_flag=True, help="Leave out the ICC profile, EXIF and XMP (kept by default).")
 @click.option("--allow-lossy-convert", is_flag=True,
               help="Code 16-bit, CMYK, float or animated input after a lossy conversion to 8 bits (first frame) "
@@ -412,11 +417,11 @@ def _limit(max_pixels: int | None) -> dict:
 @_force_opt
 def encode(inputs: tuple, mode: str, level: float | None, quality: float | None, target_size: int | None,
            target_psnr: float | None, model: str | None, output: str | None, verify: bool, search: int,
-           strip: bool, allow_lossy_convert: bool, max_pixels: int | None, threads: int | None, verbose: bool,
-           quiet: bool, force: bool) -> None:
+           tile: int | None, strip: bool, allow_lossy_convert: bool, max_pixels: int | None, threads: int | None,
+           verbose: bool, quiet: bool, force: bool) -> None:
     """Encode the image IN to .svae; several images, a glob or a folder: each to OUT/NAME.svae."""
     how = _check_how(mode, level, quality, target_size, target_psnr)  # before torch loads
-    options = {**_limit(max_pixels), **({"strip": True} if strip else {}),
+    options = {**_limit(max_pixels), **({"strip": True} if strip else {}), **({"tile": tile} if tile else {}),
                **({"allow_lossy_convert": True} if allow_lossy_convert else {})}
 
     def run(src: Any) -> bytes:
