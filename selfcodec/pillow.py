@@ -51,7 +51,7 @@ from PIL import Image, ImageFile
 
 from . import metadata as MD
 from .codec import container as C
-from .errors import FormatError
+from .errors import CodecError, FormatError
 
 FORMAT = "SVAE"
 EXTENSION = ".svae"
@@ -110,10 +110,23 @@ class SvaeDecoder(ImageFile.PyDecoder):
         return -1, 0
 
 
+def _check_save_options(opts: dict) -> None:
+    """CodecError for a level, quality or choice of both that no model has, before torch loads."""
+    from .codec import plans
+
+    if opts.get("level") is not None and opts.get("quality") is not None:
+        raise CodecError("give one of level and quality, not both")
+    if opts.get("quality") is not None:
+        plans.check_quality(opts["quality"])
+    if opts.get("level") is not None:
+        plans.as_level(opts["level"])
+
+
 def _save(im: Image.Image, fp, filename) -> None:
+    opts = im.encoderinfo
+    _check_save_options(opts)
     from . import api
 
-    opts = im.encoderinfo
     data = api.encode(im, mode=opts.get("mode", "rec2"), level=opts.get("level"), quality=opts.get("quality"),
                       model=opts.get("model"), search=opts.get("search", 0), strip=opts.get("strip", False),
                       metadata={kind: MD.as_bytes(opts[kind]) for kind in MD.KINDS if opts.get(kind) is not None})

@@ -311,6 +311,22 @@ def test_cli_refuses_bad_quality_options_before_torch_loads(tmp_path):
     assert "--quality 80" in out.stdout  # cwebp's -q 80 is pointed to --quality
 
 
+def test_pillow_refuses_bad_quality_options_before_torch_loads(tmp_path):
+    code = ("import sys; from PIL import Image; import selfcodec.pillow; from selfcodec.errors import CodecError\n"
+            "for opts in ({'quality': 120}, {'quality': -1}, {'level': 80}, {'level': 3, 'quality': 50}):\n"
+            "    try:\n"
+            f"        Image.new('RGB', (8, 8)).save({str(tmp_path / 'x.svae')!r}, **opts)\n"
+            "    except CodecError as e:\n"
+            "        print(e)\n"
+            "    else:\n"
+            "        raise AssertionError(opts)\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.splitlines()) == 4 and "quality must be a number from 0 to 100" in out.stdout
+    assert not (tmp_path / "x.svae").exists()
+
+
 def test_quality_targets_benchmark_runs(tiny_fast_hyper, natural, tmp_path):
     import json
 
