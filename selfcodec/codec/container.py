@@ -26,6 +26,11 @@ A file coded at a fractional level (between two trained levels) is format versio
 bit 6: one byte after payload_crc, level_frac, says the level is level + level_frac / 256; the
 layout is otherwise version 4's (bits 3, 4 and 5 keep their meaning and may be clear).
 
+A file of more than one tile whose lossy reconstructions (a layered file's prefixes) run across
+the tile borders (codec/seamless.py) is format version 6 with flags bit 7; the layout is otherwise version 5's
+(bits 3 to 6 keep their meaning and may be clear). Without the bit, each tile is reconstructed
+on its own, as files of versions 1 to 5 are.
+
 A layered file (format version 2, flags bit 3) stores its streams layer by layer: the alpha
 bytes first, then stream 0 of every tile, then stream 1 of every tile, ...; its length table
 is in that order too, and a CRC-32 of each layer's coded integers follows it, so a prefix of
@@ -70,6 +75,7 @@ __all__ = [
     "UPSCALE_FORMAT_VERSION",
     "METADATA_FORMAT_VERSION",
     "FRACTION_FORMAT_VERSION",
+    "SEAMLESS_FORMAT_VERSION",
     "METADATA_KINDS",
     "MAX_METADATA_BYTES",
     "tile_grid",
@@ -96,6 +102,8 @@ METADATA_FORMAT_VERSION = 4
 #: Version 4's layout (its flags may be clear) plus the fractional-level flag and byte. Only files
 #: at a fractional level are written so: a file at a whole level keeps its bytes.
 FRACTION_FORMAT_VERSION = 5
+#: Version 5 plus the seamless flag: x̂ is synthesised across tile borders (codec/seamless.py).
+SEAMLESS_FORMAT_VERSION = 6
 #: level_frac counts 1/LEVEL_DENOM of a level (codec/plans.py has the same number).
 LEVEL_DENOM = 256
 #: Entropy-coder bitstream version (constriction 0.5.x ANS / range coder streams). Version 4: the
@@ -138,8 +146,10 @@ _FLAG_LAYERED = 0x08
 _FLAG_UPSCALE_CHOICE = 0x10
 _FLAG_METADATA = 0x20
 _FLAG_LEVEL_FRAC = 0x40
+_FLAG_SEAMLESS = 0x80
 _RESERVED = {FORMAT_VERSION: 0xF8, LAYERED_FORMAT_VERSION: 0xF0, UPSCALE_FORMAT_VERSION: 0xE0,
-             METADATA_FORMAT_VERSION: 0xC0, FRACTION_FORMAT_VERSION: 0x80}  # flag bits per version
+             METADATA_FORMAT_VERSION: 0xC0, FRACTION_FORMAT_VERSION: 0x80,
+             SEAMLESS_FORMAT_VERSION: 0x00}  # flag bits per version
 
 _U8_MAX = 0xFF
 _U32_MAX = 0xFFFFFFFF
@@ -170,6 +180,8 @@ class Header:
     metadata: dict = field(default_factory=dict)
     #: the level's fraction in 1/256 (format version 5 if not 0): the file is coded at level + level_frac/256
     level_frac: int = 0
+    #: x̂ is synthesised across tile borders (format version 6): a file of several tiles
+    seamless: bool = False
 
     @property
     def level_value(self):
@@ -355,7 +367,7 @@ def pack(header: Header, tiles: list[list[bytes]], alpha: bytes | None = None) -
     metadata = encode_metadata(header.metadata)
     flags = (header.colour | (_FLAG_ALPHA if alpha is not None else 0) | (_FLAG_LAYERED if header.layered else 0)
              | (_FLAG_UPSCALE_CHOICE if header.upscale_choice else 0) | (_FLAG_METADATA if metadata else 0)
-             | (_FLAG_LEVEL_FRAC if header.level_frac else 0))
+             | (_FLAG_LEVEL_FRAC if header.level_frac else 0) | (_FLAG_SEAMLESS if header.seamless else 0))
     if header.layered:  # alpha first, then layer by layer
         streams = [bytes(ts[i]) for i in range(header.n_streams) for ts in tiles]
         payload = (bytes(alpha) if alpha is not None else b"") + b"".join(streams)
@@ -491,7 +503,8 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
         raise FormatError(
             f"unsupported .svae format version {format_version}; this build reads version {FORMAT_VERSION} "
             f"(and {LAYERED_FORMAT_VERSION} for layered files, {UPSCALE_FORMAT_VERSION} for files with an upscale choice, "
-            f"{METADATA_FORMAT_VERSION} for files with metadata, {FRACTION_FORMAT_VERSION} for files at a fractional level)"
+            f"{METADATA_FORMAT_VERSION} for files with metadata, {FRACTION_FORMAT_VERSION} for files at a fractional level, "
+            f"{SEAMLESS_FORMAT_VERSION} for files reconstructed across tiles)"
         )
     coder_version, flags, name_len = r.unpack("<BBB", "header")
     if flags & _RESERVED[format_version]:
@@ -505,6 +518,9 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
         raise FormatError("corrupt header: a version-4 file without the metadata flag")
     if format_version == FRACTION_FORMAT_VERSION and not flags & _FLAG_LEVEL_FRAC:
         raise FormatError("corrupt header: a version-5 file without the fractional-level flag")
+    seamless = bool(flags & _FLAG_SEAMLESS)
+    if format_version == SEAMLESS_FORMAT_VERSION and not seamless:
+        raise FormatError("corrupt header: a version-6 file without the seamless flag")
     colour = flags & _FLAG_COLOUR_MASK
     if colour not in COLOUR_NAMES:
         raise FormatError(f"corrupt header: unknown colour type {colour}")
@@ -574,7 +590,10 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
         upscale_choice=upscale_choice,
         metadata=metadata,
         level_frac=level_frac,
+        seamless=seamless,
     )
+    if seamless and n_tiles < 2:
+        raise FormatError("corrupt header: the seamless flag on a file of one tile")
     return header, payload_crc, lengths, alpha_len, r.pos
 
 
@@ -586,6 +605,8 @@ def _read_metadata(r: _Reader) -> dict:
 
 
 def _format_version(header: Header) -> int:
+    if header.seamless:
+        return SEAMLESS_FORMAT_VERSION
     if header.level_frac:
         return FRACTION_FORMAT_VERSION
     if any(header.metadata.values()):

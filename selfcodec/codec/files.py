@@ -19,6 +19,7 @@ from . import layered as LY
 from ..entropy.coder import min_stream_bytes
 from ..entropy.dmol import DMoL
 from . import modes as M
+from . import seamless as SL
 
 TILE = 1024  # pixels per tile side; peak memory grows with its square
 MAX_TILE = 2048  # largest tile side the encoder writes and the decoder accepts (bounds the decoder's memory)
@@ -50,7 +51,19 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile
     exact = X.supports(net)  # tables every machine rebuilds exactly
     choice = M.has_layered_choices(net) if layered else M.has_upscale_choice(net, plan)  # upscale choices coded
     tiles, est, crcs = [], np.zeros(len(names)), []
-    for top, left, th, tw in grid:
+    seamless = len(grid) > 1 and (layered or plan.sent < net.cfg.scales)
+    if seamless and layered:  # every layer coded tile by tile; the prefixes' x̂ across the tiles
+        sides, tvs = SL.encode_tiles_layered(net, _pad(rgb, net.multiple), grid, level, exact, choice, (h, w))
+        tiles, crcs, est = [e.streams for e in sides], [e.crcs for e in sides], np.sum([e.bits for e in sides], axis=0)
+        for (top, left, th, tw), tv in zip(grid, tvs):
+            recon[top:top + th, left:left + tw] = M._to_uint8(tv.sent_imgs[-1])[:th, :tw]
+    elif seamless:  # coded tile by tile, reconstructed across the tiles
+        searched = [_searched(net, _pad(rgb[t:t + th, l:l + tw], net.multiple), plan, level, search)
+                    for t, l, th, tw in grid] if search else None
+        sides, full = SL.encode_tiles(net, _pad(rgb, net.multiple), grid, plan, level, exact, choice, (h, w), searched)
+        tiles, crcs, recon = [e.streams for e in sides], [[e.crc] for e in sides], full[:h, :w]
+        est = np.sum([e.bits for e in sides], axis=0)
+    for top, left, th, tw in ([] if seamless else grid):
         padded = _pad(rgb[top:top + th, left:left + tw], net.multiple)
         if layered:
             streams, bits, rec, tile_crcs = M.encode_tile_layered(net, padded, level, exact=exact, choices=choice,
@@ -73,11 +86,17 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile
                       coder_version=C.CODER_VERSION if exact else C.FLOAT_CODER_VERSION,
                       layer_crcs=tuple(M.combine_crcs(crcs)) if layered else (),
                       upscale_choice=choice, metadata={} if strip else _kept(meta.metadata, metadata),
-                      level_frac=M.level_parts(level)[1])
+                      level_frac=M.level_parts(level)[1], seamless=seamless)
     data = C.pack(header, tiles, alpha)
     real = [sum(len(t[i]) for t in tiles) for i in range(len(names))]
     return {"data": data, "recon": recon, "meta": meta, "seconds": time.perf_counter() - t0,
             "streams": {n: {"bytes": r, "estimated_bits": float(b)} for n, r, b in zip(names, real, est)}}
+
+
+def _searched(net, tile: np.ndarray, plan, level, steps: int) -> list:
+    """The latent search's latents for a tile (rec2 of a rate-distortion model)."""
+    M.check_search(net, plan)
+    return M.search_latents(net, M._tile_tensor(tile), level, steps)[0]
 
 
 def _kept(source: dict, replaced: dict | None) -> dict:
@@ -154,18 +173,23 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
     steps = [y_step if (k == plan.sent and k < net.cfg.scales) else 1 for k in range(plan.sent + 1)]
     _check_sizes(net, grid, tiles, n_latent=1, image_steps=steps)
     exact = header.coder_version == C.CODER_VERSION
-    rgb, crcs = np.empty((h, w, 3), np.uint8), []
+    if header.seamless and plan.sent >= net.cfg.scales:
+        raise FormatError("corrupt header: the seamless flag on a lossless file")
+    rgb, crcs, walkers = np.empty((h, w, 3), np.uint8), [], []
     for (top, left, th, tw), streams in zip(grid, tiles):
         ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
-        try:
-            rec, crc = _corrupt_if_refused(M.decode_tile, net, streams, ph, pw, plan, header.level_value, exact=exact,
-                                           device=device, choice=header.upscale_choice, valid=(th, tw))
-        except CodecError:
-            raise
-        except Exception as e:  # the entropy decoder met bytes it cannot parse
-            raise FormatError(f"corrupt stream in tile at ({top}, {left}): {type(e).__name__}: {e}") from None
-        rgb[top:top + th, left:left + tw] = rec[:th, :tw]
+        if header.seamless:
+            walker, crc = _tile_step((top, left), M.decode_tile_coded, net, streams, ph, pw, plan, header.level_value,
+                                     exact=exact, choice=header.upscale_choice, valid=(th, tw))
+            walkers.append(walker)
+        else:
+            rec, crc = _tile_step((top, left), M.decode_tile, net, streams, ph, pw, plan, header.level_value,
+                                  exact=exact, device=device, choice=header.upscale_choice, valid=(th, tw))
+            rgb[top:top + th, left:left + tw] = rec[:th, :tw]
         crcs.append([crc])
+    if header.seamless:
+        size = (h + (-h % net.multiple), w + (-w % net.multiple))
+        rgb = SL.decode_tiles(net, walkers, grid, size, plan, exact, (h, w), device)[:h, :w]
     if exact and plan.sent < net.cfg.scales:  # lossy: the coded integers are what every machine must agree on
         if M.combine_crcs(crcs)[0] != header.pixel_crc:
             raise ChecksumError("decoded integers differ from those the encoder coded (CRC mismatch): the file is damaged, "
@@ -175,6 +199,16 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
             "decoded pixels differ from what the encoder predicted (pixel CRC mismatch): the file is damaged, "
             "or this machine computes the model's numbers differently from the encoder's (other torch build, CPU or GPU)")
     return rgb, _meta(header, alpha, M.MODE_NAMES[header.mode])
+
+
+def _tile_step(at: tuple, step, *args, **kwargs):
+    """One tile's decoding step; what the entropy decoder cannot parse is a FormatError naming the tile."""
+    try:
+        return _corrupt_if_refused(step, *args, **kwargs)
+    except CodecError:
+        raise
+    except Exception as e:  # the entropy decoder met bytes it cannot parse
+        raise FormatError(f"corrupt stream in tile at {at}: {type(e).__name__}: {e}") from None
 
 
 def _check_sizes(net, grid, tiles, n_latent: int, image_steps: list) -> None:
@@ -258,19 +292,23 @@ def _decode_layered(data: bytes, model, partial: bool, device=torch.device("cpu"
     _check_sizes(net, grid, [[layer[t] for layer in layers] for t in range(len(grid))], n_latent,
                  [1] * (n - n_latent))
     exact = header.coder_version == C.CODER_VERSION
-    rgb, crcs = np.empty((h, w, 3), np.uint8), []
+    across = header.seamless and mode != "lossless"  # a prefix reconstructed across the tiles
+    rgb, crcs, tvs = np.empty((h, w, 3), np.uint8), [], []
     for t, (top, left, th, tw) in enumerate(grid):
         ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
-        try:
-            rec, tile_crcs = _corrupt_if_refused(M.decode_tile_layered, net, [layer[t] for layer in layers], ph, pw,
-                                                 header.level_value, exact=exact, device=device,
-                                                 choices=header.upscale_choice, valid=(th, tw))
-        except CodecError:
-            raise
-        except Exception as e:  # the entropy decoder met bytes it cannot parse
-            raise FormatError(f"corrupt stream in tile at ({top}, {left}): {type(e).__name__}: {e}") from None
+        streams = [layer[t] for layer in layers]
+        if across:
+            tv, tile_crcs = _tile_step((top, left), M.decode_tile_layered_coded, net, streams, ph, pw,
+                                       header.level_value, exact=exact, choices=header.upscale_choice, valid=(th, tw))
+            tvs.append(tv)
+        else:
+            rec, tile_crcs = _tile_step((top, left), M.decode_tile_layered, net, streams, ph, pw, header.level_value,
+                                        exact=exact, device=device, choices=header.upscale_choice, valid=(th, tw))
+            rgb[top:top + th, left:left + tw] = rec[:th, :tw]
         crcs.append(tile_crcs)
-        rgb[top:top + th, left:left + tw] = rec[:th, :tw]
+    if across:
+        size = (h + (-h % net.multiple), w + (-w % net.multiple))
+        rgb = SL.decode_prefix(net, tvs, grid, size, n, exact, (h, w), device)[:h, :w]
     for name, want, got in zip(LY.layer_names(K), header.layer_crcs, M.combine_crcs(crcs)):
         if want != got:
             raise ChecksumError(f"layer {name!r} decoded to other integers than the encoder coded (layer CRC mismatch): "

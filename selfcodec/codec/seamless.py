@@ -1,0 +1,281 @@
+"""x̂ of a tiled lossy file, synthesised across tile borders.
+
+Each tile is entropy-coded on its own (its priors see only the tile, which costs a little rate
+at the borders and nothing else), but what the networks reconstruct from the coded variables,
+û, the ẑ sent, the images sent, is computed over the whole image: in windows whose margin
+exceeds the fast networks' reach (MARGIN; tests/test_seamless.py checks it), so each window's
+core is what a whole-image synthesis gives and memory stays bounded by the window. Where a ẑ is not sent (rec1, cgen, a tile that chose the upscale) its prior's
+mean is computed in the windows too. A decoded image is then the same whatever the tile size.
+"""
+
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..metrics import mse
+from ..model import chain
+from ..model import exact as X
+from ..model.chain import Walker
+from . import modes as M
+
+WINDOW = 1024  # core side of a synthesis window, pixels
+# Context read beyond the core on each side, pixels: more than the fast family's reach (rec1's
+# x̂ through ẑ's prior mean reaches 96), so its windows are exact. The DenseNet family's deep
+# full-resolution nets reach further: its windows differ by at most 3 levels in a few pixels.
+MARGIN = 128
+
+
+@dataclass
+class Coded:
+    """The whole image's coded variables, stitched from its tiles."""
+
+    size: tuple  # the padded image's (H, W)
+    u: torch.Tensor  # û
+    zs: list  # per k >= 1: ẑ_k stitched (None where no tile sends it)
+    z_sent: list  # per k >= 1: bool (1, 1, h, w) mask of the positions whose ẑ_k was sent, or None
+    imgs: list  # images[0..sent], stitched
+    chosen: np.ndarray  # per tile: it carries the upscale of the image sent
+    grid: list = field(default_factory=list)  # the tiles' (top, left, h, w), unpadded
+
+
+def stitch(model, grid: list, walkers: list, size: tuple, sent: int, chosen=None) -> Coded:
+    """Coded from each tile's coded variables (modes.TileVars, or walk_coded's walker) for a
+    reconstruction from images[0..sent]; grid: (top, left, h, w) per tile; size: the padded
+    image's (H, W); chosen: per tile, it carries the upscale (default: the tiles' own)."""
+    H, W = size
+    K, m = model.cfg.scales, model.multiple
+    u, zs, masks, imgs = None, [None] * K, [None] * K, [None] * (sent + 1)
+
+    def paste(canvas, t, top, left, f):
+        if canvas is None:
+            canvas = torch.zeros((1, t.shape[1], H // f, W // f), dtype=t.dtype)
+        canvas[..., top // f:top // f + t.shape[-2], left // f:left // f + t.shape[-1]] = t.to(canvas.dtype)
+        return canvas
+
+    for (top, left, th, tw), w in zip(grid, walkers):
+        ph = th + (-th % m)
+        u = paste(u, w.u_hat, top, left, ph // w.u_hat.shape[-2])  # (pixels per latent)
+        for k, z in enumerate(w.zs):
+            if z is not None:
+                zs[k] = paste(zs[k], z, top, left, ph // z.shape[-2])
+                masks[k] = paste(masks[k], torch.ones_like(z[:, :1], dtype=torch.bool), top, left, ph // z.shape[-2])
+        for k, img in enumerate(w.sent_imgs[:sent + 1]):
+            imgs[k] = paste(imgs[k], img, top, left, model.ratio ** (K - k))
+    chosen = np.array([bool(w.chosen) for w in walkers] if chosen is None else chosen, bool)
+    return Coded(tuple(size), u, zs, masks, imgs, chosen, list(grid))
+
+
+class _Reconstruct(Walker):
+    """The chain over one window with everything coded known: û, the ẑ sent (the prior's mean
+    elsewhere), the images sent; the images above them are the likelihood's point estimates."""
+
+    def __init__(self, u, zs, masks, imgs, how):
+        self.u_hat, self.zs, self.masks, self.imgs, self.how, self.h = u, zs, masks, imgs, how, None
+
+    def u(self, model):
+        return self.u_hat
+
+    def z(self, model, k, prior, img_prev, prev):
+        pm, pls = prior()
+        given, sent = self.zs[k - 1], self.masks[k - 1]
+        if given is None:
+            return M._prior_means(model, k, pm, pls)
+        return chain.by_slices(model, k, pm, pls,
+                               lambda ch, m, ls: torch.where(sent, given[:, ch].to(m.dtype), m))
+
+    def image(self, model, k, decode, img_prev):
+        if k < len(self.imgs):
+            return self.imgs[k]
+        params, self.h = decode()
+        return M._point(model, k, params, self.h, img_prev, self.how)
+
+
+def windows(H: int, W: int, window: int = WINDOW, margin: int = MARGIN):
+    """(core box, read box) per window over an H x W image, boxes as (top, left, bottom, right);
+    the read box is the core grown by `margin`, clipped to the image."""
+    out = []
+    for top in range(0, H, window):
+        for left in range(0, W, window):
+            core = (top, left, min(top + window, H), min(left + window, W))
+            read = (max(0, top - margin), max(0, left - margin), min(H, core[2] + margin), min(W, core[3] + margin))
+            out.append((core, read))
+    return out
+
+
+def _crop(t, box, H: int):
+    """The part of t (a variable of an image of height H, at its own scale) under a pixel box."""
+    if t is None:
+        return None
+    f = H // t.shape[-2]  # pixels per element
+    top, left, bottom, right = box
+    return t[..., top // f:bottom // f, left // f:right // f]
+
+
+@torch.inference_mode()
+def reconstruct(net, coded: Coded, plan, how: str = "mean", valid: tuple | None = None,
+                window: int = WINDOW, margin: int = MARGIN) -> np.ndarray:
+    """x̂ uint8 (H, W, 3) of the padded image from its coded variables; net: the model as the
+    codec runs it (exact.ExactModel on the exact path). valid: the image's (h, w) without
+    padding, for the upscale of the tiles that chose it."""
+    K, sent = net.cfg.scales, plan.sent
+    H, W = coded.size
+    window, margin = (-(-n // net.multiple) * net.multiple for n in (window, margin))  # on every image's grid
+    out = np.empty((H, W, 3), np.uint8)
+    up = _upscaled_tiles(net, coded, sent, valid or (H, W))
+    for core, read in windows(H, W, window, margin):
+        walker = _Reconstruct(_crop(coded.u, read, H), [_crop(z, read, H) for z in coded.zs],
+                              [_crop(m, read, H) for m in coded.z_sent],
+                              [_crop(img, read, H) for img in coded.imgs], how)
+        x = chain.run(net, walker)[K]
+        if plan.send_z and how == "mean":  # the filter learnt on x̂ from a coded ẑ (rec2)
+            x = net.refine(x, walker.h.float())
+        t, l = core[0] - read[0], core[1] - read[1]
+        x = x[..., t:t + core[2] - core[0], l:l + core[3] - core[1]]
+        out[core[0]:core[2], core[1]:core[3]] = M._to_uint8(x)
+    for (top, left, th, tw), img in up:
+        out[top:top + th, left:left + tw] = img
+    return out
+
+
+def _upscaled_tiles(net, coded: Coded, sent: int, valid: tuple, which=None) -> list:
+    """((top, left, h, w), uint8 pixels) of each tile that carries the upscale of the image sent
+    (or of each tile `which` says): the bicubic upscale of the whole image sent (over its valid
+    part), read in the tile's window."""
+    which = coded.chosen if which is None else which
+    if not which.any():
+        return []
+    f = net.ratio ** (net.cfg.scales - sent)
+    img = coded.imgs[sent][..., :-(-valid[0] // f), :-(-valid[1] // f)]
+    pad = 4 * f  # bicubic reads two pixels each side
+    out = []
+    for (top, left, th, tw), chosen in zip(coded.grid, which):
+        if not chosen:
+            continue
+        r0, c0 = max(0, top - pad), max(0, left - pad)
+        part = img[..., r0 // f:-(-(top + th + pad) // f), c0 // f:-(-(left + tw + pad) // f)]
+        x = F.interpolate(part.float(), scale_factor=f, mode="bicubic", align_corners=False)
+        out.append(((top, left, th, tw), M._to_uint8(x[..., top - r0:top - r0 + th, left - c0:left - c0 + tw])))
+    return out
+
+
+def coding_net(model, exact: bool, device="cpu"):
+    """(the model the reconstruction runs, its thread setting), as modes._for_coding for a lossy file."""
+    if exact:
+        return X.ExactModel(model, False, device), nullcontext()
+    return model, M.coding_threads()
+
+
+@torch.inference_mode()
+def analyse(model, padded: np.ndarray, grid: list, plan, margin: int = MARGIN) -> list:
+    """Per tile, the latents its file codes as the encoder's networks see them over the whole
+    image (each tile's window grown by `margin`, so latents at a tile's border are not those of
+    an edge-padded tile), in the order the tile's walk codes them (modes._Encoder's `searched`):
+    v (with a hyperprior) from the tile's u, u, then each ẑ the plan sends."""
+    H, W = padded.shape[:2]
+    m, gaussian = model.multiple, model.cfg.posterior == "gaussian"
+    out = []
+    for top, left, th, tw in grid:
+        ph, pw = th + (-th % m), tw + (-tw % m)
+        r0, c0 = max(0, top - margin), max(0, left - margin)
+        x = M._tile_tensor(padded[r0:min(H, top + ph + margin), c0:min(W, left + pw + margin)])
+        imgs = model.images(x)
+
+        def core(lat):
+            f = x.shape[-2] // lat.shape[-2]  # pixels per latent
+            return M._posterior_mean(lat, gaussian)[..., (top - r0) // f:(top - r0 + ph) // f,
+                                                    (left - c0) // f:(left - c0 + pw) // f]
+
+        u = core(model.q_u(imgs[0]))
+        latents = ([model.q_v(u)] if model.has_hyper else []) + [u]
+        latents += [core(model.q_z(k, imgs[k])) for k in range(1, model.cfg.scales + 1)
+                    if k <= plan.sent or plan.send_z]
+        out.append(latents)
+    return out
+
+
+def encode_tiles(model, padded: np.ndarray, grid: list, plan, level, exact: bool, choice: bool,
+                 valid: tuple, searched=None, how: str = "mean"):
+    """Code each tile of an image (`padded`: uint8 (H, W, 3) padded to the model's multiple; grid:
+    the tiles' unpadded (top, left, h, w)) and reconstruct x̂ across them. choice: each tile
+    carries an upscale choice, set where the upscale of the image sent is closer than x̂ to the
+    tile (valid: the image's unpadded (h, w)). searched: per tile, the latent search's latents
+    (else analyse()'s).
+    -> (the tiles' encoder sides (streams, bits, crc), x̂ uint8 (H, W, 3))."""
+    searched = searched or analyse(model, padded, grid, plan)
+
+    def code(i, chose):
+        top, left, th, tw = grid[i]
+        ph, pw = th + (-th % model.multiple), tw + (-tw % model.multiple)
+        return M.encode_tile_coded(model, padded[top:top + ph, left:left + pw], plan, level, how, searched[i], exact,
+                                   chose if choice else None, (th, tw))
+
+    sides = [code(i, False) for i in range(len(grid))]
+    net, threads = coding_net(model, exact)
+    with threads:
+        coded = stitch(model, grid, [w for _, w in sides], padded.shape[:2], plan.sent)
+        recon = reconstruct(net, coded, plan, how, valid)
+        if choice:
+            x = padded[:valid[0], :valid[1]]
+            up = _upscaled_tiles(net, coded, plan.sent, valid, np.ones(len(grid), bool))
+            closer = [mse(img, x[t:t + h, l:l + w]) < mse(recon[t:t + h, l:l + w], x[t:t + h, l:l + w])
+                      for (t, l, h, w), img in up]
+            if any(closer):
+                sides = [code(i, True) if c else s for i, (s, c) in enumerate(zip(sides, closer))]
+                coded = stitch(model, grid, [w for _, w in sides], padded.shape[:2], plan.sent)
+                recon = reconstruct(net, coded, plan, how, valid)
+    return [e for e, _ in sides], recon
+
+
+def decode_tiles(model, walkers: list, grid: list, size: tuple, plan, exact: bool, valid: tuple, device="cpu",
+                 how: str = "mean") -> np.ndarray:
+    """x̂ uint8 (H, W, 3) from the tiles' decode_tile_coded walkers (size: the padded (H, W))."""
+    net, threads = coding_net(model, exact, device)
+    with threads:
+        return reconstruct(net, stitch(model, grid, walkers, size, plan.sent), plan, how, valid)
+
+
+def encode_tiles_layered(model, padded: np.ndarray, grid: list, level, exact: bool, choices: bool, valid: tuple,
+                         how: str = "mean") -> list:
+    """A layered (lossless) file's tiles: every layer coded tile by tile, the latents from
+    analyse(), and with `choices` each tile's upscale choice for every image below x decided
+    against the prefix's x̂ reconstructed across the tiles. -> (the tiles' finished encoder
+    sides, their modes.TileVars)."""
+    K = model.cfg.scales
+    latents = analyse(model, padded, grid, M.Plan(-1, True))
+    sides = []
+    for (top, left, th, tw), searched in zip(grid, latents):
+        ph, pw = th + (-th % model.multiple), tw + (-tw % model.multiple)
+        sides.append(M.encode_tile_layered_coded(model, padded[top:top + ph, left:left + pw], level, searched, exact,
+                                                 (th, tw), how))
+    if choices:
+        closer = np.zeros((len(grid), K), bool)
+        net, threads = coding_net(model, exact)
+        x = padded[:valid[0], :valid[1]]
+        with threads:
+            for j in range(K):  # the prefix that ends at images[j]: x̂ from it and every ẑ, or its upscale
+                plan = M.Plan(j, True)
+                coded = stitch(model, grid, [tv for _, tv in sides], padded.shape[:2], j, np.zeros(len(grid), bool))
+                recon = reconstruct(net, coded, plan, how, valid)
+                for i, ((t, l, h, w), img) in enumerate(_upscaled_tiles(net, coded, j, valid, np.ones(len(grid), bool))):
+                    closer[i, j] = mse(img, x[t:t + h, l:l + w]) < mse(recon[t:t + h, l:l + w], x[t:t + h, l:l + w])
+        for (enc, _), c in zip(sides, closer):
+            enc.choices = [bool(v) for v in c]
+            enc.code_choices(K)
+    for enc, _ in sides:
+        enc.finish()
+    return [enc for enc, _ in sides], [tv for _, tv in sides]
+
+
+def decode_prefix(model, tile_vars: list, grid: list, size: tuple, n_layers: int, exact: bool, valid: tuple,
+                  device="cpu", how: str = "mean") -> np.ndarray:
+    """x̂ uint8 (H, W, 3) of a layered file's first n_layers layers (below x itself) from its
+    tiles' modes.TileVars."""
+    K = model.cfg.scales
+    sent = n_layers - M.latent_layers(K) - 1
+    plan = M.Plan(sent, n_layers >= 2 and K >= 1)
+    net, threads = coding_net(model, exact, device)
+    with threads:
+        return reconstruct(net, stitch(model, grid, tile_vars, size, sent), plan, how, valid)

@@ -1,0 +1,115 @@
+"""A tiled file is reconstructed across its tiles (codec/seamless.py): no seam at a tile border,
+and the reconstruction's windows are invisible."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from selfcodec import api, zoo
+from selfcodec.codec import container as C
+from selfcodec.codec import files, seamless as SL
+from selfcodec.codec import modes as M
+from selfcodec.errors import FormatError
+
+from conftest import ASSET
+
+
+def _border_ratios(img: np.ndarray, cols, rows) -> list:
+    """Mean absolute step across each border (between pixel b-1 and b) over the mean step of
+    the three columns (rows) on either side of it."""
+    grey = img.astype(float).mean(2)
+    out = []
+    for axis, borders in ((1, cols), (0, rows)):
+        g = np.abs(np.diff(grey, axis=axis)).mean(axis=1 - axis)
+        out += [g[b - 1] / np.r_[g[b - 5:b - 2], g[b:b + 3]].mean() for b in borders]
+    return out
+
+
+def _photo_like(h: int, w: int) -> np.ndarray:
+    """The bundled photo crop upscaled to h x w, with a little grain."""
+    with Image.open(ASSET) as im:
+        a = np.asarray(im.convert("RGB").resize((w, h), Image.BICUBIC)).astype(np.float32)
+    return np.clip(a + np.random.default_rng(0).normal(0, 2, a.shape), 0, 255).astype(np.uint8)
+
+
+def test_no_seam_at_tile_borders_of_a_large_photo():
+    """2100 x 1300 at the default settings (tiles of 1024): the step across every tile border
+    is in line with its neighbours', as in the original; tiles coded and reconstructed on their
+    own (the files of format versions 1-5) step 3-4x their neighbours there."""
+    img = _photo_like(1300, 2100)
+    rep = api.encode_report(img, "rec2")
+    assert C.peek_header(rep["data"]).seamless
+    out = api.decode(rep["data"], as_array=True)
+    assert np.array_equal(out, rep["recon"])
+    cols, rows = (1024, 2048), (1024,)
+    assert max(_border_ratios(out, cols, rows)) < 1.5, _border_ratios(out, cols, rows)
+    alone = np.empty_like(img)  # each tile on its own: how the seam looked
+    for top, left, h, w in C.tile_grid(1300, 2100, 1024, 1024):
+        part = np.ascontiguousarray(img[top:top + h, left:left + w])
+        alone[top:top + h, left:left + w] = api.encode_report(part, "rec2")["recon"]
+    assert min(_border_ratios(alone, cols, rows)) > 2.0
+
+
+def _coded(model_name: str, img: np.ndarray, mode: str, tile: int):
+    net, _, _ = zoo.load(model_name)
+    data = api.encode(img, mode, model=model_name, tile=tile)
+    header, tiles, _ = C.unpack(data)
+    plan = M.plan_for(mode, net.cfg.scales)
+    grid = C.tile_grid(header.height, header.width, header.tile_h, header.tile_w)
+    walkers = []
+    for (top, left, th, tw), streams in zip(grid, tiles):
+        ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
+        walkers.append(M.decode_tile_coded(net, streams, ph, pw, plan, header.level_value, exact=True,
+                                           choice=header.upscale_choice, valid=(th, tw))[0])
+    size = (-(-img.shape[0] // net.multiple) * net.multiple, -(-img.shape[1] // net.multiple) * net.multiple)
+    return net, plan, SL.stitch(net, grid, walkers, size, plan.sent), data
+
+
+@pytest.mark.parametrize("model_name,mode,tolerance", [
+    ("selfvae-downscale", "rec2", 0), ("selfvae-downscale", "rec1", 0), ("selfvae-downscale", "cgen", 0),
+    ("selfvae-downscale", "crec", 0), ("selfvae-downscale-elbo", "rec2", 3)])
+def test_windows_do_not_show(natural, model_name, mode, tolerance):
+    """The reconstruction in small windows (each with the margin of context) is the one in a
+    single window: exactly for the fast family, within 3 levels for the DenseNet family's deeper
+    nets; without the margin it is not."""
+    img = np.ascontiguousarray(np.tile(natural, (4, 4, 1))[:192, :224])
+    net, plan, coded, data = _coded(model_name, img, mode, tile=64)
+    exact_net, _ = SL.coding_net(net, True)
+    whole = SL.reconstruct(exact_net, coded, plan, valid=img.shape[:2], window=1024)
+    small = SL.reconstruct(exact_net, coded, plan, valid=img.shape[:2], window=32)
+    assert np.array_equal(whole[:192, :224], api.decode(data, as_array=True))
+    assert np.abs(whole.astype(int) - small.astype(int)).max() <= tolerance
+    blind = SL.reconstruct(exact_net, coded, plan, valid=img.shape[:2], window=32, margin=0)
+    assert np.abs(whole.astype(int) - blind.astype(int)).max() > 3
+
+
+def test_layered_prefixes_of_a_tiled_file_are_the_plain_files(tiny_model, natural):
+    img = np.ascontiguousarray(np.tile(natural, (2, 2, 1))[:80, :112])
+    data = api.encode(img, "lossless", model=tiny_model, tile=48)
+    assert C.peek_header(data).seamless
+    assert np.array_equal(api.decode(data, model=tiny_model, as_array=True), img)
+    for mode in ("rec1", "rec2"):
+        cut = api.truncate(data, mode)
+        plain = api.encode_report(img, mode, 3, model=tiny_model, tile=48)
+        assert np.array_equal(api.decode(cut, model=tiny_model, as_array=True), plain["recon"])
+
+
+def test_seamless_flag_in_the_container():
+    head = dict(model_name="m", model_hash=b"\0" * 8, mode=1, level=3, height=40, width=50, colour=C.COLOUR_RGB,
+                pad_h=0, pad_w=0, n_streams=1, pixel_crc=0)
+    data = C.pack(C.Header(**head, tile_h=32, tile_w=32, seamless=True), [[b"x"]] * 4)
+    assert data[4] == C.SEAMLESS_FORMAT_VERSION and C.peek_header(data).seamless
+    assert C.peek_header(C.pack(C.Header(**head, tile_h=32, tile_w=32), [[b"x"]] * 4)).format_version == 1
+    one = bytearray(C.pack(C.Header(**head, tile_h=0, tile_w=0, seamless=True), [[b"x"]]))
+    with pytest.raises(FormatError, match="one tile"):
+        C.peek_header(bytes(one))
+
+
+def test_a_seamless_lossless_plain_file_is_refused(tiny_model, natural):
+    """The flag means nothing for x sent exactly: a plain lossless file carrying it is corrupt."""
+    data = api.encode(natural, "lossless", model=tiny_model, tile=32, layered=False)
+    header, tiles, alpha = C.unpack(data)
+    assert not header.seamless
+    header.seamless, header.format_version = True, C.SEAMLESS_FORMAT_VERSION
+    with pytest.raises(FormatError, match="lossless"):
+        files.decode_rgb(C.pack(header, tiles, alpha), model=tiny_model)
