@@ -168,8 +168,8 @@ def test_info_and_option_errors_do_not_import_torch(tiny_model, natural, tmp_pat
             f"r = CliRunner().invoke(main, ['info', {str(tmp_path / 'a.svae')!r}]); "
             "assert r.exit_code == 0, r.output; print(r.output); "
             f"bad = [CliRunner().invoke(main, ['encode', {str(tmp_path / 'a.png')!r}, *opts]).exit_code "
-            "for opts in (['-q', '80'], ['-m', 'nope'], ['--threads', '0'], ['--tile', '4096'])]; "
-            "assert bad == [2, 2, 2, 2], bad; "
+            "for opts in (['-q', '101'], ['-l', '80'], ['-m', 'nope'], ['--threads', '0'], ['--tile', '4096'])]; "
+            "assert bad == [2, 2, 2, 2, 2], bad; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     out = _python(code)
     assert "lossless" in out and "metadata" in out and "icc_profile: 7" in out

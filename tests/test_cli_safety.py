@@ -121,7 +121,7 @@ def test_help_and_version(runner):
 
 def test_encode_decode_default_paths(api, runner, tmp_path):
     a = _img(tmp_path / "x.png")
-    res = run(runner, "encode", tmp_path / "x.png", "-m", "rec1", "-q", "2", "--model", "m", "--verify")
+    res = run(runner, "encode", tmp_path / "x.png", "-m", "rec1", "-l", "2", "--model", "m", "--verify")
     assert res.exit_code == 0, res.stderr
     assert api.calls[-1] == ("encode", "rec1", 2, "m", True)
     assert (tmp_path / "x.svae").read_bytes().startswith(MAGIC)
@@ -136,8 +136,38 @@ def test_encode_decode_default_paths(api, runner, tmp_path):
 def test_bad_mode_and_level_are_usage_errors(api, runner, tmp_path):
     _img(tmp_path / "x.png")
     assert run(runner, "encode", tmp_path / "x.png", "-m", "nope").exit_code == 2
-    assert run(runner, "encode", tmp_path / "x.png", "-m", "rec2", "-q", "9").exit_code == 2
+    assert run(runner, "encode", tmp_path / "x.png", "-m", "rec2", "-l", "9").exit_code == 2
+    assert run(runner, "encode", tmp_path / "x.png", "-m", "rec2", "-q", "101").exit_code == 2
     assert _files(tmp_path) == ["x.png"]
+
+
+def test_q_is_the_0_100_quality_as_in_cwebp_and_l_the_level(api, runner, tmp_path, monkeypatch):
+    """-q is --quality (cwebp's, cjxl's, avifenc's habit), also in batch mode; the level is -l/--level."""
+    _img(tmp_path / "x.png")
+    _img(tmp_path / "y.png", seed=1)
+    qualities, fake_encode = [], api.encode
+
+    def encode(image, quality=None, **kw):
+        qualities.append(quality)
+        return fake_encode(image, **kw)
+
+    monkeypatch.setattr(api, "encode", encode)
+    for opts in (["-q", "5"], ["--quality", "5"]):
+        res = run(runner, "encode", tmp_path / "x.png", *opts, "-o", tmp_path / "q.svae", "-f")
+        assert res.exit_code == 0, res.stderr
+        assert qualities[-1] == 5 and api.calls[-1][2] == 3  # the quality, not level 5 (3: the fake's default)
+    res = run(runner, "encode", tmp_path / "x.png", tmp_path / "y.png", "-q", "80", "-o", tmp_path / "out")
+    assert res.exit_code == 0, res.stderr
+    assert qualities[-2:] == [80, 80] and _files(tmp_path / "out") == ["x.svae", "y.svae"]
+    for opts in (["-l", "5"], ["--level", "5.5"]):
+        res = run(runner, "encode", tmp_path / "x.png", *opts, "-o", tmp_path / "l.svae", "-f")
+        assert res.exit_code == 0, res.stderr
+        assert qualities[-1] is None and api.calls[-1][2] == float(opts[1])
+    res = run(runner, "encode", tmp_path / "x.png", "-l", "80")
+    assert res.exit_code == 2 and "-q 80" in res.stderr  # a level out of range that is a quality: pointed to -q
+    assert run(runner, "encode", tmp_path / "x.png", "-q", "50", "-l", "3").exit_code == 2
+    help_text = run(runner, "encode", "--help").stdout
+    assert "-q, --quality Q" in help_text and "-l, --level LEVEL" in help_text
 
 
 def test_encode_mode_defaults_to_rec2(api, runner, tmp_path):

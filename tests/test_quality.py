@@ -283,10 +283,10 @@ def _run(*args):
 def test_cli_quality_fractional_level_and_targets(tiny_fast_hyper, natural, tmp_path):
     src = tmp_path / "a.png"
     Image.fromarray(natural).save(src)
-    res = _run("encode", src, "--quality", "25", "--model", tiny_fast_hyper, "-o", tmp_path / "q.svae")
+    res = _run("encode", src, "-q", "25", "--model", tiny_fast_hyper, "-o", tmp_path / "q.svae")
     assert res.exit_code == 0 and "level 1.5)" in res.stderr
     assert (tmp_path / "q.svae").read_bytes() == api.encode(natural, "rec2", 1.5, model=tiny_fast_hyper)
-    assert _run("encode", src, "-q", "2.5", "--model", tiny_fast_hyper, "-o", tmp_path / "l.svae").exit_code == 0
+    assert _run("encode", src, "-l", "2.5", "--model", tiny_fast_hyper, "-o", tmp_path / "l.svae").exit_code == 0
     assert api.info((tmp_path / "l.svae").read_bytes())["level"] == 2.5
     res = _run("encode", src, "--target-size", "10", "--model", tiny_fast_hyper, "-o", tmp_path / "t.svae")
     assert res.exit_code == 0 and "warning" in res.stderr and "no file reaches 10 bytes" in res.stderr
@@ -298,8 +298,8 @@ def test_cli_quality_fractional_level_and_targets(tiny_fast_hyper, natural, tmp_
 def test_cli_refuses_bad_quality_options_before_torch_loads(tmp_path):
     src = tmp_path / "a.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src)
-    bad = [["-q", "80"], ["-q", "0"], ["--quality", "101"], ["--quality", "-1"], ["--target-size", "-5"],
-           ["--target-size", "0"], ["--target-psnr", "-1"], ["-q", "3", "--quality", "50"],
+    bad = [["-l", "80"], ["-l", "0"], ["--quality", "101"], ["-q", "-1"], ["-q", "100.5"], ["--target-size", "-5"],
+           ["--target-size", "0"], ["--target-psnr", "-1"], ["-l", "3", "--quality", "50"], ["-l", "3", "-q", "50"],
            ["--quality", "50", "--target-size", "1000"], ["-m", "lossless", "--target-size", "1000"]]
     code = ("import sys; from click.testing import CliRunner; from selfcodec.cli.main import main; "
             f"res = [CliRunner().invoke(main, ['encode', {str(src)!r}, *opts]) for opts in {bad!r}]; "
@@ -308,7 +308,7 @@ def test_cli_refuses_bad_quality_options_before_torch_loads(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0] == str([2] * len(bad))
-    assert "--quality 80" in out.stdout  # cwebp's -q 80 is pointed to --quality
+    assert "is -q 80" in out.stdout  # -l 80, a level no model has, is pointed to the quality, -q 80
 
 
 def test_pillow_refuses_bad_quality_options_before_torch_loads(tmp_path):

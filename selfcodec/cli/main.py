@@ -252,11 +252,13 @@ def _check_how(mode: str, level: float | None, quality: float | None, target_siz
 
     if mode not in plans.MODES:
         raise click.BadParameter(f"{mode!r} is not one of {', '.join(plans.MODES)}", param_hint="'-m' / '--mode'")
-    given = {"-q": level, "--quality": quality, "--target-size": target_size, "--target-psnr": target_psnr}
+    given = {"--level": level, "--quality": quality, "--target-size": target_size, "--target-psnr": target_psnr}
     named = [k for k, v in given.items() if v is not None]
     if len(named) > 1:
-        raise click.UsageError(f"give one of -q (level), --quality, --target-size and --target-psnr, not {' and '.join(named)}")
-    hints = {"-q": "'-q' / '--level'", "--quality": "'--quality'", "--target-size": "'--target-size'",
+        short = {"--level": "-l", "--quality": "-q"}
+        raise click.UsageError(f"give one of -q (quality), -l (level), --target-size and --target-psnr, "
+                               f"not {' and '.join(short.get(k, k) for k in named)}")
+    hints = {"--level": "'-l' / '--level'", "--quality": "'-q' / '--quality'", "--target-size": "'--target-size'",
              "--target-psnr": "'--target-psnr'"}
     try:
         if level is not None:
@@ -265,7 +267,7 @@ def _check_how(mode: str, level: float | None, quality: float | None, target_siz
             plans.check_quality(quality)
         plans.check_target(target_size, target_psnr)
     except CodecError as e:
-        extra = (f" (cwebp's 0-100 quality is --quality {level:g})"
+        extra = (f" (a 0-100 quality, as cwebp's -q, is -q {level:g})"
                  if level is not None and plans.QUALITY_RANGE[0] <= level <= plans.QUALITY_RANGE[1] else "")
         raise click.BadParameter(f"{e}{extra}", param_hint=hints[named[0]]) from None
     if named and named[0].startswith("--target") and mode == "lossless":
@@ -273,8 +275,8 @@ def _check_how(mode: str, level: float | None, quality: float | None, target_siz
                                  param_hint=hints[named[0]])
     if not named:
         return {"level": _DEFAULT_LEVEL}
-    api_name = {"-q": "level", "--quality": "quality", "--target-size": "target_size", "--target-psnr": "target_psnr"}
-    return {api_name[named[0]]: level if named[0] == "-q" else given[named[0]]}
+    api_name = {"--level": "level", "--quality": "quality", "--target-size": "target_size", "--target-psnr": "target_psnr"}
+    return {api_name[named[0]]: level if named[0] == "--level" else given[named[0]]}
 
 
 def _set_threads(threads: int | None) -> None:
@@ -386,11 +388,13 @@ def _limit(max_pixels: int | None) -> dict:
 @main.command()
 @_inputs_arg
 @click.option("-m", "--mode", default=_DEFAULT_MODE, show_default=True, metavar="MODE", help=f"Coding mode: {_MODES_HELP}.")
-@click.option("-q", "--level", type=float, default=None, metavar="LEVEL",
-              help="Quality level 1-7, fractions too (3.5: between 3 and 4); default 3. A model trained with fewer "
-                   "levels says so.")
-@click.option("--quality", type=float, default=None, metavar="Q",
-              help="Quality 0-100 as cwebp's -q: 0 is level 1, 100 the model's highest level, linearly between.")
+@click.option("-q", "--quality", type=float, default=None, metavar="Q",
+              help="Quality 0-100, as cwebp's, cjxl's and avifenc's -q (higher: larger file, closer to the image): "
+                   "spread linearly over the model's levels, 0 its lowest (level 1), 100 its highest (7), so "
+                   "-q 50 is level 4. Default: level 3 (-q 33.3).")
+@click.option("-l", "--level", type=float, default=None, metavar="LEVEL",
+              help="The model's trained quality level instead, 1-7, fractions too (3.5: between 3 and 4); "
+                   "default 3. A model trained with fewer levels says so.")
 @click.option("--target-size", type=int, default=None, metavar="BYTES",
               help="The best file of at most BYTES bytes (up to 8 encodes; a warning if none is that small).")
 @click.option("--target-psnr", type=float, default=None, metavar="DB",

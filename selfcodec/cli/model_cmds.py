@@ -140,7 +140,8 @@ def export_cmd(run_dir, output, dtype, weights):
 @click.command()
 @click.option("--image", default=None, help="Another image instead of the bundled sample.")
 @click.option("--model", default=None, help="Model name or path (default: each mode's default model).")
-@click.option("-q", "--level", default=3, show_default=True)
+@click.option("-l", "--level", default=3, show_default=True, metavar="LEVEL",
+              help="Quality level 1-7 of every mode's file.")
 def demo(image, model, level):
     """Encode and decode the bundled sample in every mode; print size, bpp and PSNR."""
     from selfcodec import demo as d
