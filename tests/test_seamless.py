@@ -9,7 +9,7 @@ from selfcodec import api, zoo
 from selfcodec.codec import container as C
 from selfcodec.codec import files, seamless as SL
 from selfcodec.codec import modes as M
-from selfcodec.errors import FormatError
+from selfcodec.errors import ChecksumError, FormatError
 
 from conftest import ASSET
 
@@ -97,12 +97,15 @@ def test_layered_prefixes_of_a_tiled_file_are_the_plain_files(tiny_model, natura
 def test_seamless_flag_in_the_container():
     head = dict(model_name="m", model_hash=b"\0" * 8, mode=1, level=3, height=40, width=50, colour=C.COLOUR_RGB,
                 pad_h=0, pad_w=0, n_streams=1, pixel_crc=0)
-    data = C.pack(C.Header(**head, tile_h=32, tile_w=32, seamless=True), [[b"x"]] * 4)
-    assert data[4] == C.SEAMLESS_FORMAT_VERSION and C.peek_header(data).seamless
+    data = C.pack(C.Header(**head, tile_h=32, tile_w=32, seamless=True, tile_crcs=(1, 2, 3, 4)), [[b"x"]] * 4)
+    assert data[4] == C.SEAMLESS_FORMAT_VERSION
+    assert C.peek_header(data).seamless and C.peek_header(data).tile_crcs == (1, 2, 3, 4)
     assert C.peek_header(C.pack(C.Header(**head, tile_h=32, tile_w=32), [[b"x"]] * 4)).format_version == 1
-    one = bytearray(C.pack(C.Header(**head, tile_h=0, tile_w=0, seamless=True), [[b"x"]]))
+    with pytest.raises(ValueError, match="tile CRCs"):
+        C.pack(C.Header(**head, tile_h=32, tile_w=32, seamless=True), [[b"x"]] * 4)
+    one = C.pack(C.Header(**head, tile_h=0, tile_w=0, seamless=True, tile_crcs=(7,)), [[b"x"]])
     with pytest.raises(FormatError, match="one tile"):
-        C.peek_header(bytes(one))
+        C.peek_header(one)
 
 
 def test_a_seamless_lossless_plain_file_is_refused(tiny_model, natural):
@@ -110,6 +113,35 @@ def test_a_seamless_lossless_plain_file_is_refused(tiny_model, natural):
     data = api.encode(natural, "lossless", model=tiny_model, tile=32, layered=False)
     header, tiles, alpha = C.unpack(data)
     assert not header.seamless
-    header.seamless, header.format_version = True, C.SEAMLESS_FORMAT_VERSION
+    header.seamless, header.format_version, header.tile_crcs = True, C.SEAMLESS_FORMAT_VERSION, (0,) * header.n_tiles
     with pytest.raises(FormatError, match="lossless"):
         files.decode_rgb(C.pack(header, tiles, alpha), model=tiny_model)
+
+
+def test_a_damaged_tile_is_refused_before_the_next_is_decoded(tiny_model, natural, monkeypatch):
+    """A seamless file carries each tile's CRC: a forged or damaged tile stops the decoder at
+    that tile, so a short file declaring a large image cannot make it decode tile after tile."""
+    img = np.ascontiguousarray(np.tile(natural, (2, 2, 1))[:80, :112])
+    header, tiles, alpha = C.unpack(api.encode(img, "rec2", model=tiny_model, tile=48))
+    assert header.seamless and len(header.tile_crcs) == header.n_tiles == 6
+    calls = []
+    real = M.decode_tile_coded
+    monkeypatch.setattr(M, "decode_tile_coded", lambda *a, **k: calls.append(1) or real(*a, **k))
+    forged = C.pack(header, [[tiles[1][0]]] + tiles[1:], alpha)  # tile 0 carries tile 1's latents
+    with pytest.raises(ChecksumError, match=r"tile at \(0, 0\)"):
+        files.decode_rgb(forged, model=tiny_model)
+    assert len(calls) == 1
+    calls.clear()
+    header.tile_crcs = (header.tile_crcs[0] ^ 1,) + header.tile_crcs[1:]  # or a CRC that does not match
+    with pytest.raises(ChecksumError):
+        files.decode_rgb(C.pack(header, tiles, alpha), model=tiny_model)
+    assert len(calls) == 1
+
+
+def test_tile_crcs_survive_a_cut_of_a_layered_file(tiny_model, natural):
+    img = np.ascontiguousarray(np.tile(natural, (2, 2, 1))[:80, :112])
+    data = api.encode(img, "lossless", model=tiny_model, tile=48)
+    full = C.peek_header(data)
+    assert len(full.tile_crcs) == full.n_tiles * full.n_streams
+    cut = C.peek_header(api.truncate(data, "rec2"))
+    assert cut.tile_crcs == full.tile_crcs[:2 * full.n_tiles]

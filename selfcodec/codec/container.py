@@ -11,7 +11,7 @@ Layout (little-endian)::
     n_streams u8 | pixel_crc u32 | payload_crc u32 | [level_frac u8] | [alpha_len varint] |
     [metadata_len varint | metadata] |
     stream length table (n_tiles * n_streams varints) | [layer CRCs: n_streams u32] |
-    header_crc u32 | payload: streams in table order, then alpha bytes
+    [tile CRCs: n_tiles (layered: n_streams * n_tiles) u32] | header_crc u32 | payload: streams in table order, then alpha bytes
 
 A cgen or crec file of a downscale model (format version 3, flags bit 4) begins every tile's
 latents stream with the encoder's upscale choice (codec/modes.py, has_upscale_choice); a
@@ -28,8 +28,10 @@ layout is otherwise version 4's (bits 3, 4 and 5 keep their meaning and may be c
 
 A file of more than one tile whose lossy reconstructions (a layered file's prefixes) run across
 the tile borders (codec/seamless.py) is format version 6 with flags bit 7; the layout is otherwise version 5's
-(bits 3 to 6 keep their meaning and may be clear). Without the bit, each tile is reconstructed
-on its own, as files of versions 1 to 5 are.
+(bits 3 to 6 keep their meaning and may be clear), plus a CRC-32 of each tile's coded integers
+after the length table (a layered file's: per layer, then per tile), which the decoder checks as
+soon as a tile is decoded. Without the bit, each tile is reconstructed on its own, as files of
+versions 1 to 5 are.
 
 A layered file (format version 2, flags bit 3) stores its streams layer by layer: the alpha
 bytes first, then stream 0 of every tile, then stream 1 of every tile, ...; its length table
@@ -182,6 +184,8 @@ class Header:
     level_frac: int = 0
     #: x̂ is synthesised across tile borders (format version 6): a file of several tiles
     seamless: bool = False
+    #: with `seamless`: CRC-32 of each tile's coded integers (layered: layer by layer, tile by tile)
+    tile_crcs: tuple = ()
 
     @property
     def level_value(self):
@@ -333,6 +337,11 @@ def _validate_for_pack(header: Header) -> bytes:
         raise ValueError(f"a layered file needs one CRC per stream: {len(header.layer_crcs)} for {header.n_streams}")
     for c in header.layer_crcs:
         _check_int("layer CRC", c, 0, _U32_MAX)
+    want_tile_crcs = _n_tile_crcs(header.seamless, header.layered, header.n_tiles, header.n_streams)
+    if len(header.tile_crcs) != want_tile_crcs:
+        raise ValueError(f"this file needs {want_tile_crcs} tile CRCs, not {len(header.tile_crcs)}")
+    for c in header.tile_crcs:
+        _check_int("tile CRC", c, 0, _U32_MAX)
     _check_int("coder_version", header.coder_version, 0, _U8_MAX)
     _check_int("mode", header.mode, 0, _U8_MAX)
     _check_int("level", header.level, 0, _U8_MAX)
@@ -396,6 +405,7 @@ def pack(header: Header, tiles: list[list[bytes]], alpha: bytes | None = None) -
         lengths=[len(s) for s in streams],
         payload=payload,
         layer_crcs=list(header.layer_crcs),
+        tile_crcs=list(header.tile_crcs),
     )
 
 
@@ -424,6 +434,7 @@ def _pack_raw(
     layer_crcs: list | None = None,
     metadata: bytes | None = None,
     level_frac: int | None = None,
+    tile_crcs: list | None = None,
 ) -> bytes:
     """Write the byte layout without any semantic checks (``pack`` validates first).
 
@@ -450,7 +461,7 @@ def _pack_raw(
         out += encode_varint(len(metadata)) + metadata
     for n in lengths:
         out += encode_varint(n)
-    for c in layer_crcs or ():
+    for c in list(layer_crcs or ()) + list(tile_crcs or ()):
         out += struct.pack("<I", c)
     out += struct.pack("<I", zlib.crc32(out) if header_crc is None else header_crc)
     out += payload
@@ -560,6 +571,10 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
     for i in range(n_lengths):
         lengths.append(r.varint(f"length of stream {i}"))
     layer_crcs = r.unpack(f"<{n_streams}I", "layer CRCs") if layered else ()
+    n_tile_crcs = _n_tile_crcs(seamless, layered, n_tiles, n_streams)
+    if 4 * n_tile_crcs + 4 > r.remaining:
+        raise FormatError(f"truncated file: header declares {n_tile_crcs} tile CRCs but only {r.remaining} bytes follow")
+    tile_crcs = r.unpack(f"<{n_tile_crcs}I", "tile CRCs") if n_tile_crcs else ()
     header_end = r.pos
     (header_crc,) = r.unpack("<I", "header CRC")
     if zlib.crc32(data[:header_end]) != header_crc:
@@ -591,6 +606,7 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
         metadata=metadata,
         level_frac=level_frac,
         seamless=seamless,
+        tile_crcs=tuple(tile_crcs),
     )
     if seamless and n_tiles < 2:
         raise FormatError("corrupt header: the seamless flag on a file of one tile")
@@ -602,6 +618,11 @@ def _read_metadata(r: _Reader) -> dict:
     if size > MAX_METADATA_BYTES:
         raise FormatError(f"corrupt header: metadata block of {size} bytes exceeds {MAX_METADATA_BYTES}")
     return decode_metadata(r.take(size, "metadata block"))
+
+
+def _n_tile_crcs(seamless: bool, layered: bool, n_tiles: int, n_streams: int) -> int:
+    """How many tile CRCs a header holds: one per tile (and layer) in a seamless file, else none."""
+    return n_tiles * (n_streams if layered else 1) if seamless else 0
 
 
 def _format_version(header: Header) -> int:

@@ -32,7 +32,7 @@ def info(data: bytes) -> dict:
     out = {"model": header.model_name, "model_hash": header.model_hash.hex(), "mode": mode,
            "level": float(header.level_value) if header.level_frac else header.level,
            "width": header.width, "height": header.height, "colour": C.COLOUR_NAMES.get(header.colour),
-           "tiles": len(tiles), "bytes": len(data), "header_bytes": len(data) - sum(streams.values()),
+           "tiles": len(tiles), "across_tiles": header.seamless, "bytes": len(data), "header_bytes": len(data) - sum(streams.values()),
            "bpp": 8 * len(data) / (header.width * header.height), "streams": streams,
            "pixel_crc32": f"{header.pixel_crc:08x}",
            "crc_of": ("coded integers" if header.coder_version == C.CODER_VERSION and mode != "lossless" and not header.layered

@@ -86,11 +86,26 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile
                       coder_version=C.CODER_VERSION if exact else C.FLOAT_CODER_VERSION,
                       layer_crcs=tuple(M.combine_crcs(crcs)) if layered else (),
                       upscale_choice=choice, metadata={} if strip else _kept(meta.metadata, metadata),
-                      level_frac=M.level_parts(level)[1], seamless=seamless)
+                      level_frac=M.level_parts(level)[1], seamless=seamless,
+                      tile_crcs=_tile_crcs(crcs) if seamless else ())
     data = C.pack(header, tiles, alpha)
     real = [sum(len(t[i]) for t in tiles) for i in range(len(names))]
     return {"data": data, "recon": recon, "meta": meta, "seconds": time.perf_counter() - t0,
             "streams": {n: {"bytes": r, "estimated_bits": float(b)} for n, r, b in zip(names, real, est)}}
+
+
+def _tile_crcs(crcs: list) -> tuple:
+    """A seamless header's tile CRCs from each tile's per-layer CRCs (one layer in a plain file): layer by layer."""
+    return tuple(tile[i] for i in range(len(crcs[0])) for tile in crcs)
+
+
+def _check_tile(header: C.Header, t: int, layer_crcs: list, at: tuple) -> None:
+    """ChecksumError as soon as tile t of a seamless file decodes to other integers than were coded."""
+    for i, crc in enumerate(layer_crcs):
+        if crc != header.tile_crcs[i * header.n_tiles + t]:
+            raise ChecksumError(f"the tile at {at} decoded to other integers than the encoder coded (tile CRC mismatch"
+                                f"{f' in layer {i}' if header.layered else ''}): the file is damaged, or the model's "
+                                "weights differ from the encoder's")
 
 
 def _searched(net, tile: np.ndarray, plan, level, steps: int) -> list:
@@ -181,6 +196,7 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
         if header.seamless:
             walker, crc = _tile_step((top, left), M.decode_tile_coded, net, streams, ph, pw, plan, header.level_value,
                                      exact=exact, choice=header.upscale_choice, valid=(th, tw))
+            _check_tile(header, len(walkers), [crc], (top, left))
             walkers.append(walker)
         else:
             rec, crc = _tile_step((top, left), M.decode_tile, net, streams, ph, pw, plan, header.level_value,
@@ -305,6 +321,8 @@ def _decode_layered(data: bytes, model, partial: bool, device=torch.device("cpu"
             rec, tile_crcs = _tile_step((top, left), M.decode_tile_layered, net, streams, ph, pw, header.level_value,
                                         exact=exact, device=device, choices=header.upscale_choice, valid=(th, tw))
             rgb[top:top + th, left:left + tw] = rec[:th, :tw]
+        if header.seamless:
+            _check_tile(header, t, tile_crcs, (top, left))
         crcs.append(tile_crcs)
     if across:
         size = (h + (-h % net.multiple), w + (-w % net.multiple))

@@ -81,5 +81,6 @@ def truncate(data: bytes, mode: str) -> bytes:
         return bytes(data)
     header.mode, header.n_streams = MODE_CODES[mode], n
     header.layer_crcs = header.layer_crcs[:n]
+    header.tile_crcs = header.tile_crcs[:n * header.n_tiles]  # layer by layer
     header.pixel_crc = 0  # the lossy reconstruction's pixels: their layers' CRCs guard them instead
     return C.pack_layers(header, layers[:n], alpha)
