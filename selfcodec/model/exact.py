@@ -379,6 +379,17 @@ class IntArithmetic:
         return from_grid(to_grid(t))
 
 
+@contextmanager
+def _without_onednn():
+    """torch's own CPU convolutions inside the block (mkldnn.flags() would also warn about TF32)."""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
+
+
 class ExactModel:
     """A model whose probability path (p(images[0] | û), every p(z_k | ...), and every image's
     point estimate that the next prior reads) runs on its integer networks. The last decoder,
@@ -407,7 +418,10 @@ class ExactModel:
     def p_img(self, k, z, img_prev, features: bool = False):
         if k == self.cfg.scales and not self.exact_last:
             net = _on_device(self._model, self.device)
-            out = net.p_img(k, z.float().to(self.device), img_prev.float().to(self.device), features=True)
+            # oneDNN's convolutions split their sums by thread count (x̂ then differs in a few pixels
+            # between 1 and 2 threads); torch's own are the same for any count, and as fast here
+            with _without_onednn():
+                out = net.p_img(k, z.float().to(self.device), img_prev.float().to(self.device), features=True)
             params, h = (t.float().cpu() for t in out)
         else:  # (the means' upscale has dyadic weights, exact on grid values)
             params, h = self._model._p_img(self._arith, k, z, img_prev)
