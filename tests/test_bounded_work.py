@@ -53,3 +53,16 @@ def test_a_small_lossless_file_declaring_a_large_tile_is_refused_before_decoding
     forged = C.pack_layers(h, layers[:2] + [[b"\x01\x00\x00\x00"]] * (len(layers) - 2), alpha)
     assert len(forged) < 400
     _refused_before_any_network(forged, tiny_model)
+
+
+def test_out_of_memory_is_not_a_corrupt_file(tiny_model, natural, monkeypatch):
+    """An allocation that fails while a tile decodes is reported as memory, never as a damaged file."""
+    from selfcodec.codec import files, modes
+
+    data = api.encode(natural, "rec2", model=tiny_model)
+    for exc in (MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")):
+        def fail(*a, exc=exc, **k):
+            raise exc
+        monkeypatch.setattr(modes, "decode_tile", fail)
+        with pytest.raises(MemoryError):
+            files.decode_rgb(data, model=tiny_model)

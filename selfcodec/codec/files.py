@@ -221,9 +221,11 @@ def _tile_step(at: tuple, step, *args, **kwargs):
     """One tile's decoding step; what the entropy decoder cannot parse is a FormatError naming the tile."""
     try:
         return _corrupt_if_refused(step, *args, **kwargs)
-    except CodecError:
+    except (CodecError, MemoryError):
         raise
     except Exception as e:  # the entropy decoder met bytes it cannot parse
+        if isinstance(e, RuntimeError) and "allocate" in str(e):  # torch's allocator: out of memory, not a bad file
+            raise MemoryError(f"out of memory decoding the tile at {at}: {e}") from None
         raise FormatError(f"corrupt stream in tile at {at}: {type(e).__name__}: {e}") from None
 
 
