@@ -47,8 +47,8 @@ def default_for(mode: str) -> str:
 def _load(path: str, mtime: float):
     from .model.checkpoint import load_model, weights_hash
 
-    try:
-        model = load_model(Path(path))
+    try:  # the shipped files fit their configurations (tests/test_modelfile.py checks them): only others are checked
+        model = load_model(Path(path), check_fit=Path(path).parent != MODELS_DIR.resolve())
     except Exception as e:  # a damaged or foreign file: say so in one line
         raise CodecError(f"cannot load model {path}: {e}") from None
     return model, weights_hash(Path(path))

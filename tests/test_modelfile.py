@@ -86,3 +86,12 @@ def test_cli_refuses_a_forged_model_with_one_line(tiny_fast_hyper, tmp_path):
                                                "-o", str(tmp_path / "x.svae")])
     assert res.exit_code == 1 and "mid_ch=30000" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "x.svae").exists()
+
+
+def test_every_shipped_model_file_fits_its_configuration():
+    """zoo.load skips this check for the shipped files (it costs seconds at start-up): here it runs."""
+    from selfcodec import zoo
+
+    for name in zoo.available():
+        path = zoo.model_path(name)
+        checkpoint._check_weights_fit(checkpoint.read_config(path), path, "")
