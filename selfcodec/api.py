@@ -25,7 +25,7 @@ DEFAULT_LEVEL = M.DEFAULT_LEVEL
 def encode_report(image, mode: str = "rec2", level=None, model=None, tile: int = TILE,
                   allow_lossy_convert: bool = False, search: int = 0, layered: bool | None = None,
                   strip: bool = False, max_pixels=PILLOW_LIMIT, metadata: dict | None = None, quality=None,
-                  target_size: int | None = None, target_psnr: float | None = None) -> dict:
+                  target_size: int | None = None, target_psnr: float | None = None, stored_fallback: bool = True) -> dict:
     """Encode and return everything the encoder knows: the file bytes, the reconstruction it
     predicts, the model's estimate of every stream's bits and the real stream sizes.
     search: steps of the encoder-side latent search per tile (rec2 with a rate-distortion
@@ -36,6 +36,9 @@ def encode_report(image, mode: str = "rec2", level=None, model=None, tile: int =
     profile, EXIF and XMP are stored in the file unless strip; metadata: entries that replace
     the source's (icc_profile, exif, xmp -> bytes; b"" drops one). max_pixels: refuse a larger image
     (UnsupportedImageError), by default above twice PIL.Image.MAX_IMAGE_PIXELS; None: no limit.
+    stored_fallback (lossless): where the pixels stored as a PNG (or raw) make a smaller file than
+    the model's coding (tiny images, graphics), write that instead (codec/stored.py); False: always
+    the model's file.
 
     How good, one of (none: level DEFAULT_LEVEL): level, 1 to 7 or a fraction between (3.5; on a
     1/256 grid); quality, 0 to 100 over the model's levels (plans.level_for_quality: 0 is level 1,
@@ -54,7 +57,8 @@ def encode_report(image, mode: str = "rec2", level=None, model=None, tile: int =
     rgb, meta = load_image(image, allow_lossy_convert=allow_lossy_convert, max_pixels=max_pixels)
 
     def at(lvl) -> dict:
-        return {**encode_image(rgb, meta, mode, lvl, model, tile, search, layered, strip, metadata), "level": lvl}
+        return {**encode_image(rgb, meta, mode, lvl, model, tile, search, layered, strip, metadata, stored_fallback),
+                "level": lvl}
 
     if quality is None and target_size is None and target_psnr is None:
         return at(level)
@@ -92,16 +96,17 @@ def _level_count(model, mode: str) -> int:
 def encode(image, mode: str = "rec2", level=None, model=None, verify: bool = False,
            tile: int = TILE, allow_lossy_convert: bool = False, search: int = 0, layered: bool | None = None,
            strip: bool = False, max_pixels=PILLOW_LIMIT, metadata: dict | None = None, quality=None,
-           target_size: int | None = None, target_psnr: float | None = None) -> bytes:
+           target_size: int | None = None, target_psnr: float | None = None, stored_fallback: bool = True) -> bytes:
     """Compress an image (path, bytes, PIL image or uint8/uint16 array) into .svae bytes.
     With verify, decode the result and check it reproduces the predicted pixels; with search,
     spend `search` gradient steps per tile finding cheaper latents (rec2, see encode_report);
     a lossless file is layered unless layered=False (see truncate). strip: leave out the ICC
     profile, EXIF and XMP; metadata: entries that replace the source's; max_pixels: the largest
     image accepted (see encode_report). How good: one of level (default 3; 3.5 lies between 3
-    and 4), quality (0-100), target_size (bytes) and target_psnr (dB), see encode_report."""
+    and 4), quality (0-100), target_size (bytes) and target_psnr (dB), see encode_report;
+    stored_fallback: see encode_report."""
     rep = encode_report(image, mode, level, model, tile, allow_lossy_convert, search, layered, strip, max_pixels,
-                        metadata, quality, target_size, target_psnr)
+                        metadata, quality, target_size, target_psnr, stored_fallback)
     if verify:
         decode(rep["data"], model=model, as_array=True)  # raises ChecksumError on any mismatch
     return rep["data"]

@@ -9,6 +9,7 @@ from selfcodec import zoo
 from tests.golden import GOLDEN, LEVELS, MODES, hashes, sample
 
 GOLDEN_TABLES = json.loads(GOLDEN.read_text())
+pytestmark = pytest.mark.usefixtures("stored_fallback")  # the files users get
 
 
 def _cases(key):

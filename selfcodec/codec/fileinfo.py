@@ -20,8 +20,11 @@ def info(data: bytes) -> dict:
     metadata the bytes of each kind."""
     data = bytes(data)
     header, tiles, alpha = C.unpack(data, check_coder_version=False)
-    mode = P.MODE_NAMES.get(header.mode, f"unknown({header.mode})")
-    if header.layered:
+    stored = header.mode == P.STORED
+    mode = "lossless" if stored else P.MODE_NAMES.get(header.mode, f"unknown({header.mode})")
+    if stored:
+        names = ["pixels"]
+    elif header.layered:
         levels = LY.levels_of(header)
         names = (LY.layer_names(levels) if levels >= 0 else ["u", "z"])[:header.n_streams]
     else:
@@ -32,7 +35,7 @@ def info(data: bytes) -> dict:
     out = {"model": header.model_name, "model_hash": header.model_hash.hex(), "mode": mode,
            "level": float(header.level_value) if header.level_frac else header.level,
            "width": header.width, "height": header.height, "colour": C.COLOUR_NAMES.get(header.colour),
-           "tiles": len(tiles), "across_tiles": header.seamless, "bytes": len(data), "header_bytes": len(data) - sum(streams.values()),
+           "tiles": len(tiles), "across_tiles": header.seamless, "stored": stored, "bytes": len(data), "header_bytes": len(data) - sum(streams.values()),
            "bpp": 8 * len(data) / (header.width * header.height), "streams": streams,
            "pixel_crc32": f"{header.pixel_crc:08x}",
            "crc_of": ("coded integers" if header.coder_version == C.CODER_VERSION and mode != "lossless" and not header.layered

@@ -3,6 +3,7 @@ multiple, coded on its own, then cropped back), so the networks' memory is bound
 size whatever the image size; the header, the tiles' streams and their checks are put together
 and taken apart here. selfcodec.api is the front end."""
 
+import os
 import time
 import zlib
 
@@ -19,8 +20,11 @@ from . import layered as LY
 from ..entropy.coder import min_stream_bytes
 from ..entropy.dmol import DMoL
 from . import modes as M
+from . import plans as P
 from . import seamless as SL
+from . import stored as ST
 
+NO_STORED_ENV = "SELFCODEC_NO_STORED"  # "1": lossless files keep the model's coding (the tests' tiny models, whose files a PNG beats)
 TILE = 1024  # pixels per tile side; peak memory grows with its square
 MAX_TILE = 2048  # largest tile side the encoder writes and the decoder accepts (bounds the decoder's memory)
 _COLOURS = {"L": C.COLOUR_L, "RGB": C.COLOUR_RGB, "RGBA": C.COLOUR_RGBA}
@@ -37,7 +41,7 @@ def _crc(rgb: np.ndarray) -> int:
 
 
 def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile: int, search: int,
-                 layered: bool, strip: bool, metadata: dict | None) -> dict:
+                 layered: bool, strip: bool, metadata: dict | None, stored_fallback: bool = True) -> dict:
     """An image (uint8 H x W x 3 and its ImageMeta) -> encode_report's dict (see selfcodec.api);
     level: an int, or a Fraction between two levels (plans.as_level)."""
     net, digest, name = zoo.load(model if model is not None else zoo.default_for(mode))
@@ -90,8 +94,15 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile
                       tile_crcs=_tile_crcs(crcs) if seamless else ())
     data = C.pack(header, tiles, alpha)
     real = [sum(len(t[i]) for t in tiles) for i in range(len(names))]
-    return {"data": data, "recon": recon, "meta": meta, "seconds": time.perf_counter() - t0,
-            "streams": {n: {"bytes": r, "estimated_bits": float(b)} for n, r, b in zip(names, real, est)}}
+    streams = {n: {"bytes": r, "estimated_bits": float(b)} for n, r, b in zip(names, real, est)}
+    if mode == "lossless" and stored_fallback and os.environ.get(NO_STORED_ENV) != "1":  # where that is smaller
+        pixels = ST.pack(rgb, meta.colour == "L")
+        if len(pixels) < sum(real):
+            header = C.Header(model_name=name, model_hash=digest, mode=P.STORED, level=int(level), height=h, width=w,
+                              colour=header.colour, pad_h=0, pad_w=0, tile_h=0, tile_w=0, n_streams=1,
+                              pixel_crc=_crc(rgb), metadata=header.metadata)
+            data, streams = C.pack(header, [[pixels]], alpha), {"pixels": {"bytes": len(pixels), "estimated_bits": 8.0 * len(pixels)}}
+    return {"data": data, "recon": recon, "meta": meta, "seconds": time.perf_counter() - t0, "streams": streams}
 
 
 def _tile_crcs(crcs: list) -> tuple:
@@ -165,6 +176,8 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
     header = C.peek_header(data)
     check_pixels(header, max_pixels)  # header only: before the payload CRC and any model
     device = _device(device)
+    if header.mode == P.STORED:
+        return _decode_stored(data)
     if partial or header.layered:
         return _decode_layered(data, model, partial, device)
     header, tiles, alpha = C.unpack(data, check_coder_version=False)
@@ -227,6 +240,18 @@ def _tile_step(at: tuple, step, *args, **kwargs):
         if isinstance(e, RuntimeError) and "allocate" in str(e):  # torch's allocator: out of memory, not a bad file
             raise MemoryError(f"out of memory decoding the tile at {at}: {e}") from None
         raise FormatError(f"corrupt stream in tile at {at}: {type(e).__name__}: {e}") from None
+
+
+def _decode_stored(data: bytes):
+    """A file of stored pixels (stored.py): no model, no tiles."""
+    header, tiles, alpha = C.unpack(data)
+    C.image_mode(header.colour, alpha is not None)
+    if header.n_tiles != 1 or header.n_streams != 1 or header.layered or header.upscale_choice:
+        raise FormatError("corrupt header: a file of stored pixels has one tile of one stream")
+    rgb = ST.unpack(tiles[0][0], header.height, header.width, C.COLOUR_NAMES[header.colour] == "L")
+    if _crc(rgb) != header.pixel_crc:
+        raise ChecksumError("decoded pixels differ from the encoded image (pixel CRC mismatch): the file is damaged")
+    return rgb, _meta(header, alpha, "lossless")
 
 
 def _check_sizes(net, grid, tiles, n_latent: int, image_steps: list) -> None:

@@ -14,6 +14,7 @@ from ..errors import CodecError
 MODES = ["rec1", "rec2", "cgen", "crec", "lossless"]  # the user-facing modes (3-level models add *-y1)
 MODE_CODES = {"rec1": 1, "rec2": 2, "cgen": 3, "crec": 4, "lossless": 5, "cgen-y1": 6, "crec-y1": 7}
 MODE_NAMES = {v: k for k, v in MODE_CODES.items()}
+STORED = 8  # the mode code of a lossless file whose pixels are stored, not modelled (codec/stored.py)
 LEVELS = [1, 2, 3, 4, 5, 6, 7]  # quality levels (a rate-distortion model may have fewer)
 DEFAULT_LEVEL = 3
 LEVEL_DENOM = 256  # a fractional level is a whole level plus n/256 (the header's level_frac byte)

@@ -1,0 +1,78 @@
+"""A lossless file is never larger than its pixels stored (codec/stored.py): tiny images and
+graphics come out as a PNG or raw inside the container, and decode without the model."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from selfcodec import api
+from selfcodec.codec import container as C
+from selfcodec.codec import files, plans, stored
+from selfcodec.errors import ChecksumError, FormatError
+
+pytestmark = pytest.mark.usefixtures("stored_fallback")
+
+
+def _png_bytes(img: np.ndarray) -> int:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "PNG", optimize=True)
+    return len(buf.getvalue())
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (32, 48)])
+def test_tiny_images_are_never_larger_than_their_raw_pixels_plus_the_header(tiny_model, rng, shape):
+    img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    data = api.encode(img, "lossless", model=tiny_model)
+    header = C.peek_header(data)
+    assert header.mode == plans.STORED
+    assert len(data) <= img.nbytes + 1 + C.header_size(data)
+    assert np.array_equal(api.decode(data, as_array=True), img)  # no model needed: none is named
+    assert api.info(data)["mode"] == "lossless" and api.info(data)["stored"]
+
+
+def test_graphics_are_never_larger_than_their_png(tiny_model):
+    img = np.zeros((64, 96, 3), np.uint8)
+    img[:, 48:] = (200, 30, 30)
+    img[20:40, 10:30] = 255
+    data = api.encode(img, "lossless", model=tiny_model)
+    assert len(data) <= _png_bytes(img) + 1 + C.header_size(data)  # the stream's kind byte
+    assert np.array_equal(api.decode(data, as_array=True), img)
+
+
+def test_grey_and_alpha_survive(tiny_model, rng):
+    grey = rng.integers(0, 256, (6, 7), dtype=np.uint8)
+    out = api.decode(api.encode(Image.fromarray(grey), "lossless", model=tiny_model))
+    assert out.mode == "L" and np.array_equal(np.asarray(out), grey)
+    rgba = rng.integers(0, 256, (5, 4, 4), dtype=np.uint8)
+    out = api.decode(api.encode(Image.fromarray(rgba, "RGBA"), "lossless", model=tiny_model))
+    assert out.mode == "RGBA" and np.array_equal(np.asarray(out), rgba)
+
+
+def test_a_photo_keeps_the_models_file(tiny_model, natural):
+    """Where the model codes smaller than a PNG, the file is the model's (layered) one."""
+    data = api.encode(natural, "lossless", model=tiny_model)
+    if len(data) < _png_bytes(natural):
+        assert C.peek_header(data).layered
+
+
+def test_damaged_stored_pixels_are_refused(tiny_model, rng):
+    img = rng.integers(0, 256, (2, 3, 3), dtype=np.uint8)
+    header, tiles, alpha = C.unpack(api.encode(img, "lossless", model=tiny_model))
+    raw = tiles[0][0]
+    for bad, what in ((b"\x07" + raw[1:], "kind"), (raw[:-1], "bytes for"), (b"\x01" + b"not a png", "PNG|stored")):
+        with pytest.raises(FormatError, match=what):
+            files.decode_rgb(C.pack(header, [[bad]], alpha))
+    flipped = raw[:1] + bytes([raw[1] ^ 1]) + raw[2:]
+    with pytest.raises(ChecksumError):
+        files.decode_rgb(C.pack(header, [[flipped]], alpha))
+    big = rng.integers(0, 256, (4, 3, 3), dtype=np.uint8)
+    with pytest.raises(FormatError, match="stored"):  # a PNG of another size than the header's
+        files.decode_rgb(C.pack(header, [[bytes([stored.PNG]) + _png(big)]], alpha))
+
+
+def _png(img):
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "PNG")
+    return buf.getvalue()
