@@ -716,6 +716,7 @@ def encode_tile_layered_coded(model, tile: np.ndarray, level, searched=None, exa
     net, threads = _for_coding(model, enc, exact, exact_last=True)
     with threads:
         tv = walk_layered_coded(net, n_layers, level, enc, how)
+    enc.imgs = None  # the choices are decided from the tiles' TileVars
     return enc, tv
 
 
@@ -812,14 +813,21 @@ def encode_tile_coded(model, tile: np.ndarray, plan: Plan, level, how: str = "me
                       exact: bool = False, choice: bool | None = None, valid: tuple | None = None):
     """encode_tile's coding without x̂ (a file reconstructed across tiles, seamless.py): choice is
     the tile's upscale choice to code (None: the file has none). -> (the encoder side, which
-    holds streams, bits and crc; walk_coded's walker)."""
-    return _encode_walk(model, _tile_tensor(tile), plan, level, how, searched, exact,
-                        None if choice is None else [choice], valid, coded_only=True)
+    holds streams, bits and crc; TileVars)."""
+    enc, walker = _encode_walk(model, _tile_tensor(tile), plan, level, how, searched, exact,
+                               None if choice is None else [choice], valid, coded_only=True)
+    enc.imgs = enc.latents = None  # kept until every tile is coded: only the streams
+    return enc, _tile_vars(walker)
+
+
+def _tile_vars(walker) -> TileVars:
+    """What a tile's walk coded, without the features and tables the walk held (a tile's worth)."""
+    return TileVars(walker.u_hat, walker.zs, walker.sent_imgs, walker.chosen)
 
 
 def decode_tile_coded(model, streams: list, h: int, w: int, plan: Plan, level, exact: bool = False,
                       choice: bool = False, valid: tuple | None = None, how: str = "mean"):
-    """decode_tile without x̂: (walk_coded's walker, CRC-32 of the decoded integers)."""
+    """decode_tile without x̂: (TileVars, CRC-32 of the decoded integers)."""
     r = model.ratio ** model.cfg.scales
     dec = _Decoder(streams, (h // r, w // r))
     dec.choices, dec.valid = ([] if choice else None), valid
@@ -827,7 +835,7 @@ def decode_tile_coded(model, streams: list, h: int, w: int, plan: Plan, level, e
     with threads:
         walker = walk_coded(net, plan, level, dec, how)
     dec.finish()
-    return walker, dec.crc
+    return _tile_vars(walker), dec.crc
 
 
 def decode_tile(model, streams: list, h: int, w: int, plan: Plan, level: int, how: str = "mean", exact: bool = False,
