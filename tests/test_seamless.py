@@ -119,8 +119,8 @@ def test_a_seamless_lossless_plain_file_is_refused(tiny_model, natural):
 
 
 def test_a_damaged_tile_is_refused_before_the_next_is_decoded(tiny_model, natural, monkeypatch):
-    """A seamless file carries each tile's CRC: a forged or damaged tile stops the decoder at
-    that tile, so a short file declaring a large image cannot make it decode tile after tile."""
+    """A seamless file carries each tile's CRC: a damaged tile (here one spliced from another)
+    stops the decoder at that tile, before it decodes the next."""
     img = np.ascontiguousarray(np.tile(natural, (2, 2, 1))[:80, :112])
     header, tiles, alpha = C.unpack(api.encode(img, "rec2", model=tiny_model, tile=48))
     assert header.seamless and len(header.tile_crcs) == header.n_tiles == 6
@@ -145,3 +145,27 @@ def test_tile_crcs_survive_a_cut_of_a_layered_file(tiny_model, natural):
     assert len(full.tile_crcs) == full.n_tiles * full.n_streams
     cut = C.peek_header(api.truncate(data, "rec2"))
     assert cut.tile_crcs == full.tile_crcs[:2 * full.n_tiles]
+
+
+def test_tiles_off_the_models_grid_are_refused(tiny_model, natural):
+    """The encoder writes tiles of a multiple of the model's `multiple`; a header with others
+    (its CRCs right) would place latents wrongly across tiles: refused before any network runs."""
+    img = np.ascontiguousarray(np.tile(natural, (2, 2, 1))[:80, :112])
+    header, tiles, alpha = C.unpack(api.encode(img, "rec1", model=tiny_model, tile=48))
+    header.tile_h = header.tile_w = 36
+    n = header.n_tiles
+    header.tile_crcs = (0,) * n
+    with pytest.raises(FormatError, match="multiples"):
+        files.decode_rgb(C.pack(header, [tiles[0]] * n, alpha), model=tiny_model)
+
+
+def test_out_of_memory_across_tiles_is_a_memory_error(tiny_model, natural, monkeypatch):
+    img = np.ascontiguousarray(np.tile(natural, (2, 2, 1))[:80, :112])
+    data = api.encode(img, "rec2", model=tiny_model, tile=48)
+
+    def fail(*a, **k):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(SL, "reconstruct", fail)
+    with pytest.raises(MemoryError):
+        files.decode_rgb(data, model=tiny_model)

@@ -76,3 +76,12 @@ def _png(img):
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, "PNG")
     return buf.getvalue()
+
+
+def test_pillows_own_pixel_limit_does_not_refuse_a_stored_file(tiny_model, rng, monkeypatch):
+    """The header's size has passed the caller's max_pixels; Pillow's bomb check is not applied again."""
+    img = np.kron(rng.integers(0, 2, (5, 5, 1), dtype=np.uint8) * 255, np.ones((8, 8, 3), np.uint8))  # blocks
+    data = api.encode(img, "lossless", model=tiny_model)
+    assert C.peek_header(data).mode == plans.STORED and stored.PNG == C.unpack(data)[1][0][0][0]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    assert np.array_equal(api.decode(data, as_array=True, max_pixels=None), img)

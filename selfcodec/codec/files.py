@@ -57,10 +57,11 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile
     tiles, est, crcs = [], np.zeros(len(names)), []
     seamless = len(grid) > 1 and (layered or plan.sent < net.cfg.scales)
     if seamless and layered:  # every layer coded tile by tile; the prefixes' x̂ across the tiles
-        sides, tvs = SL.encode_tiles_layered(net, _pad(rgb, net.multiple), grid, level, exact, choice, (h, w))
+        sides, xs = SL.encode_tiles_layered(net, _pad(rgb, net.multiple), grid, level, exact, choice, (h, w))
         tiles, crcs, est = [e.streams for e in sides], [e.crcs for e in sides], np.sum([e.bits for e in sides], axis=0)
-        for (top, left, th, tw), tv in zip(grid, tvs):
-            recon[top:top + th, left:left + tw] = M._to_uint8(tv.sent_imgs[-1])[:th, :tw]
+        for (top, left, th, tw), x in zip(grid, xs):
+            recon[top:top + th, left:left + tw] = x[:th, :tw]
+        del sides, xs
     elif seamless:  # coded tile by tile, reconstructed across the tiles
         searched = [_searched(net, _pad(rgb[t:t + th, l:l + tw], net.multiple), plan, level, search)
                     for t, l, th, tw in grid] if search else None
@@ -188,6 +189,7 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
         raise FormatError(f"unknown level {header.level} in the header")
     _check_tiles(header)
     net = _resolve_for(header, model)
+    _check_tile_grid(header, net)
     plan = _corrupt_if_refused(M.plan_for, M.MODE_NAMES[header.mode], net.cfg.scales)
     C.require_coder_version(header, pixel_streams=plan.sent >= 0)
     if header.n_streams != len(M.stream_names(plan, net.cfg.scales)):
@@ -218,7 +220,7 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
         crcs.append([crc])
     if header.seamless:
         size = (h + (-h % net.multiple), w + (-w % net.multiple))
-        rgb = SL.decode_tiles(net, walkers, grid, size, plan, exact, (h, w), device)[:h, :w]
+        rgb = _allocating(SL.decode_tiles, net, walkers, grid, size, plan, exact, (h, w), device)[:h, :w]
     if exact and plan.sent < net.cfg.scales:  # lossy: the coded integers are what every machine must agree on
         if M.combine_crcs(crcs)[0] != header.pixel_crc:
             raise ChecksumError("decoded integers differ from those the encoder coded (CRC mismatch): the file is damaged, "
@@ -237,7 +239,7 @@ def _tile_step(at: tuple, step, *args, **kwargs):
     except (CodecError, MemoryError):
         raise
     except Exception as e:  # the entropy decoder met bytes it cannot parse
-        if isinstance(e, RuntimeError) and "allocate" in str(e):  # torch's allocator: out of memory, not a bad file
+        if isinstance(e, RuntimeError) and ("allocate" in str(e) or "out of memory" in str(e)):  # not a bad file
             raise MemoryError(f"out of memory decoding the tile at {at}: {e}") from None
         raise FormatError(f"corrupt stream in tile at {at}: {type(e).__name__}: {e}") from None
 
@@ -310,6 +312,24 @@ def _check_tiles(header: C.Header) -> None:
         raise FormatError(f"corrupt header: tiles of {th}x{tw} pixels exceed the limit of {MAX_TILE} per side")
 
 
+def _check_tile_grid(header: C.Header, net) -> None:
+    """FormatError unless the tiles lie on the model's grid, as every encoder writes them (the
+    reconstruction across tiles places each tile's latents at its side / the latents' scale)."""
+    for side, size in ((header.tile_h, header.height), (header.tile_w, header.width)):
+        if 0 < side < size and side % net.multiple:
+            raise FormatError(f"corrupt header: tiles of {side} pixels; the model codes multiples of {net.multiple}")
+
+
+def _allocating(step, *args, **kwargs):
+    """step(*args, **kwargs), where torch's failed allocations are a MemoryError."""
+    try:
+        return step(*args, **kwargs)
+    except RuntimeError as e:
+        if "allocate" in str(e) or "out of memory" in str(e):
+            raise MemoryError(f"out of memory: {e}") from None
+        raise
+
+
 def _decode_layered(data: bytes, model, partial: bool, device=torch.device("cpu")):
     """A layered file, or with `partial` its complete layers, decoded to the image of its last
     layer; each layer's coded integers are checked against the layer's CRC."""
@@ -321,6 +341,7 @@ def _decode_layered(data: bytes, model, partial: bool, device=torch.device("cpu"
         raise FormatError(f"unknown level {header.level} in the header")
     _check_tiles(header)
     net = _resolve_for(header, model)
+    _check_tile_grid(header, net)
     K = net.cfg.scales
     n = len(layers)
     mode = _corrupt_if_refused(LY.layered_mode, K, n)
@@ -353,7 +374,7 @@ def _decode_layered(data: bytes, model, partial: bool, device=torch.device("cpu"
         crcs.append(tile_crcs)
     if across:
         size = (h + (-h % net.multiple), w + (-w % net.multiple))
-        rgb = SL.decode_prefix(net, tvs, grid, size, n, exact, (h, w), device)[:h, :w]
+        rgb = _allocating(SL.decode_prefix, net, tvs, grid, size, n, exact, (h, w), device)[:h, :w]
     for name, want, got in zip(LY.layer_names(K), header.layer_crcs, M.combine_crcs(crcs)):
         if want != got:
             raise ChecksumError(f"layer {name!r} decoded to other integers than the encoder coded (layer CRC mismatch): "

@@ -322,6 +322,7 @@ class _LayeredEncoder(_LayerCRCs, _Encoder):
             for sym, idx in reversed(latents):
                 GaussianConditional.encode(sym, idx, coder)
             self.streams[i] = coder.to_bytes()
+        self.by_layer = None  # coded (a tiled file keeps every tile's side until its last is coded)
 
 
 class _LayeredDecoder(_LayerCRCs, _Decoder):

@@ -176,6 +176,7 @@ def analyse(model, padded: np.ndarray, grid: list, plan, margin: int = MARGIN) -
     v (with a hyperprior) from the tile's u, u, then each ẑ the plan sends."""
     H, W = padded.shape[:2]
     m, gaussian = model.multiple, model.cfg.posterior == "gaussian"
+    margin = -(-margin // m) * m  # on every image's grid
     out = []
     for top, left, th, tw in grid:
         ph, pw = th + (-th % m), tw + (-tw % m)
@@ -184,9 +185,9 @@ def analyse(model, padded: np.ndarray, grid: list, plan, margin: int = MARGIN) -
         imgs = model.images(x)
 
         def core(lat):
-            f = x.shape[-2] // lat.shape[-2]  # pixels per latent
-            return M._posterior_mean(lat, gaussian)[..., (top - r0) // f:(top - r0 + ph) // f,
-                                                    (left - c0) // f:(left - c0 + pw) // f]
+            fh, fw = x.shape[-2] // lat.shape[-2], x.shape[-1] // lat.shape[-1]  # pixels per latent
+            return M._posterior_mean(lat, gaussian)[..., (top - r0) // fh:(top - r0 + ph) // fh,
+                                                    (left - c0) // fw:(left - c0 + pw) // fw]
 
         u = core(model.q_u(imgs[0]))
         latents = ([model.q_v(u)] if model.has_hyper else []) + [u]
@@ -242,14 +243,16 @@ def encode_tiles_layered(model, padded: np.ndarray, grid: list, level, exact: bo
     """A layered (lossless) file's tiles: every layer coded tile by tile, the latents from
     analyse(), and with `choices` each tile's upscale choice for every image below x decided
     against the prefix's x̂ reconstructed across the tiles. -> (the tiles' finished encoder
-    sides, their modes.TileVars)."""
+    sides, each tile's x as coded: uint8, padded)."""
     K = model.cfg.scales
     latents = analyse(model, padded, grid, M.Plan(-1, True))
-    sides = []
+    sides, xs = [], []
     for (top, left, th, tw), searched in zip(grid, latents):
         ph, pw = th + (-th % model.multiple), tw + (-tw % model.multiple)
-        sides.append(M.encode_tile_layered_coded(model, padded[top:top + ph, left:left + pw], level, searched, exact,
-                                                 (th, tw), how))
+        enc, tv = M.encode_tile_layered_coded(model, padded[top:top + ph, left:left + pw], level, searched, exact,
+                                              (th, tw), how)
+        xs.append(M._to_uint8(tv.sent_imgs.pop()))  # x as coded, in bytes: the choices need the images below it
+        sides.append((enc, tv))
     if choices:
         closer = np.zeros((len(grid), K), bool)
         net, threads = coding_net(model, exact)
@@ -266,7 +269,7 @@ def encode_tiles_layered(model, padded: np.ndarray, grid: list, level, exact: bo
             enc.code_choices(K)
     for enc, _ in sides:
         enc.finish()
-    return [enc for enc, _ in sides], [tv for _, tv in sides]
+    return [enc for enc, _ in sides], xs
 
 
 def decode_prefix(model, tile_vars: list, grid: list, size: tuple, n_layers: int, exact: bool, valid: tuple,

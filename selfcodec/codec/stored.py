@@ -8,7 +8,7 @@ The file's one stream is a kind byte (RAW or PNG) and the bytes (docs/format.md,
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from ..errors import FormatError
 
@@ -37,7 +37,9 @@ def unpack(stream: bytes, h: int, w: int, grey: bool) -> np.ndarray:
         pixels = np.frombuffer(body, np.uint8).reshape(h, w, c)
     else:
         try:
-            with Image.open(io.BytesIO(body), formats=["PNG"]) as im:
+            # not Image.open: its decompression-bomb limit is Pillow's, where the header's size
+            # has passed the caller's max_pixels already
+            with PngImagePlugin.PngImageFile(io.BytesIO(body)) as im:
                 if im.size != (w, h) or im.mode != ("L" if grey else "RGB"):  # before its pixels are decoded
                     raise FormatError(f"corrupt stored pixels: a {im.mode} PNG of {im.size[0]}x{im.size[1]} in a "
                                       f"{w}x{h} {'grey' if grey else 'RGB'} file")
