@@ -205,14 +205,14 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
     exact = header.coder_version == C.CODER_VERSION
     if header.seamless and plan.sent >= net.cfg.scales:
         raise FormatError("corrupt header: the seamless flag on a lossless file")
-    rgb, crcs, walkers = np.empty((h, w, 3), np.uint8), [], []
+    rgb, crcs, tvs = np.empty((h, w, 3), np.uint8), [], []
     for (top, left, th, tw), streams in zip(grid, tiles):
         ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
         if header.seamless:
-            walker, crc = _tile_step((top, left), M.decode_tile_coded, net, streams, ph, pw, plan, header.level_value,
-                                     exact=exact, choice=header.upscale_choice, valid=(th, tw))
-            _check_tile(header, len(walkers), [crc], (top, left))
-            walkers.append(walker)
+            tv, crc = _tile_step((top, left), M.decode_tile_coded, net, streams, ph, pw, plan, header.level_value,
+                                 exact=exact, choice=header.upscale_choice, valid=(th, tw))
+            _check_tile(header, len(tvs), [crc], (top, left))
+            tvs.append(tv)
         else:
             rec, crc = _tile_step((top, left), M.decode_tile, net, streams, ph, pw, plan, header.level_value,
                                   exact=exact, device=device, choice=header.upscale_choice, valid=(th, tw))
@@ -220,7 +220,7 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
         crcs.append([crc])
     if header.seamless:
         size = (h + (-h % net.multiple), w + (-w % net.multiple))
-        rgb = _allocating(SL.decode_tiles, net, walkers, grid, size, plan, exact, (h, w), device)[:h, :w]
+        rgb = _allocating(SL.decode_tiles, net, tvs, grid, size, plan, exact, (h, w), device)[:h, :w]
     if exact and plan.sent < net.cfg.scales:  # lossy: the coded integers are what every machine must agree on
         if M.combine_crcs(crcs)[0] != header.pixel_crc:
             raise ChecksumError("decoded integers differ from those the encoder coded (CRC mismatch): the file is damaged, "
@@ -235,12 +235,10 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
 def _tile_step(at: tuple, step, *args, **kwargs):
     """One tile's decoding step; what the entropy decoder cannot parse is a FormatError naming the tile."""
     try:
-        return _corrupt_if_refused(step, *args, **kwargs)
+        return _allocating(_corrupt_if_refused, step, *args, **kwargs)
     except (CodecError, MemoryError):
         raise
     except Exception as e:  # the entropy decoder met bytes it cannot parse
-        if isinstance(e, RuntimeError) and ("allocate" in str(e) or "out of memory" in str(e)):  # not a bad file
-            raise MemoryError(f"out of memory decoding the tile at {at}: {e}") from None
         raise FormatError(f"corrupt stream in tile at {at}: {type(e).__name__}: {e}") from None
 
 

@@ -605,11 +605,8 @@ def walk_layered(model, n_layers: int, level: int, side, how: str = "mean") -> t
     images[k-1], ẑ_k). Returns x̂: x itself when every layer is there, else the chain's
     reconstruction from the finest image sent (or from ŷ and ẑ, or û alone)."""
     K = model.cfg.scales
-    learned = latent_steps_rd(model, level)
-    steps = learned if learned else [latent_step(level)] * (K + 1)
+    steps, send_z, sent = _layered_prefix(model, n_layers, level)
     imgs = getattr(side, "imgs", None)
-    send_z = n_layers >= 2 and K >= 1
-    sent = n_layers - latent_layers(K) - 1  # the finest image sent exactly; -1: none
     lat = _LayeredLatents(steps, level, side, how, send_z, need_x=sent < 0)
     est = chain.run(model, lat)
     if sent < 0:
@@ -634,6 +631,15 @@ def walk_layered(model, n_layers: int, level: int, side, how: str = "mean") -> t
     return img
 
 
+def _layered_prefix(model, n_layers: int, level):
+    """A layered file's first n_layers layers: (the latents' steps at the level, whether ẑ is
+    among them, the finest image sent exactly; -1: none)."""
+    K = model.cfg.scales
+    learned = latent_steps_rd(model, level)
+    steps = learned if learned else [latent_step(level)] * (K + 1)
+    return steps, n_layers >= 2 and K >= 1, n_layers - latent_layers(K) - 1
+
+
 class TileVars:
     """What a tile's file holds, for a reconstruction across tiles (seamless.py): û, each ẑ_k
     (None: not sent), the images sent exactly, and whether the tile carries the upscale."""
@@ -647,10 +653,7 @@ def walk_layered_coded(model, n_layers: int, level, side, how: str = "mean") -> 
     """walk_layered without x̂ (TileVars of the prefix); the decoder reads the upscale choices
     (side.choices), the encoder codes them later (seamless.encode_tiles_layered decides them)."""
     K = model.cfg.scales
-    learned = latent_steps_rd(model, level)
-    steps = learned if learned else [latent_step(level)] * (K + 1)
-    send_z = n_layers >= 2 and K >= 1
-    sent = n_layers - latent_layers(K) - 1
+    steps, send_z, sent = _layered_prefix(model, n_layers, level)
     lat = _LayeredLatents(steps, level, side, how, send_z, need_x=False)
     chain.run(model, lat)
     imgs = chain.run(model, _KnownLatents(lat.u_hat, lat.zs, sent, how, side, p0=lat.p0))[:sent + 1] if sent >= 0 else []

@@ -4,8 +4,10 @@ Each tile is entropy-coded on its own (its priors see only the tile, which costs
 at the borders and nothing else), but what the networks reconstruct from the coded variables,
 û, the ẑ sent, the images sent, is computed over the whole image: in windows whose margin
 exceeds the fast networks' reach (MARGIN; tests/test_seamless.py checks it), so each window's
-core is what a whole-image synthesis gives and memory stays bounded by the window. Where a ẑ is not sent (rec1, cgen, a tile that chose the upscale) its prior's
-mean is computed in the windows too. A decoded image is then the same whatever the tile size.
+core is what a whole-image synthesis gives and memory stays bounded by the window. Where a ẑ
+is not sent (rec1, cgen, a tile that chose the upscale) its prior's mean is computed in the
+windows too. No tile border shows; but the latents are quantized against each tile's own
+priors, so two tilings of an image give two (equally good) images, not one.
 """
 
 from contextlib import nullcontext
@@ -41,10 +43,10 @@ class Coded:
     grid: list = field(default_factory=list)  # the tiles' (top, left, h, w), unpadded
 
 
-def stitch(model, grid: list, walkers: list, size: tuple, sent: int, chosen=None) -> Coded:
-    """Coded from each tile's coded variables (modes.TileVars, or walk_coded's walker) for a
-    reconstruction from images[0..sent]; grid: (top, left, h, w) per tile; size: the padded
-    image's (H, W); chosen: per tile, it carries the upscale (default: the tiles' own)."""
+def stitch(model, grid: list, tile_vars: list, size: tuple, sent: int, chosen=None) -> Coded:
+    """Coded from each tile's coded variables (modes.TileVars) for a reconstruction from
+    images[0..sent]; grid: (top, left, h, w) per tile; size: the padded image's (H, W); chosen:
+    per tile, it carries the upscale (default: the tiles' own)."""
     H, W = size
     K, m = model.cfg.scales, model.multiple
     u, zs, masks, imgs = None, [None] * K, [None] * K, [None] * (sent + 1)
@@ -55,7 +57,7 @@ def stitch(model, grid: list, walkers: list, size: tuple, sent: int, chosen=None
         canvas[..., top // f:top // f + t.shape[-2], left // f:left // f + t.shape[-1]] = t.to(canvas.dtype)
         return canvas
 
-    for (top, left, th, tw), w in zip(grid, walkers):
+    for (top, left, th, tw), w in zip(grid, tile_vars):
         ph = th + (-th % m)
         u = paste(u, w.u_hat, top, left, ph // w.u_hat.shape[-2])  # (pixels per latent)
         for k, z in enumerate(w.zs):
@@ -64,7 +66,7 @@ def stitch(model, grid: list, walkers: list, size: tuple, sent: int, chosen=None
                 masks[k] = paste(masks[k], torch.ones_like(z[:, :1], dtype=torch.bool), top, left, ph // z.shape[-2])
         for k, img in enumerate(w.sent_imgs[:sent + 1]):
             imgs[k] = paste(imgs[k], img, top, left, model.ratio ** (K - k))
-    chosen = np.array([bool(w.chosen) for w in walkers] if chosen is None else chosen, bool)
+    chosen = np.array([bool(w.chosen) for w in tile_vars] if chosen is None else chosen, bool)
     return Coded(tuple(size), u, zs, masks, imgs, chosen, list(grid))
 
 
@@ -161,6 +163,14 @@ def _upscaled_tiles(net, coded: Coded, sent: int, valid: tuple, which=None) -> l
     return out
 
 
+def _closer_upscales(net, coded: Coded, sent: int, valid: tuple, recon: np.ndarray, x: np.ndarray) -> list:
+    """Per tile, whether the upscale of images[sent] is closer than `recon` to the tile of x, in
+    squared error (the encoder's upscale choice; modes._upscale_is_closer for a tile on its own)."""
+    up = _upscaled_tiles(net, coded, sent, valid, np.ones(len(coded.grid), bool))
+    return [mse(img, x[t:t + h, l:l + w]) < mse(recon[t:t + h, l:l + w], x[t:t + h, l:l + w])
+            for (t, l, h, w), img in up]
+
+
 def coding_net(model, exact: bool, device="cpu"):
     """(the model the reconstruction runs, its thread setting), as modes._for_coding for a lossy file."""
     if exact:
@@ -219,10 +229,7 @@ def encode_tiles(model, padded: np.ndarray, grid: list, plan, level, exact: bool
         coded = stitch(model, grid, [w for _, w in sides], padded.shape[:2], plan.sent)
         recon = reconstruct(net, coded, plan, how, valid)
         if choice:
-            x = padded[:valid[0], :valid[1]]
-            up = _upscaled_tiles(net, coded, plan.sent, valid, np.ones(len(grid), bool))
-            closer = [mse(img, x[t:t + h, l:l + w]) < mse(recon[t:t + h, l:l + w], x[t:t + h, l:l + w])
-                      for (t, l, h, w), img in up]
+            closer = _closer_upscales(net, coded, plan.sent, valid, recon, padded[:valid[0], :valid[1]])
             if any(closer):
                 sides = [code(i, True) if c else s for i, (s, c) in enumerate(zip(sides, closer))]
                 coded = stitch(model, grid, [w for _, w in sides], padded.shape[:2], plan.sent)
@@ -230,12 +237,12 @@ def encode_tiles(model, padded: np.ndarray, grid: list, plan, level, exact: bool
     return [e for e, _ in sides], recon
 
 
-def decode_tiles(model, walkers: list, grid: list, size: tuple, plan, exact: bool, valid: tuple, device="cpu",
+def decode_tiles(model, tile_vars: list, grid: list, size: tuple, plan, exact: bool, valid: tuple, device="cpu",
                  how: str = "mean") -> np.ndarray:
-    """x̂ uint8 (H, W, 3) from the tiles' decode_tile_coded walkers (size: the padded (H, W))."""
+    """x̂ uint8 (H, W, 3) from the tiles' decode_tile_coded TileVars (size: the padded (H, W))."""
     net, threads = coding_net(model, exact, device)
     with threads:
-        return reconstruct(net, stitch(model, grid, walkers, size, plan.sent), plan, how, valid)
+        return reconstruct(net, stitch(model, grid, tile_vars, size, plan.sent), plan, how, valid)
 
 
 def encode_tiles_layered(model, padded: np.ndarray, grid: list, level, exact: bool, choices: bool, valid: tuple,
@@ -261,9 +268,7 @@ def encode_tiles_layered(model, padded: np.ndarray, grid: list, level, exact: bo
             for j in range(K):  # the prefix that ends at images[j]: x̂ from it and every ẑ, or its upscale
                 plan = M.Plan(j, True)
                 coded = stitch(model, grid, [tv for _, tv in sides], padded.shape[:2], j, np.zeros(len(grid), bool))
-                recon = reconstruct(net, coded, plan, how, valid)
-                for i, ((t, l, h, w), img) in enumerate(_upscaled_tiles(net, coded, j, valid, np.ones(len(grid), bool))):
-                    closer[i, j] = mse(img, x[t:t + h, l:l + w]) < mse(recon[t:t + h, l:l + w], x[t:t + h, l:l + w])
+                closer[:, j] = _closer_upscales(net, coded, j, valid, reconstruct(net, coded, plan, how, valid), x)
         for (enc, _), c in zip(sides, closer):
             enc.choices = [bool(v) for v in c]
             enc.code_choices(K)
