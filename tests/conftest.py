@@ -55,6 +55,11 @@ def build_tiny(path: Path, preset: str = "selfvae-downscale", seed: int = 0, **o
             for net in getattr(model.latent_context(k), "nets", ()):
                 torch.nn.init.normal_(net[-1].weight, std=0.1)
                 torch.nn.init.normal_(net[-1].bias, std=0.3)
+        if model.cfg.network == "fast":  # and so do the fast family's pixel contexts
+            for ctx in [*getattr(model, "context", ()), getattr(model, "context0", None)]:
+                for net in getattr(ctx, "nets", ()):
+                    torch.nn.init.normal_(net[-1].weight, std=0.1)
+                    torch.nn.init.normal_(net[-1].bias, std=0.1)
         save_model(model.eval(), path)
     finally:
         torch.random.set_rng_state(state)

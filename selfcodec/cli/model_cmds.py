@@ -48,12 +48,15 @@ import click
 @click.option("--cgen-weight", default=0.0, show_default=True,
               help="Rate-distortion runs: weight of the MSE of cgen's x̂ (on a quarter of each batch).")
 @click.option("--by-area", is_flag=True, help="Pick training images in proportion to their pixels.")
+@click.option("--lossless", is_flag=True,
+              help="Rate-distortion models: minimise the lossless file's size (with --train-only context,context0: "
+                   "only the pixel context nets learn).")
 @click.option("--compile/--no-compile", default=True, show_default=True, help="torch.compile the likelihood.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Model config field, e.g. --set ch=64 --set posterior=gaussian.")
 @click.option("--seed", default=0)
 def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, device, bf16, threads,
-          ckpt_minutes, resume, init, warm_start, warm_start_only, free_bits, z_gain, rd_lambdas, nll_weight, train_only, quant, hard_quant, freeze, y_weight, cgen_weight, by_area, compile, overrides, seed):
+          ckpt_minutes, resume, init, warm_start, warm_start_only, free_bits, z_gain, rd_lambdas, nll_weight, train_only, quant, hard_quant, freeze, y_weight, cgen_weight, by_area, lossless, compile, overrides, seed):
     """Train a model; `torchrun --nproc-per-node N -m selfcodec train ...` for DDP."""
     from selfcodec.train.loop import TrainArgs, train as run
 
@@ -67,7 +70,7 @@ def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, 
                         free_bits=free_bits, z_gain=z_gain, nll_weight=nll_weight, compile=compile,
                         train_only=tuple(m for m in train_only.split(",") if m), quant="round" if hard_quant else quant,
                         freeze=tuple(m for m in freeze.split(",") if m), y_weight=y_weight, cgen_weight=cgen_weight,
-                        by_area=by_area, overrides=ov, seed=seed))
+                        by_area=by_area, lossless=lossless, overrides=ov, seed=seed))
     click.echo(json.dumps(res))
 
 

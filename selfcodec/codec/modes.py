@@ -357,12 +357,12 @@ def _sections(h: int, w: int, staged: bool) -> list:
 
 
 def _section_arrays(arrays, stage, s, img, c, mixtures, exact=False):
-    """The DMoL arrays section s is coded with: p(x | y, z)'s for the first section (and for
-    every section of a model without stages), else stage s's given the pixels in img of the
-    sections before it. Encoder and decoder both call this, so they build the same tables."""
-    if s == 0 or stage is None:
-        return arrays
-    return _dmol_arrays(stage(s, img), c, mixtures, exact)
+    """The DMoL arrays section s is coded with: stage s's given the pixels in img of the
+    sections before it, or p(x | y, z)'s where the stage keeps them (a model without stages,
+    the DenseNet family's first stage). Encoder and decoder both call this, so they build the
+    same tables."""
+    p = stage(s, img) if stage is not None else None
+    return arrays if p is None else _dmol_arrays(p, c, mixtures, exact)
 
 
 def _last_range(img: torch.Tensor, y: torch.Tensor):
@@ -431,7 +431,11 @@ def _stages(model, k, params, h, img_prev):
     given the earlier ones in img; None for a model that codes images[k] in one pass."""
     if not model.staged(k):
         return None
-    return lambda s, img: model.stage_params(k, s, params, h, img, img_prev)
+
+    def stage(s, img):
+        p = model.stage_params(k, s, params, h, img, img_prev)
+        return None if p is params else p  # (None: the decoder's own parameters)
+    return stage
 
 
 def _tile_tensor(tile: np.ndarray) -> torch.Tensor:

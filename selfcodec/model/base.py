@@ -81,6 +81,9 @@ class Config:
     u_slices: int = 0
     z_slices: int = 0
     slice_ch: int = 64
+    # Fast networks: width of the pixel context nets of x_context / y_context (whose values
+    # there count their 3x3 layers at half the image's resolution; entropy/pixel_context.py).
+    context_ch: int = 64
     # Fast networks: kernel side of the image decoders' last layer (at 1/2 resolution, before the
     # pixel shuffle); 1 maps each feature vector to its 2x2 block alone, 3 lets a block see its
     # neighbours' features too.
@@ -266,7 +269,7 @@ class SelfVAE(nn.Module):
         return self._stage_params(FLOAT, k, stage, params, h, img, img_prev)
 
     def _stage_params(self, a, k, stage, params, h, img, img_prev):
-        return params  # a family with context nets computes the later stages' parameters
+        return params  # a family with context nets computes the stages' parameters (params itself: unchanged)
 
     def refine(self, xhat, h):
         """The final x̂ (0..255) after a residual filter, given p_img's features; x̂ itself
@@ -278,7 +281,7 @@ class SelfVAE(nn.Module):
         the true earlier pixels (what the likelihood of the whole image needs)."""
         if not self.staged(k):
             return params
-        out = params
+        out = self.stage_params(k, 0, params, h, img, img_prev)
         for stage in (1, 2):
             sel = stage_mask(stage, *img.shape[-2:], img.device)
             out = torch.where(sel, self.stage_params(k, stage, params, h, img, img_prev), out)
@@ -347,6 +350,14 @@ class SelfVAE(nn.Module):
         walker = _ElboWalker(self.images(x), sample)
         chain.run(self, walker)
         return walker.terms()
+
+    def lossless_forward(self, x: torch.Tensor, level_idx: torch.Tensor) -> dict:
+        """A rate-distortion model's lossless code length per image (nats): the rates of v̂, û
+        and ẑ_k at each image's level, and -log p(images[k] | ...) of the true images along
+        the chain, staged (context nets) and y-consistent as the codec codes them."""
+        walker = _LosslessWalker(self.images(x), self.latent_steps(level_idx), level_idx)
+        chain.run(self, walker)
+        return walker.terms(x, x)
 
     def img_log_prob(self, k: int, img, params):
         """log p(images[k] | its decoder's params), nats per image; for k >= 1 given
@@ -522,6 +533,21 @@ class _RDWalker(Rec2Walker):
         out.update(rate_z=self.rate_z, sse=((xhat - x.float()) ** 2).flatten(1).sum(1), re_x=re[-1],
                    re_y=sum(re[:-1]), mse_y=mse_y)
         return out
+
+
+class _LosslessWalker(_RDWalker):
+    """The lossless file's chain: latents rounded as the codec codes them (rates under the
+    codec's priors), every image the true one, scored under its staged and y-consistent
+    likelihood: the terms the lossless layer's context nets learn from."""
+
+    def __init__(self, imgs, steps, level_idx):
+        super().__init__(imgs, steps, level_idx, "round", 0)
+
+    def image(self, model, k, decode, img_prev):
+        params, h = decode()
+        img = self.imgs[k]
+        self.re.append(-model.img_log_prob(k, img, model.x_params(k, params, h, img, img_prev)))
+        return img
 
 
 def level_steps(log2_steps: torch.Tensor, level_idx: torch.Tensor) -> torch.Tensor:

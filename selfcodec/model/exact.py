@@ -433,9 +433,8 @@ class ExactModel:
         return self._model._stage_params(self._arith, k, stage, params, h, img, img_prev)
 
     def staged_image(self, k, params, h, img_prev, draw):
-        from .base import SelfVAE
-
-        return SelfVAE.staged_image(self, k, params, h, img_prev, draw)  # with this class's stage_params
+        # the family's own, with this class's stage_params
+        return type(self._model).staged_image(self, k, params, h, img_prev, draw)
 
     def u_code_prior(self, v=None, size=None):
         return self._model._u_code_prior(self._arith, v, size)

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from ..entropy.channel_context import ChannelContext
 from ..entropy.dmol import DMoL
-from .base import FLOAT, SelfVAE, grid_steps, level_steps, register_family
+from ..entropy.pixel_context import PixelContext
+from .base import FLOAT, SelfVAE, grid_steps, level_steps, register_family, stage_mask
 from ..nn.flows import RealNVP
 from ..nn.gdn import GDN
 
@@ -147,12 +148,12 @@ def hyper_side(n: int) -> int:
 class FastSelfVAE(SelfVAE):
     """The selfVAE with the fast networks (widths: see width_at)."""
 
-    LEVEL_LISTS = ("enc_z", "prior", "dec", "z_context")
+    LEVEL_LISTS = ("enc_z", "prior", "dec", "z_context", "context")
 
     def _build_networks(self):
         cfg, K, L = self.cfg, self.cfg.scales, self.cfg.latent_down
-        if cfg.refine or cfg.x_context or cfg.y_context:
-            raise ValueError("the fast networks have no refine filter or context nets")
+        if cfg.refine:
+            raise ValueError("the fast networks have no refine filter")
         q, n = (2 if cfg.posterior == "gaussian" else 1), cfg.mixtures
         r_total = int(math.log2(self.ratio ** K))
         if L - r_total < 2:
@@ -174,6 +175,10 @@ class FastSelfVAE(SelfVAE):
             self.dec.append(ImageDecoder(cfg.z_ch, DMoL.channels(self.img_ch[k], n), self.steps_of[k], width_for(k),
                                          self.img_ch[k - 1], self.ratio, cfg.head_k))
         self.flow = RealNVP(cfg.u_ch, cfg.flow_hidden, cfg.flow_blocks)
+        if cfg.x_context:  # lossless x: images[k >= 1] coded in stages (entropy/pixel_context.py)
+            self.context = nn.ModuleList(self._pixel_context(k, cfg.x_context) for k in range(1, K + 1))
+        if cfg.y_context:
+            self.context0 = self._pixel_context(0, cfg.y_context)
         if cfg.u_hyper:
             if not cfg.rd_lambdas:
                 raise ValueError("the hyperprior for û (u_hyper) is for rate-distortion models")
@@ -193,6 +198,31 @@ class FastSelfVAE(SelfVAE):
                 self.u_context = ChannelContext(cfg.u_ch, cfg.u_slices, cfg.slice_ch)
             if cfg.z_slices:
                 self.z_context = nn.ModuleList(ChannelContext(cfg.z_ch, cfg.z_slices, cfg.slice_ch) for _ in range(K))
+
+    def _pixel_context(self, k: int, layers: int) -> PixelContext:
+        """images[k]'s context nets: they read its decoder's features (at half its resolution),
+        its known pixels and, for k >= 1, the coarser image brought to that resolution."""
+        dec = self.dec_0 if k == 0 else self.dec[k - 1]
+        prev = self.img_ch[k - 1] * (2 // self.ratio) ** 2 if k >= 1 else 0
+        return PixelContext(dec.head.in_channels, 4 * self.img_ch[k] + prev,
+                            DMoL.channels(self.img_ch[k], self.cfg.mixtures), self.cfg.context_ch, layers)
+
+    def _stage_params(self, a, k, stage, params, h, img, img_prev):
+        if not self.staged(k):
+            return params
+        known = stage_mask(stage, *img.shape[-2:], img.device, before=True)
+        pixels = a.image(img)
+        inp = [a.latent(h), F.pixel_unshuffle(torch.where(known, pixels, pixels.new_zeros(())), 2)]
+        if k >= 1:
+            inp.append(_space_to_depth(a.image(img_prev), 2 // self.ratio))
+        ctx = a.net(self, "context")[k - 1] if k >= 1 else a.net(self, "context0")
+        x = torch.cat([t.to(inp[0].dtype) for t in inp], 1)
+        return params + F.pixel_shuffle(a.out(ctx.nets[stage](x)), 2).to(params.dtype)
+
+    def staged_image(self, k, params, h, img_prev, draw):
+        """One pass: the pixel context is for coding images exactly; the point estimates the
+        lossy modes decode to (and generation) stay the decoder's own."""
+        return draw(params)
 
     def latent_context(self, k: int):
         if k == 0:
@@ -245,7 +275,8 @@ class FastSelfVAE(SelfVAE):
         return self.steps_of[0]
 
     def table_nets(self) -> tuple:
-        return ("dec_0", "prior", "dec") + tuple(n for n in ("hyper_s", "u_context", "z_context") if hasattr(self, n))
+        return ("dec_0", "prior", "dec") + tuple(
+            n for n in ("hyper_s", "u_context", "z_context", "context", "context0") if hasattr(self, n))
 
     def _p_img0(self, a, u):
         params, h = a.net(self, "dec_0")(a.latent(u), features=True)

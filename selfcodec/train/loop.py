@@ -68,6 +68,9 @@ class TrainArgs:
     y_weight: float = 0.0  # rate-distortion runs: weight of ŷ's MSE beside x̂'s (see family.rd_loss)
     cgen_weight: float = 0.0  # rate-distortion runs: weight of cgen's x̂ MSE, on a quarter of each batch
     by_area: bool = False  # pick training images in proportion to their pixels (see data.RandomCrops)
+    # rate-distortion models: minimise the lossless file's code length instead (family.lossless_forward;
+    # with --train-only context,context0 only the pixel context nets learn, and the lossy modes stay as they are)
+    lossless: bool = False
 
 
 def lr_at(step: int, a: TrainArgs) -> float:
@@ -122,11 +125,18 @@ def rd_log_terms(terms: dict, lv: torch.Tensor, n_levels: int, pixels: int) -> d
         out[k] = float(t[k].mean()) / (3 * pixels * ln2)
     for i in range(n_levels):
         m = lv == i
-        if m.any():
+        if m.any():  # (no PSNR for lossless training's exact images)
             out[f"bpp_u_l{i}"] = float(t["rate_u"][m].mean()) / (pixels * ln2)
             out[f"bpp_z_l{i}"] = float(t["rate_z"][m].mean()) / (pixels * ln2)
-            out[f"psnr_l{i}"] = float((10 * torch.log10(255.0 ** 2 / (t["sse"][m] / (3 * pixels)))).mean())
+            if bool((t["sse"][m] > 0).all()):
+                out[f"psnr_l{i}"] = float((10 * torch.log10(255.0 ** 2 / (t["sse"][m] / (3 * pixels)))).mean())
     return out
+
+
+def lossless_loss(terms: dict, pixels: int) -> torch.Tensor:
+    """The lossless file's code length, bits per pixel, averaged over the batch."""
+    bits = terms["rate_u"] + terms["rate_z"] + terms["re_x"] + terms["re_y"]
+    return bits.mean() / (pixels * math.log(2))
 
 
 def trim_log(log_path: Path, last_step: int) -> None:
@@ -274,7 +284,12 @@ def train(a: TrainArgs) -> dict:
         for gr in opt.param_groups:
             gr["lr"] = lr_at(step, a) * gr.get("lr_mult", 1.0)
         x = batch()
-        if rd:  # every image of the batch at its own random level
+        if rd and a.lossless:
+            lv = torch.randint(0, n_levels, (x.shape[0],), device=device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                terms = model.lossless_forward(x, lv)
+            loss = lossless_loss(terms, pixels)
+        elif rd:  # every image of the batch at its own random level
             lv = torch.randint(0, n_levels, (x.shape[0],), device=device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 terms = net(x, level_idx=lv, quant=a.quant, cgen=len(x) // 4 if a.cgen_weight else 0)  # via DDP's forward

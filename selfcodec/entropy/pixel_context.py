@@ -1,0 +1,42 @@
+"""A spatial context for an image the fast family codes exactly (y in cgen, crec and lossless;
+x in lossless): each 2x2 block's pixels are coded in three stages (base.STAGE_OF_PHASE: top
+left, then top right and bottom left, then bottom right), and each stage's DMoL parameters
+get a correction from the pixels coded before it, in its block and the blocks around it
+(stage 0: from the features alone, a likelihood head of its own beside the decoder's, whose
+means shape x̂ and must not move).
+
+Point estimates (ŷ in rec1 and rec2, x̂) do not use the context: the lossy modes are the
+same with or without it.
+
+The nets run at half the image's resolution, one position per 2x2 block: the input is the
+decoder's features there (already at that resolution), the known pixels as a space-to-depth
+(4 x channels, unknown ones zero) and the coarser image y (for x given y), and the output is
+the 4 phases' corrections, which a pixel shuffle spreads back over each block. A 3x3 layer
+lets a block see its neighbours' known pixels: in stage 2 the three other pixels of its own
+block and of the eight around it.
+
+The last layer starts at zero, so a model gaining the context codes as it did. On the exact
+path the nets run on integer activations (exact.integer_copy).
+"""
+
+import torch.nn as nn
+
+
+class PixelContext(nn.Module):
+    """nets[stage]: [features, known pixels (space-to-depth, zero where unknown), coarser image]
+    at half resolution -> 4 x params_ch corrections (pixel-shuffled by the caller)."""
+
+    def __init__(self, feat_ch: int, in_ch: int, params_ch: int, width: int, layers: int):
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"a pixel context needs at least one 3x3 layer, not {layers}")
+        self.nets = nn.ModuleList()
+        for _ in range(3):
+            mods, c = [], feat_ch + in_ch
+            for _ in range(layers):
+                mods += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU()]
+                c = width
+            mods += [nn.Conv2d(width, width, 1), nn.ReLU(), nn.Conv2d(width, 4 * params_ch, 1)]
+            nn.init.zeros_(mods[-1].weight)
+            nn.init.zeros_(mods[-1].bias)
+            self.nets.append(nn.Sequential(*mods))

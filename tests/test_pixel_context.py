@@ -1,0 +1,69 @@
+"""The fast family's pixel context (entropy/pixel_context.py): y and x coded exactly in three
+stages per 2x2 block, each stage's parameters corrected from the pixels before it. It must
+code exactly, cost what training says it costs, and leave every lossy mode as it was."""
+
+import numpy as np
+import pytest
+import torch
+
+from selfcodec import api
+from selfcodec.model.checkpoint import load_model, save_model
+from selfcodec.model.registry import build_model
+from tests.conftest import build_tiny, natural_crop
+
+LAMBDAS = (0.005, 0.01, 0.02)
+
+
+@pytest.fixture(scope="module")
+def with_context(model_dir) -> str:
+    """A fast, y-consistent model with pixel contexts for x and y (random, non-zero)."""
+    return str(build_tiny(model_dir / "tiny-fast-pixctx.safetensors", "selfvae-downscale", seed=11, network="fast",
+                          rd_lambdas=LAMBDAS, u_hyper=4, up_base="bicubic", y_consistent=True,
+                          x_context=1, y_context=1, context_ch=8))
+
+
+@pytest.fixture(scope="module")
+def without_context(with_context, model_dir) -> str:
+    """The same weights without the context nets."""
+    m = load_model(with_context)
+    cfg = type(m.cfg)(**{**vars(m.cfg), "x_context": 0, "y_context": 0})
+    plain = build_model(cfg).eval()
+    plain.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("context")})
+    out = model_dir / "tiny-fast-pixctx-plain.safetensors"
+    save_model(plain, out)
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return natural_crop(64, 64, 100, 150)
+
+
+def test_lossless_round_trips_exactly_under_the_context(with_context, photo):
+    data = api.encode(photo, mode="lossless", model=with_context)
+    assert np.array_equal(np.asarray(api.decode(data, model=with_context)), photo)
+
+
+def test_the_context_changes_what_is_sent_exactly_and_nothing_lossy(with_context, without_context, photo):
+    """The lossy files carry the same streams with or without the context (only the header
+    names another model: cgen and crec send y binned at these levels, which the context does
+    not code) and decode to the same pixels; the lossless file's exact layers differ."""
+    for mode in ("rec1", "rec2", "cgen", "crec"):
+        a = api.encode_report(photo, mode=mode, level=2, model=with_context)
+        b = api.encode_report(photo, mode=mode, level=2, model=without_context)
+        assert np.array_equal(a["recon"], b["recon"]), mode
+        assert a["streams"] == b["streams"], mode
+    a, b = (api.encode_report(photo, mode="lossless", level=2, model=m)["streams"] for m in (with_context, without_context))
+    assert a["u"] == b["u"] and a["y"] != b["y"] and a["x"] != b["x"], (a, b)
+
+
+def test_training_measures_what_the_file_costs(with_context, photo):
+    """lossless_forward (what --lossless training minimises) predicts the coded streams."""
+    m = load_model(with_context)
+    rep = api.encode_report(photo, mode="lossless", level=2, model=with_context)
+    x = torch.from_numpy(photo.copy()).permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        t = m.lossless_forward(x, torch.tensor([1]))
+    predicted = float(sum(t[k] for k in ("rate_u", "rate_z", "re_x", "re_y"))) / np.log(2)
+    coded = 8 * sum(s["bytes"] for s in rep["streams"].values())
+    assert abs(coded - predicted) < 0.03 * predicted + 64 * 8, (coded, predicted)
