@@ -6,16 +6,16 @@ only (no container header): compare models with it, report Kodak.
     python -m benchmarks.proxy_lossless models/selfvae-downscale.safetensors runs/ll1
 """
 
-import argparse
 import json
 import time
 
 import numpy as np
 
 from benchmarks.common import DEFAULT_OUT, load_images
+from benchmarks.proxy_rd import proxy_args
 from selfcodec import zoo
 from selfcodec.codec import modes as M
-from selfcodec.train.data import data_root, image_files
+from selfcodec.train.data import image_files
 
 
 def proxy(net, crops: list, level: int) -> dict:
@@ -33,11 +33,7 @@ def proxy(net, crops: list, level: int) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", nargs="+", help="model files, shipped names or run folders (EMA weights)")
-    ap.add_argument("--data", default=str(data_root() / "bsds500" / "test"))
-    ap.add_argument("--n", type=int, default=24, help="images (the first N, sorted by name)")
-    ap.add_argument("--crop", type=int, default=256)
+    ap = proxy_args(__doc__)
     ap.add_argument("--level", type=int, default=M.DEFAULT_LEVEL, help="the level of the lossless file's lower layers")
     ap.add_argument("--out", default=str(DEFAULT_OUT / "proxy_lossless.json"))
     a = ap.parse_args(argv)

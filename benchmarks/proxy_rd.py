@@ -32,12 +32,18 @@ def proxy(net, crops: list, levels: list, search: int = 0) -> list:
     return rows
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def proxy_args(doc: str) -> argparse.ArgumentParser:
+    """The options every proxy takes: the models, and the held-out crops they are measured on."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("models", nargs="+", help="model files, shipped names or run folders (EMA weights)")
     ap.add_argument("--data", default=str(data_root() / "bsds500" / "test"))
     ap.add_argument("--n", type=int, default=24, help="images (the first N, sorted by name)")
     ap.add_argument("--crop", type=int, default=256)
+    return ap
+
+
+def main(argv=None):
+    ap = proxy_args(__doc__)
     ap.add_argument("--levels", default="1,2,3,4,5,6,7")
     ap.add_argument("--search", type=int, default=0, help="steps of the encoder-side latent search")
     ap.add_argument("--out", default=str(DEFAULT_OUT / "proxy_rd.json"))
