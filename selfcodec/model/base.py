@@ -84,6 +84,8 @@ class Config:
     # Fast networks: width of the pixel context nets of x_context / y_context (whose values
     # there count their 3x3 layers at half the image's resolution; entropy/pixel_context.py).
     context_ch: int = 64
+    # Fast networks: width of the refine filter's layers (refine: their count, at full resolution).
+    refine_ch: int = 16
     # Fast networks: kernel side of the image decoders' last layer (at 1/2 resolution, before the
     # pixel shuffle); 1 maps each feature vector to its 2x2 block alone, 3 lets a block see its
     # neighbours' features too.

@@ -26,6 +26,7 @@ from ..entropy.channel_context import ChannelContext
 from ..entropy.dmol import DMoL
 from ..entropy.pixel_context import PixelContext
 from .base import FLOAT, SelfVAE, grid_steps, level_steps, register_family, stage_mask
+from ..nn.blocks import scale_image
 from ..nn.flows import RealNVP
 from ..nn.gdn import GDN
 
@@ -95,6 +96,23 @@ class ImageDecoder(nn.Module):
         return (out, h) if features else out
 
 
+def refine_filter(feat_ch: int, layers: int, width: int) -> nn.Sequential:
+    """A residual filter on x̂ at full resolution (3x3 layers of `width`), reading x̂ and the x
+    decoder's features spread over each 2x2 block (a pixel shuffle): the only layers at full
+    resolution, a decoder-side cleanup of what the latents' quantization leaves. Its last layer
+    starts at zero, so a model gaining it decodes as before."""
+    if feat_ch % 4:
+        raise ValueError(f"refine reads the features by 2x2 blocks: {feat_ch} channels are not a multiple of 4")
+    mods, c = [], 3 + feat_ch // 4
+    for _ in range(layers):
+        mods += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU()]
+        c = width
+    mods.append(nn.Conv2d(c, 3, 3, padding=1))
+    nn.init.zeros_(mods[-1].weight)
+    nn.init.zeros_(mods[-1].bias)
+    return nn.Sequential(*mods)
+
+
 def _space_to_depth(img, factor: int):
     return F.pixel_unshuffle(img, factor) if factor > 1 else img
 
@@ -152,8 +170,6 @@ class FastSelfVAE(SelfVAE):
 
     def _build_networks(self):
         cfg, K, L = self.cfg, self.cfg.scales, self.cfg.latent_down
-        if cfg.refine:
-            raise ValueError("the fast networks have no refine filter")
         q, n = (2 if cfg.posterior == "gaussian" else 1), cfg.mixtures
         r_total = int(math.log2(self.ratio ** K))
         if L - r_total < 2:
@@ -175,6 +191,10 @@ class FastSelfVAE(SelfVAE):
             self.dec.append(ImageDecoder(cfg.z_ch, DMoL.channels(self.img_ch[k], n), self.steps_of[k], width_for(k),
                                          self.img_ch[k - 1], self.ratio, cfg.head_k))
         self.flow = RealNVP(cfg.u_ch, cfg.flow_hidden, cfg.flow_blocks)
+        if cfg.refine:
+            if K < 1:
+                raise ValueError("refine needs a selfVAE (levels >= 1): it reads the x decoder's features")
+            self.refine_net = refine_filter(self.dec[-1].head.in_channels, cfg.refine, cfg.refine_ch)
         if cfg.x_context:  # lossless x: images[k >= 1] coded in stages (entropy/pixel_context.py)
             self.context = nn.ModuleList(self._pixel_context(k, cfg.x_context) for k in range(1, K + 1))
         if cfg.y_context:
@@ -198,6 +218,13 @@ class FastSelfVAE(SelfVAE):
                 self.u_context = ChannelContext(cfg.u_ch, cfg.u_slices, cfg.slice_ch)
             if cfg.z_slices:
                 self.z_context = nn.ModuleList(ChannelContext(cfg.z_ch, cfg.z_slices, cfg.slice_ch) for _ in range(K))
+
+    def refine(self, xhat, h):
+        """The final x̂ (0..255) after the residual filter, given the x decoder's features."""
+        if not self.cfg.refine:
+            return xhat
+        r = self.refine_net(torch.cat([scale_image(xhat), F.pixel_shuffle(h, 2)], 1).to(h.dtype))
+        return xhat + 127.5 * r.float()
 
     def _pixel_context(self, k: int, layers: int) -> PixelContext:
         """images[k]'s context nets: they read its decoder's features (at half its resolution),
