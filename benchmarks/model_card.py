@@ -77,15 +77,34 @@ def architecture(cfg: dict) -> str:
     if cfg.get("network") == "fast":
         hyper = (f"a hyperprior for û (v: {cfg['u_hyper']} ch at 1/{2 ** (cfg['latent_down'] + 2)} of x, factorized; "
                  f"û's mean and scale per element from v̂), " if cfg.get("u_hyper") else "û under a factorized prior, ")
+        full = (f"a refine filter of {cfg['refine']} 3x3 layer(s) of {cfg.get('refine_ch', 16)} at full resolution"
+                if cfg.get("refine") else "no layer at full resolution")
+        ctx = (f", pixel contexts for the images sent exactly (x: {cfg.get('x_context', 0)}, y: {cfg.get('y_context', 0)} "
+               f"3x3 layer(s) of {cfg.get('context_ch', 64)} at half resolution)"
+               if cfg.get("x_context") or cfg.get("y_context") else "")
         return (head + f"fast networks (`selfcodec/model/fast.py`: 5x5 stride-2 convolutions with GDN, 4x4 transposed ones "
                 f"with inverse GDN; widths {cfg['ch']} at 1/8 and below, {cfg['mid_ch']} at 1/4, {cfg['head_ch']} at 1/2, "
-                f"no layer at full resolution), latents u {cfg['u_ch']} ch / z {cfg['z_ch']} ch at "
+                f"{full}), latents u {cfg['u_ch']} ch / z {cfg['z_ch']} ch at "
                 f"1/{2 ** cfg['latent_down']} of x, {hyper}{cfg['mixtures']} logistic mixture(s), means offset from a "
-                f"{cfg.get('up_base', 'bilinear')} upscale of y, RealNVP {cfg['flow_blocks']} "
-                f"blocks, posterior `{cfg['posterior']}`")
+                f"{cfg.get('up_base', 'bilinear')} upscale of y{ctx}, "
+                f"RealNVP {cfg['flow_blocks']} blocks, posterior `{cfg['posterior']}`")
     return (head + f"{cfg['ch']} channels, DenseNet growth {cfg['growth']} x {cfg.get('block_convs', cfg.get('layers'))} layers, latents u "
             f"{cfg['u_ch']} ch / z {cfg['z_ch']} ch at 1/{2 ** cfg['latent_down']} of their image, {cfg['mixtures']} "
             f"logistic mixtures, RealNVP {cfg['flow_blocks']} blocks, posterior `{cfg['posterior']}`")
+
+
+def architecture_row(cfg: dict) -> str:
+    """The card's architecture row: the network, and what the DenseNet family adds to it."""
+    dense = cfg.get("network") != "fast"  # (the fast family's filter and contexts are in its architecture line)
+    return (f"| architecture | {architecture(cfg)}"
+            + (f", a {cfg['refine']}-dense-block residual filter on x̂ at full resolution (rec2, crec)" if dense and cfg.get("refine") else "")
+            + (", x given y with each 2x2 block's last pixel restricted to the values that keep y (`y_consistent`)"
+               if cfg.get("y_consistent") else "")
+            + (f", x decoded in three stages per 2x2 block, each later stage's mixture from a context network "
+               f"({cfg['x_context']} dense block(s)) over the pixels decoded before (`x_context`)" if dense and cfg.get("x_context") else "")
+            + (f", the coarsest image decoded in the same three stages ({cfg['y_context']} dense block(s) per "
+               f"context network, `y_context`)" if dense and cfg.get("y_context") else "")
+            + " |")
 
 
 def write_card(weights: Path, run: Path, data_desc: str, command: str, kodak: Path | None, notes: str,
@@ -105,15 +124,7 @@ def write_card(weights: Path, run: Path, data_desc: str, command: str, kodak: Pa
         "",
         "| | |",
         "|---|---|",
-        f"| architecture | {architecture(cfg)}"
-        + (f", a {cfg['refine']}-dense-block residual filter on x̂ at full resolution (rec2, crec)" if cfg.get("refine") else "")
-        + (", x given y with each 2x2 block's last pixel restricted to the values that keep y (`y_consistent`)"
-           if cfg.get("y_consistent") else "")
-        + (f", x decoded in three stages per 2x2 block, each later stage's mixture from a context network "
-           f"({cfg['x_context']} dense block(s)) over the pixels decoded before (`x_context`)" if cfg.get("x_context") else "")
-        + (f", the coarsest image decoded in the same three stages ({cfg['y_context']} dense block(s) per "
-           f"context network, `y_context`)" if cfg.get("y_context") else "")
-        + " |",
+        architecture_row(cfg),
         "| objective | " + (f"rate-distortion: bits per pixel of û + ẑ + lambda x MSE of the rec2 reconstruction, lambda "
                              f"{', '.join(map(str, cfg['rd_lambdas']))} for levels 1-{len(cfg['rd_lambdas'])} (a learned "
                              "quantization step per level and latent channel), plus a small weight on the images' code "
