@@ -67,3 +67,24 @@ def test_training_measures_what_the_file_costs(with_context, photo):
     predicted = float(sum(t[k] for k in ("rate_u", "rate_z", "re_x", "re_y"))) / np.log(2)
     coded = 8 * sum(s["bytes"] for s in rep["streams"].values())
     assert abs(coded - predicted) < 0.03 * predicted + 64 * 8, (coded, predicted)
+
+
+def test_lossless_training_teaches_the_contexts_alone(with_context, tmp_path):
+    """--lossless --train-only context,context0: the contexts learn, every other tensor stays as
+    loaded, and the lossless code length falls."""
+    from selfcodec.model.checkpoint import load_tensors
+    from selfcodec.train.loop import TrainArgs, train
+    from tests.test_rd import _smooth_images
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _smooth_images(data, n=3, side=64)
+    run = tmp_path / "run"
+    res = train(TrainArgs(data=[str(data)], run_dir=str(run), steps=30, batch=2, crop=32, lr=1e-2, warmup=1,
+                          compile=False, progress=False, threads=1, init=with_context, bf16=False, log_every=10,
+                          train_only=("context", "context0"), lossless=True))
+    before, after = load_tensors(with_context), load_tensors(run / "ckpt.safetensors", "model.")
+    changed = {k for k in before if not torch.equal(after[k], before[k].float())}
+    assert changed and all(k.startswith("context") for k in changed)
+    first = float(open(run / "log.csv").read().splitlines()[1].split(",")[3])
+    assert res["loss"] < first, (first, res["loss"])
