@@ -68,6 +68,18 @@ def build_tiny(path: Path, preset: str = "selfvae-downscale", seed: int = 0, **o
     return path
 
 
+def without_part(path: str, out: Path, prefix: str, **off) -> str:
+    """The model at `path` with the modules whose names start with `prefix` taken out (the
+    config fields `off` say it has none), its other weights as they are; saved to `out`."""
+    from selfcodec.model.checkpoint import load_model
+
+    m = load_model(path)
+    plain = build_model(type(m.cfg)(**{**vars(m.cfg), **off})).eval()
+    plain.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith(prefix)})
+    save_model(plain, out)
+    return str(out)
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("models")

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from selfcodec import api
-from selfcodec.model.checkpoint import load_model, save_model
-from selfcodec.model.registry import build_model
-from tests.conftest import build_tiny, natural_crop
+from selfcodec.model.checkpoint import load_model
+from tests.conftest import build_tiny, natural_crop, without_part
 
 LAMBDAS = (0.005, 0.01, 0.02)
 
@@ -25,13 +24,8 @@ def with_context(model_dir) -> str:
 @pytest.fixture(scope="module")
 def without_context(with_context, model_dir) -> str:
     """The same weights without the context nets."""
-    m = load_model(with_context)
-    cfg = type(m.cfg)(**{**vars(m.cfg), "x_context": 0, "y_context": 0})
-    plain = build_model(cfg).eval()
-    plain.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("context")})
-    out = model_dir / "tiny-fast-pixctx-plain.safetensors"
-    save_model(plain, out)
-    return str(out)
+    return without_part(with_context, model_dir / "tiny-fast-pixctx-plain.safetensors", "context",
+                        x_context=0, y_context=0)
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +82,13 @@ def test_lossless_training_teaches_the_contexts_alone(with_context, tmp_path):
     assert changed and all(k.startswith("context") for k in changed)
     first = float(open(run / "log.csv").read().splitlines()[1].split(",")[3])
     assert res["loss"] < first, (first, res["loss"])
+
+
+def test_lossless_training_needs_a_rate_distortion_model(model_dir, tmp_path):
+    """An ELBO model has no levels to code at: the flag is refused, not ignored."""
+    from selfcodec.train.loop import TrainArgs, train
+
+    elbo = build_tiny(model_dir / "tiny-elbo-for-lossless.safetensors", seed=13)
+    with pytest.raises(ValueError, match="rate-distortion"):
+        train(TrainArgs(data=["unused"], run_dir=str(tmp_path / "run"), steps=1, init=str(elbo), lossless=True,
+                        progress=False, compile=False))

@@ -8,9 +8,7 @@ import pytest
 
 from selfcodec import api
 from selfcodec.codec import seamless as SL
-from selfcodec.model.checkpoint import load_model, save_model
-from selfcodec.model.registry import build_model
-from tests.conftest import build_tiny
+from tests.conftest import build_tiny, without_part
 from tests.test_seamless import _coded
 
 LAMBDAS = (0.005, 0.01, 0.02)
@@ -24,12 +22,7 @@ def refined(model_dir) -> str:
 
 @pytest.fixture(scope="module")
 def unrefined(refined, model_dir) -> str:
-    m = load_model(refined)
-    plain = build_model(type(m.cfg)(**{**vars(m.cfg), "refine": 0})).eval()
-    plain.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("refine_net")})
-    out = model_dir / "tiny-fast-unrefined.safetensors"
-    save_model(plain, out)
-    return str(out)
+    return without_part(refined, model_dir / "tiny-fast-unrefined.safetensors", "refine_net", refine=0)
 
 
 @pytest.mark.parametrize("mode", ["rec1", "rec2", "cgen", "crec"])

@@ -389,7 +389,18 @@ class SelfVAE(nn.Module):
         return walker.terms(xhat, x)
 
 
-class _ElboWalker(Walker):
+class _TrueImages:
+    """Walker part: every image along the chain is the true one, scored (in self.re) under its
+    likelihood as the codec codes it exactly, staged and y-consistent."""
+
+    def image(self, model, k, decode, img_prev):
+        params, h = decode()
+        img = self.imgs[k]
+        self.re.append(-model.img_log_prob(k, img, model.x_params(k, params, h, img, img_prev)))
+        return img
+
+
+class _ElboWalker(_TrueImages, Walker):
     """The ELBO's chain: every latent drawn from its posterior (or its mean), every image the
     true one, scored under its likelihood; KL terms and one importance weight along the way."""
 
@@ -421,12 +432,6 @@ class _ElboWalker(Walker):
             self.kl_z.append(gaussian_kl(mu_z, ls_z, pm, pls))
             self.log_w_z.append((gaussian_log_density(z, pm, pls), -gaussian_log_density(z, mu_z, ls_z)))
         return z
-
-    def image(self, model, k, decode, img_prev):
-        params, h = decode()
-        img = self.imgs[k]
-        self.re.append(-model.img_log_prob(k, img, model.x_params(k, params, h, img, img_prev)))
-        return img
 
     def terms(self) -> dict:
         out, re, kl_z = self.out, self.re, self.kl_z
@@ -537,20 +542,13 @@ class _RDWalker(Rec2Walker):
         return out
 
 
-class _LosslessWalker(_RDWalker):
+class _LosslessWalker(_TrueImages, _RDWalker):
     """The lossless file's chain: latents rounded as the codec codes them (rates under the
     codec's priors), every image the true one, scored under its staged and y-consistent
     likelihood: the terms the lossless layer's context nets learn from."""
 
     def __init__(self, imgs, steps, level_idx):
         super().__init__(imgs, steps, level_idx, "round", 0)
-
-    def image(self, model, k, decode, img_prev):
-        params, h = decode()
-        img = self.imgs[k]
-        self.re.append(-model.img_log_prob(k, img, model.x_params(k, params, h, img, img_prev)))
-        return img
-
 
 def level_steps(log2_steps: torch.Tensor, level_idx: torch.Tensor) -> torch.Tensor:
     """Rows `level_idx` (0-based, (B,)) of a (levels, C) table of learned log2 steps -> the

@@ -192,6 +192,8 @@ def train(a: TrainArgs) -> dict:
         cfg, step, seconds = Config.of(**{**vars(read_config(Path(a.init))), **a.overrides}), 0, 0.0
     else:
         cfg, step, seconds = make_config(a.model, **a.overrides), 0, 0.0
+    if a.lossless and not cfg.rd_lambdas:  # (an ELBO run already minimises the images' code lengths)
+        raise ValueError("--lossless trains a rate-distortion model's lossless code length; this model has no levels")
     model = build_model(cfg).to(device)
     if a.compile:
         from ..entropy.dmol import DMoL
@@ -284,16 +286,13 @@ def train(a: TrainArgs) -> dict:
         for gr in opt.param_groups:
             gr["lr"] = lr_at(step, a) * gr.get("lr_mult", 1.0)
         x = batch()
-        if rd and a.lossless:
+        if rd:  # every image of the batch at its own random level
             lv = torch.randint(0, n_levels, (x.shape[0],), device=device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                terms = model.lossless_forward(x, lv)
-            loss = lossless_loss(terms, pixels)
-        elif rd:  # every image of the batch at its own random level
-            lv = torch.randint(0, n_levels, (x.shape[0],), device=device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                terms = net(x, level_idx=lv, quant=a.quant, cgen=len(x) // 4 if a.cgen_weight else 0)  # via DDP's forward
-            loss = rd_loss(terms, lambdas[lv], pixels, a.nll_weight, a.y_weight, a.cgen_weight)
+                terms = (model.lossless_forward(x, lv) if a.lossless else
+                         net(x, level_idx=lv, quant=a.quant, cgen=len(x) // 4 if a.cgen_weight else 0))  # via DDP's forward
+            loss = (lossless_loss(terms, pixels) if a.lossless else
+                    rd_loss(terms, lambdas[lv], pixels, a.nll_weight, a.y_weight, a.cgen_weight))
         else:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 terms = net(x)
