@@ -60,6 +60,8 @@ def build_tiny(path: Path, preset: str = "selfvae-downscale", seed: int = 0, **o
                 for net in getattr(ctx, "nets", ()):
                     torch.nn.init.normal_(net[-1].weight, std=0.1)
                     torch.nn.init.normal_(net[-1].bias, std=0.1)
+                for skip in getattr(ctx, "skips", None) or ():
+                    torch.nn.init.normal_(skip.weight, std=0.02)
             if model.cfg.refine:
                 torch.nn.init.normal_(model.refine_net[-1].weight, std=0.05)
         save_model(model.eval(), path)

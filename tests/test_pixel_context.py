@@ -13,19 +13,24 @@ from tests.conftest import build_tiny, natural_crop, without_part
 LAMBDAS = (0.005, 0.01, 0.02)
 
 
-@pytest.fixture(scope="module")
-def with_context(model_dir) -> str:
-    """A fast, y-consistent model with pixel contexts for x and y (random, non-zero)."""
-    return str(build_tiny(model_dir / "tiny-fast-pixctx.safetensors", "selfvae-downscale", seed=11, network="fast",
+CENTRED = {"centred_coupling": True, "context_skip": True}
+
+
+@pytest.fixture(scope="module", params=[{}, CENTRED], ids=["raw", "centred"])
+def with_context(request, model_dir) -> str:
+    """A fast, y-consistent model with pixel contexts for x and y (random, non-zero): with the
+    raw coupling, and with the centred coupling and the linear skip path."""
+    name = "tiny-fast-pixctx" + "-centred" * bool(request.param)
+    return str(build_tiny(model_dir / f"{name}.safetensors", "selfvae-downscale", seed=11, network="fast",
                           rd_lambdas=LAMBDAS, u_hyper=4, up_base="bicubic", y_consistent=True,
-                          x_context=1, y_context=1, context_ch=8))
+                          x_context=1, y_context=1, context_ch=8, **request.param))
 
 
 @pytest.fixture(scope="module")
 def without_context(with_context, model_dir) -> str:
     """The same weights without the context nets."""
-    return without_part(with_context, model_dir / "tiny-fast-pixctx-plain.safetensors", "context",
-                        x_context=0, y_context=0)
+    return without_part(with_context, model_dir / (with_context.rsplit("/", 1)[-1][:-12] + "-plain.safetensors"),
+                        "context", x_context=0, y_context=0, centred_coupling=False, context_skip=False)
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +87,30 @@ def test_lossless_training_teaches_the_contexts_alone(with_context, tmp_path):
     assert changed and all(k.startswith("context") for k in changed)
     first = float(open(run / "log.csv").read().splitlines()[1].split(",")[3])
     assert res["loss"] < first, (first, res["loss"])
+
+
+def test_centred_correction_of_zero_changes_nothing():
+    """add_centred with no correction gives the raw parameters back (to rounding), and a
+    correction of a channel's predicted value moves that prediction alone: the others' stay."""
+    from selfcodec.entropy.dmol import DMoL, dmol_split
+
+    torch.manual_seed(0)
+    p = torch.randn(2, DMoL.channels(3, 2), 4, 4, dtype=torch.float64)
+    assert torch.allclose(DMoL.add_centred(p, torch.zeros_like(p), 3, 2, torch.tanh), p, atol=1e-12)
+    corr = torch.zeros_like(p)
+    corr[:, 2 + 2 * 2] = 0.25  # component 0 of channel 2 (B): means start at k = 2, channel-major
+    q = DMoL.add_centred(p, corr, 3, 2, torch.tanh)
+
+    def predicted(params):  # each channel's mean when the earlier channels take their predicted values
+        _, m, _, a = dmol_split(params, 3, 2)
+        pred = m.clone()
+        pred[:, 1] = m[:, 1] + a[:, 0] * pred[:, 0]
+        pred[:, 2] = m[:, 2] + a[:, 1] * pred[:, 0] + a[:, 2] * pred[:, 1]
+        return pred
+
+    diff = predicted(q) - predicted(p)
+    assert torch.allclose(diff[:, :2], torch.zeros_like(diff[:, :2]), atol=1e-12)
+    assert torch.allclose(diff[:, 2, 0], torch.full_like(diff[:, 2, 0], 0.25)) and diff[:, 2, 1].abs().max() < 1e-12
 
 
 def test_lossless_training_needs_a_rate_distortion_model(model_dir, tmp_path):

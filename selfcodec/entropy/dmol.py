@@ -71,6 +71,29 @@ def coupled_means(means, coeffs, x):
     return torch.stack(out, 1)
 
 
+def add_centred(params, corr, c: int, k: int, coupling):
+    """params + corr, the means' correction taken in centred form: in raw form (what the coder
+    reads) channel j's mean is m_j + sum_i a_ij x_i; centred, it is M_j + sum_i a_ij (x_i - M_i)
+    with M_j = m_j + sum_i a_ij M_i the channel's predicted value. corr moves M, and the
+    coefficients a = coupling(raw) (torch.tanh, or the coder's table on the exact path) from
+    both the old and the new raw values; in float64 on the exact path, so the result is the
+    same on every machine (elementwise products and sums are correctly rounded)."""
+    new = params + corr
+    if c == 1:
+        return new
+    b, _, h, w = params.shape
+    lo, hi, n = k, k + c * k, c * (c - 1) // 2
+    m = params[:, lo:hi].reshape(b, c, k, h, w)
+    old_a = coupling(params[:, k + 2 * c * k:]).to(params.dtype).reshape(b, n, k, h, w)
+    new_a = coupling(new[:, k + 2 * c * k:]).to(params.dtype).reshape(b, n, k, h, w)
+    dm = corr[:, lo:hi].reshape(b, c, k, h, w)
+    pred = [m[:, 0] + dm[:, 0]]  # M + its correction, channel by channel
+    pred.append(m[:, 1] + old_a[:, 0] * m[:, 0] + dm[:, 1])
+    pred.append(m[:, 2] + old_a[:, 1] * m[:, 0] + old_a[:, 2] * (pred[1] - dm[:, 1]) + dm[:, 2])
+    raw = [pred[0], pred[1] - new_a[:, 0] * pred[0], pred[2] - new_a[:, 1] * pred[0] - new_a[:, 2] * pred[1]]
+    return torch.cat([new[:, :lo], torch.stack(raw, 1).reshape(b, c * k, h, w), new[:, hi:]], 1)
+
+
 def dmol_log_prob(v: torch.Tensor, params: torch.Tensor, k: int) -> torch.Tensor:
     """log P(v) per image in nats; v holds integers 0..255, shape (B, C, H, W)."""
     return dmol_log_prob_pixels(v, params, k).sum(dim=(1, 2))
@@ -462,6 +485,7 @@ class DMoL:
     log_prob = staticmethod(dmol_log_prob)
     log_prob_pixels = staticmethod(dmol_log_prob_pixels)
     log_prob_given_y = staticmethod(dmol_log_prob_given_y)
+    add_centred = staticmethod(add_centred)
     point = staticmethod(dmol_point)
     mean = staticmethod(dmol_mean)
     sample = staticmethod(dmol_sample)

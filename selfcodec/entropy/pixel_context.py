@@ -15,7 +15,11 @@ the 4 phases' corrections, which a pixel shuffle spreads back over each block. A
 lets a block see its neighbours' known pixels: in stage 2 the three other pixels of its own
 block and of the eight around it.
 
-The last layer starts at zero, so a model gaining the context codes as it did. On the exact
+With `skip`, a linear 3x3 layer from the input adds to each net's output: the linear
+predictors of classic lossless coders (a pixel from its neighbours and y) are then one layer
+away instead of something the ReLU layers must learn to build.
+
+The last layers start at zero, so a model gaining the context codes as it did. On the exact
 path the nets run on integer activations (exact.integer_copy).
 """
 
@@ -26,7 +30,7 @@ class PixelContext(nn.Module):
     """nets[stage]: [features, known pixels (space-to-depth, zero where unknown), coarser image]
     at half resolution -> 4 x params_ch corrections (pixel-shuffled by the caller)."""
 
-    def __init__(self, feat_ch: int, in_ch: int, params_ch: int, width: int, layers: int):
+    def __init__(self, feat_ch: int, in_ch: int, params_ch: int, width: int, layers: int, skip: bool = False):
         super().__init__()
         if layers < 1:
             raise ValueError(f"a pixel context needs at least one 3x3 layer, not {layers}")
@@ -37,6 +41,16 @@ class PixelContext(nn.Module):
                 mods += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU()]
                 c = width
             mods += [nn.Conv2d(width, width, 1), nn.ReLU(), nn.Conv2d(width, 4 * params_ch, 1)]
-            nn.init.zeros_(mods[-1].weight)
-            nn.init.zeros_(mods[-1].bias)
+            _zero(mods[-1])
             self.nets.append(nn.Sequential(*mods))
+        self.skips = nn.ModuleList(_zero(nn.Conv2d(feat_ch + in_ch, 4 * params_ch, 3, padding=1)) for _ in range(3)) if skip else None
+
+    def forward(self, stage: int, x):
+        out = self.nets[stage](x)
+        return out if self.skips is None else out + self.skips[stage](x)
+
+
+def _zero(conv: nn.Conv2d) -> nn.Conv2d:
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv

@@ -84,6 +84,13 @@ class Config:
     # Fast networks: width of the pixel context nets of x_context / y_context (whose values
     # there count their 3x3 layers at half the image's resolution; entropy/pixel_context.py).
     context_ch: int = 64
+    # Pixel contexts: the stages' RGB coupling centred on each channel's predicted value
+    # (entropy.dmol.add_centred), so a coefficient near 1 says "off by as much as the earlier
+    # channels were", which is what smooth colour in photos asks and the raw coupling (the
+    # coefficient times the earlier channel's value, |c| < 1) cannot say; off in earlier weights.
+    centred_coupling: bool = False
+    # Pixel contexts: a linear 3x3 path from the nets' input to their output beside the others.
+    context_skip: bool = False
     # Fast networks: width of the refine filter's layers (refine: their count, at full resolution).
     refine_ch: int = 16
     # Fast networks: kernel side of the image decoders' last layer (at 1/2 resolution, before the
@@ -153,6 +160,8 @@ class FloatArithmetic:
     @staticmethod
     def grid(t):  # a value a table is built from (the exact path rounds it to its grid)
         return t
+
+    coupling = staticmethod(torch.tanh)  # raw DMoL coupling -> coefficient (the exact path: its table)
 
 
 FLOAT = FloatArithmetic()

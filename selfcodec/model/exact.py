@@ -378,6 +378,10 @@ class IntArithmetic:
     def grid(t):
         return from_grid(to_grid(t))
 
+    @staticmethod
+    def coupling(raw):  # the coder's own coefficients (DMoL.arrays with tanh_coef), float64
+        return torch.from_numpy(tanh_coef(raw.detach().double().cpu().numpy()))
+
 
 @contextmanager
 def _without_onednn():

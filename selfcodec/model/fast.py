@@ -232,7 +232,8 @@ class FastSelfVAE(SelfVAE):
         dec = self.dec_0 if k == 0 else self.dec[k - 1]
         prev = self.img_ch[k - 1] * (2 // self.ratio) ** 2 if k >= 1 else 0
         return PixelContext(dec.head.in_channels, 4 * self.img_ch[k] + prev,
-                            DMoL.channels(self.img_ch[k], self.cfg.mixtures), self.cfg.context_ch, layers)
+                            DMoL.channels(self.img_ch[k], self.cfg.mixtures), self.cfg.context_ch, layers,
+                            skip=self.cfg.context_skip)
 
     def _stage_params(self, a, k, stage, params, h, img, img_prev):
         if not self.staged(k):
@@ -244,7 +245,10 @@ class FastSelfVAE(SelfVAE):
             inp.append(_space_to_depth(a.image(img_prev), 2 // self.ratio))
         ctx = a.net(self, "context")[k - 1] if k >= 1 else a.net(self, "context0")
         x = torch.cat([t.to(inp[0].dtype) for t in inp], 1)
-        return params + F.pixel_shuffle(a.out(ctx.nets[stage](x)), 2).to(params.dtype)
+        corr = F.pixel_shuffle(a.out(ctx(stage, x)), 2).to(params.dtype)
+        if self.cfg.centred_coupling:
+            return DMoL.add_centred(params, corr, self.img_ch[k], self.cfg.mixtures, a.coupling)
+        return params + corr
 
     def staged_image(self, k, params, h, img_prev, draw):
         """One pass: the pixel context is for coding images exactly; the point estimates the
