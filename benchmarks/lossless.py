@@ -1,6 +1,7 @@
 """Lossless benchmark: Kodak bits per subpixel and CIFAR-10 test bits per dimension.
 
     python -m benchmarks.lossless [--quick] [--all] [--n N] [--data DIR] [--cifar PNG]
+                                  [--photos DIR [--photos-n N]]
                                   [--out benchmarks/results] [--no-selfcodec] [--no-anchors]
 
 Codecs: PNG (zlib level 9), WebP lossless, JPEG XL lossless (effort 7),
@@ -12,7 +13,10 @@ checked to be exact.
 CIFAR-10: the test atlas ``../shared/data/cifar10/test.png`` (3200x3200, a
 100x100 grid of 32x32 images, row-major).  Default: first 1000 images;
 ``--all``: all 10,000.  ``--quick``: 2 Kodak images cropped to 128x128 and 50
-CIFAR images.
+CIFAR images.  ``--photos DIR``: a second set of full-size photos (the first
+``--photos-n`` in name order; e.g. BSDS500 test, which no model trains on).
+
+Each codec's row counts the images on which it is larger than PNG (``larger_than_png``).
 
 Writes ``lossless.json`` and ``lossless.md`` with the published lossless
 figures from anchors.md alongside.
@@ -116,6 +120,14 @@ def run_set(name: str, images, codecs: list[B.Codec], progress: bool) -> dict:
     return res
 
 
+def count_larger_than_png(res: dict) -> None:
+    """Each codec's count of images on which its file is larger than PNG's (per-image sets only)."""
+    png = {r["image"]: r["bytes"] for r in res.get("png", {}).get("per_image", [])}
+    for r in res.values():
+        if png and "per_image" in r:
+            r["larger_than_png"] = sum(i["bytes"] > png.get(i["image"], float("inf")) for i in r["per_image"])
+
+
 def markdown(result: dict) -> str:
     meta = result["meta"]
     L = [f"# Lossless{' (quick)' if meta['quick'] else ''}", "",
@@ -128,8 +140,9 @@ def markdown(result: dict) -> str:
          "each 32x32 image coded as its own file",
          "- bits per subpixel (= bits per dimension) = 8 x whole-file bytes / (H x W x 3), total over the set.",
          "",
-         "| codec | Kodak bits/subpixel | CIFAR-10 bits/dim | Kodak enc s/img | Kodak dec s/img | exact |",
-         "|---|---|---|---|---|---|"]
+         "| codec | Kodak bits/subpixel | Kodak larger than PNG on | CIFAR-10 bits/dim | Kodak enc s/img | "
+         "Kodak dec s/img | exact |",
+         "|---|---|---|---|---|---|---|"]
     names = list(dict.fromkeys(list(result["kodak"]) + list(result["cifar10"])))
     for n in names:
         k = result["kodak"].get(n, {})
@@ -139,8 +152,16 @@ def markdown(result: dict) -> str:
         if k.get("n_errors") or c.get("n_errors"):
             exact += f" ({(k.get('n_errors') or 0) + (c.get('n_errors') or 0)} errors)"
         L.append(f"| {k.get('label') or c.get('label')} | {fmt(k.get('bits_per_subpixel_total'), 3)} | "
-                 f"{fmt(c.get('bits_per_subpixel_total'), 3)} | {fmt(k.get('enc_s_per_image'), 3)} | "
+                 f"{k.get('larger_than_png', '—')} | {fmt(c.get('bits_per_subpixel_total'), 3)} | {fmt(k.get('enc_s_per_image'), 3)} | "
                  f"{fmt(k.get('dec_s_per_image'), 3)} | {exact} |")
+    if result.get("photos"):
+        ph = meta["photos"]
+        L += ["", f"## Photos: {ph['n_images']} full-size images from `{ph['data_dir']}`", "",
+              "| codec | bits/subpixel | larger than PNG on | enc s/img | dec s/img | exact |", "|---|---|---|---|---|---|"]
+        for r in result["photos"].values():
+            L.append(f"| {r['label']} | {fmt(r['bits_per_subpixel_total'], 3)} | {r.get('larger_than_png', '—')} | "
+                     f"{fmt(r['enc_s_per_image'], 3)} | {fmt(r['dec_s_per_image'], 3)} | "
+                     f"{'yes' if not r['not_exact'] and not r['n_errors'] else 'NO'} |")
     pub = result.get("published") or {}
     if pub.get("by_method"):
         L += ["", "## Published (anchors.md)", "", "Bit-Swap README table (bits per dimension):", "",
@@ -169,6 +190,8 @@ def parse_args(argv=None):
     p.add_argument("--data", default=str(DEFAULT_KODAK))
     p.add_argument("--cifar", default=str(DEFAULT_CIFAR))
     p.add_argument("--no-cifar", action="store_true")
+    p.add_argument("--photos", default=None, help="a folder of full-size photos not in training (a second set)")
+    p.add_argument("--photos-n", type=int, default=24, help="how many of --photos, in name order (default 24)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--anchors", default=str(A.DEFAULT_ANCHORS))
     p.add_argument("--no-anchors", action="store_true")
@@ -217,8 +240,12 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     res_k = run_set("kodak", kodak, codecs, not args.no_progress)
     res_c = run_set("cifar10", list(cifar), codecs, not args.no_progress) if cifar is not None else {}
+    photos = load_images(list_images(args.photos)[:args.photos_n], 0) if args.photos else []
+    res_p = run_set("photos", photos, codecs, not args.no_progress) if photos else {}
     wall = time.perf_counter() - t0
-    for name, r in list(res_k.items()) + list(res_c.items()):
+    for res in (res_k, res_p):
+        count_larger_than_png(res)
+    for name, r in list(res_k.items()) + list(res_c.items()) + list(res_p.items()):
         if r["n_errors"]:
             note(f"codec {name}: {r['n_errors']} coding errors, first: {r['errors'][0]}")
         if r["not_exact"]:
@@ -238,12 +265,13 @@ def main(argv=None) -> dict:
     meta.update({
         "quick": bool(args.quick), "wall_s": wall, "model": args.model or (None if args.no_selfcodec else _lossless_default()),
         "kodak": {"data_dir": str(Path(args.data).resolve()), "n_images": len(kodak), "crop": crop or None},
+        "photos": {"data_dir": str(Path(args.photos).resolve()) if args.photos else None, "n_images": len(photos)},
         "cifar10": {"path": str(Path(args.cifar).resolve()), "n_images": 0 if cifar is None else len(cifar),
                     "layout": "100x100 grid of 32x32, row-major; image i at tile (i // 100, i % 100)"},
         "unit": "bits per subpixel = 8 * whole-file bytes / (H*W*3); *_total = sum over set, *_mean = mean of "
                 "per-image values",
     })
-    result = {"meta": meta, "kodak": res_k, "cifar10": res_c, "published": pub, "skipped": skipped,
+    result = {"meta": meta, "kodak": res_k, "photos": res_p, "cifar10": res_c, "published": pub, "skipped": skipped,
               "notes": notes}
     (out / "lossless.json").write_text(json.dumps(to_jsonable(result), indent=1, ensure_ascii=False))
     (out / "lossless.md").write_text(markdown(result))

@@ -1,5 +1,5 @@
 """A lossless file is never larger than its pixels stored (codec/stored.py): tiny images and
-graphics come out as a PNG or raw inside the container, and decode without the model."""
+graphics come out as a PNG, a lossless WebP or raw inside the container, and decode without the model."""
 
 import io
 
@@ -50,11 +50,12 @@ def test_grey_and_alpha_survive(tiny_model, rng):
     assert out.mode == "RGBA" and np.array_equal(np.asarray(out), rgba)
 
 
-def test_a_photo_keeps_the_models_file(tiny_model, natural):
-    """Where the model codes smaller than a PNG, the file is the model's (layered) one."""
+def test_a_photo_gets_the_smaller_of_the_models_file_and_its_stored_pixels(tiny_model, natural):
+    """The model's (layered) file where it is the smaller; otherwise the stored pixels."""
     data = api.encode(natural, "lossless", model=tiny_model)
-    if len(data) < _png_bytes(natural):
-        assert C.peek_header(data).layered
+    models = api.encode(natural, "lossless", model=tiny_model, stored_fallback=False)
+    assert len(data) <= len(models) and C.peek_header(models).layered
+    assert C.peek_header(data).layered == (data == models)
 
 
 def test_damaged_stored_pixels_are_refused(tiny_model, rng):
@@ -82,6 +83,31 @@ def test_pillows_own_pixel_limit_does_not_refuse_a_stored_file(tiny_model, rng, 
     """The header's size has passed the caller's max_pixels; Pillow's bomb check is not applied again."""
     img = np.kron(rng.integers(0, 2, (5, 5, 1), dtype=np.uint8) * 255, np.ones((8, 8, 3), np.uint8))  # blocks
     data = api.encode(img, "lossless", model=tiny_model)
-    assert C.peek_header(data).mode == plans.STORED and stored.PNG == C.unpack(data)[1][0][0][0]
+    assert C.peek_header(data).mode == plans.STORED
+    header, _, alpha = C.unpack(data)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
-    assert np.array_equal(api.decode(data, as_array=True, max_pixels=None), img)
+    for kind in (stored.PNG, stored.WEBP):  # whichever the encoder chose, either kind decodes
+        data = C.pack(header, [[bytes([kind]) + _saved(img, kind)]], alpha)
+        assert np.array_equal(api.decode(data, as_array=True, max_pixels=None), img)
+
+
+def _saved(img, kind) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "PNG") if kind == stored.PNG else Image.fromarray(img).save(buf, "WEBP", lossless=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("grey", [False, True])
+def test_the_smallest_of_png_and_webp_is_stored_and_decodes_exactly(rng, grey):
+    """pack keeps the smaller of its kinds; unpack gives the pixels back, a grey image's one channel too."""
+    smooth = np.cumsum(rng.integers(-2, 3, (40, 56, 1 if grey else 3)), axis=1).clip(-100, 100) + 128
+    img = np.repeat(smooth, 3, axis=2).astype(np.uint8) if grey else smooth.astype(np.uint8)
+    stream = stored.pack(img, grey)
+    assert stream[0] == stored.WEBP and len(stream) < _png_bytes(img[..., 0] if grey else img)  # smooth: WebP wins
+    assert np.array_equal(stored.unpack(stream, 40, 56, grey), img)
+    webp = bytes([stored.WEBP]) + _saved(img, stored.WEBP)
+    assert np.array_equal(stored.unpack(webp, 40, 56, grey), img)
+    with pytest.raises(FormatError, match="WebP of 56x40 in a 40x56"):
+        stored.unpack(webp, 56, 40, grey)
+    with pytest.raises(FormatError, match="stored"):
+        stored.unpack(webp[:-9], 40, 56, grey)
