@@ -16,7 +16,9 @@ CIFAR-10: the test atlas ``../shared/data/cifar10/test.png`` (3200x3200, a
 CIFAR images.  ``--photos DIR``: a second set of full-size photos (the first
 ``--photos-n`` in name order; e.g. BSDS500 test, which no model trains on).
 
-Each codec's row counts the images on which it is larger than PNG (``larger_than_png``).
+Each codec's row counts the images on which it is larger than PNG (``larger_than_png``);
+selfcodec's, the files that hold their pixels stored (``n_stored``: PNG or WebP, where that
+is smaller than the model's coding).
 
 Writes ``lossless.json`` and ``lossless.md`` with the published lossless
 figures from anchors.md alongside.
@@ -90,7 +92,8 @@ def run_set(name: str, images, codecs: list[B.Codec], progress: bool) -> dict:
                 td += d
                 if isinstance(item, tuple):
                     per_image.append({"image": label, "bytes": len(data),
-                                      "bits_per_subpixel": 8.0 * len(data) / img.size, "enc_s": e, "dec_s": d})
+                                      "bits_per_subpixel": 8.0 * len(data) / img.size, "enc_s": e, "dec_s": d,
+                                      **({"stored": _stored(data)} if c.name == "selfcodec-lossless" else {})})
             except Exception as ex:
                 if not errors:
                     print(f"[lossless] ERROR {c.name} on {label}: {ex!r}", file=sys.stderr)
@@ -115,9 +118,18 @@ def run_set(name: str, images, codecs: list[B.Codec], progress: bool) -> dict:
         }
         if per_image:
             res[c.name]["per_image"] = per_image
+            if any("stored" in i for i in per_image):
+                res[c.name]["n_stored"] = sum(i["stored"] for i in per_image)
     if bar:
         bar.close()
     return res
+
+
+def _stored(data: bytes) -> bool:
+    """Whether a selfcodec lossless file holds its pixels stored (PNG or WebP), not the model's coding."""
+    from selfcodec import api
+
+    return bool(api.info(data).get("stored"))
 
 
 def count_larger_than_png(res: dict) -> None:
@@ -151,7 +163,8 @@ def markdown(result: dict) -> str:
         exact = "—" if not coded else ("yes" if not k.get("not_exact") and not c.get("not_exact") else "NO")
         if k.get("n_errors") or c.get("n_errors"):
             exact += f" ({(k.get('n_errors') or 0) + (c.get('n_errors') or 0)} errors)"
-        L.append(f"| {k.get('label') or c.get('label')} | {fmt(k.get('bits_per_subpixel_total'), 3)} | "
+        label = (k.get("label") or c.get("label")) + (f" ({k['n_stored']} stored)" if k.get("n_stored") else "")
+        L.append(f"| {label} | {fmt(k.get('bits_per_subpixel_total'), 3)} | "
                  f"{k.get('larger_than_png', '—')} | {fmt(c.get('bits_per_subpixel_total'), 3)} | {fmt(k.get('enc_s_per_image'), 3)} | "
                  f"{fmt(k.get('dec_s_per_image'), 3)} | {exact} |")
     if result.get("photos"):
@@ -159,7 +172,8 @@ def markdown(result: dict) -> str:
         L += ["", f"## Photos: {ph['n_images']} full-size images from `{ph['data_dir']}`", "",
               "| codec | bits/subpixel | larger than PNG on | enc s/img | dec s/img | exact |", "|---|---|---|---|---|---|"]
         for r in result["photos"].values():
-            L.append(f"| {r['label']} | {fmt(r['bits_per_subpixel_total'], 3)} | {r.get('larger_than_png', '—')} | "
+            label = r["label"] + (f" ({r['n_stored']} stored)" if r.get("n_stored") else "")
+            L.append(f"| {label} | {fmt(r['bits_per_subpixel_total'], 3)} | {r.get('larger_than_png', '—')} | "
                      f"{fmt(r['enc_s_per_image'], 3)} | {fmt(r['dec_s_per_image'], 3)} | "
                      f"{'yes' if not r['not_exact'] and not r['n_errors'] else 'NO'} |")
     pub = result.get("published") or {}
