@@ -64,6 +64,8 @@ def build_tiny(path: Path, preset: str = "selfvae-downscale", seed: int = 0, **o
                     torch.nn.init.normal_(skip.weight, std=0.02)
             if model.cfg.refine:
                 torch.nn.init.normal_(model.refine_net[-1].weight, std=0.05)
+            if model.cfg.refine_half:
+                torch.nn.init.normal_(model.refine_half_net[-1].weight, std=0.05)
         save_model(model.eval(), path)
     finally:
         torch.random.set_rng_state(state)

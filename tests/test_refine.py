@@ -1,5 +1,5 @@
-"""The fast family's refine filter (fast.refine_filter): a residual filter on x̂ at full
-resolution. It changes what the modes that send ẑ (rec2, crec: what it learnt on) decode to,
+"""The fast family's refine filters (fast.refine_filter, and after it fast.half_res_filter):
+residual filters on x̂ at full and at half resolution. It changes what the modes that send ẑ (rec2, crec: what it learnt on) decode to,
 never what is coded, and it is part of the reconstruction across tiles (its reach is far inside
 the windows' margin)."""
 
@@ -14,15 +14,17 @@ from tests.test_seamless import _coded
 LAMBDAS = (0.005, 0.01, 0.02)
 
 
-@pytest.fixture(scope="module")
-def refined(model_dir) -> str:
-    return str(build_tiny(model_dir / "tiny-fast-refine.safetensors", "selfvae-downscale", seed=12, network="fast",
-                          rd_lambdas=LAMBDAS, u_hyper=4, up_base="bicubic", refine=2, refine_ch=4))
+@pytest.fixture(scope="module", params=[{}, {"refine_half": 2, "refine_half_ch": 4}], ids=["full", "full+half"])
+def refined(request, model_dir) -> str:
+    name = "tiny-fast-refine" + "-half" * bool(request.param)
+    return str(build_tiny(model_dir / f"{name}.safetensors", "selfvae-downscale", seed=12, network="fast",
+                          rd_lambdas=LAMBDAS, u_hyper=4, up_base="bicubic", refine=2, refine_ch=4, **request.param))
 
 
 @pytest.fixture(scope="module")
 def unrefined(refined, model_dir) -> str:
-    return without_part(refined, model_dir / "tiny-fast-unrefined.safetensors", "refine_net", refine=0)
+    return without_part(refined, model_dir / (refined.rsplit("/", 1)[-1][:-12] + "-off.safetensors"), "refine",
+                        refine=0, refine_half=0)
 
 
 @pytest.mark.parametrize("mode", ["rec1", "rec2", "cgen", "crec"])

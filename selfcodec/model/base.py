@@ -93,6 +93,12 @@ class Config:
     context_skip: bool = False
     # Fast networks: width of the refine filter's layers (refine: their count, at full resolution).
     refine_ch: int = 16
+    # Fast networks: 3x3 layers (and their width) of a second residual filter on x̂, after the
+    # first, at half resolution (x̂ as a space-to-depth beside the x decoder's features): for the
+    # same compute per pixel a view 4x wider, enough to tell noise the latents' quantization
+    # leaves on flat areas (colour speckle) from the image's own texture. 0: none.
+    refine_half: int = 0
+    refine_half_ch: int = 32
     # Fast networks: kernel side of the image decoders' last layer (at 1/2 resolution, before the
     # pixel shuffle); 1 maps each feature vector to its 2x2 block alone, 3 lets a block see its
     # neighbours' features too.

@@ -446,7 +446,7 @@ class ExactModel:
 
     def refine(self, xhat, h):
         """The family's filter on x̂ (float: it shapes x̂, no table), the same for any thread count."""
-        if not self.cfg.refine:
+        if not (self.cfg.refine or self.cfg.refine_half):
             return xhat
         with _one_thread():
             return self._model.refine(xhat.contiguous(memory_format=torch.channels_last),

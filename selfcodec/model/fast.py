@@ -113,6 +113,20 @@ def refine_filter(feat_ch: int, layers: int, width: int) -> nn.Sequential:
     return nn.Sequential(*mods)
 
 
+def half_res_filter(feat_ch: int, layers: int, width: int) -> nn.Sequential:
+    """A residual filter on x̂ at half resolution: x̂ as a space-to-depth (12 channels) beside the
+    x decoder's features, 3x3 layers of `width`, the 2x2 blocks' corrections out. Its last layer
+    starts at zero, so a model gaining it decodes as before."""
+    mods, c = [], 12 + feat_ch
+    for _ in range(layers):
+        mods += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU()]
+        c = width
+    mods.append(nn.Conv2d(c, 12, 3, padding=1))
+    nn.init.zeros_(mods[-1].weight)
+    nn.init.zeros_(mods[-1].bias)
+    return nn.Sequential(*mods)
+
+
 def _space_to_depth(img, factor: int):
     return F.pixel_unshuffle(img, factor) if factor > 1 else img
 
@@ -195,6 +209,10 @@ class FastSelfVAE(SelfVAE):
             if K < 1:
                 raise ValueError("refine needs a selfVAE (levels >= 1): it reads the x decoder's features")
             self.refine_net = refine_filter(self.dec[-1].head.in_channels, cfg.refine, cfg.refine_ch)
+        if cfg.refine_half:
+            if K < 1:
+                raise ValueError("refine_half needs a selfVAE (levels >= 1): it reads the x decoder's features")
+            self.refine_half_net = half_res_filter(self.dec[-1].head.in_channels, cfg.refine_half, cfg.refine_half_ch)
         if cfg.x_context:  # lossless x: images[k >= 1] coded in stages (entropy/pixel_context.py)
             self.context = nn.ModuleList(self._pixel_context(k, cfg.x_context) for k in range(1, K + 1))
         if cfg.y_context:
@@ -220,11 +238,14 @@ class FastSelfVAE(SelfVAE):
                 self.z_context = nn.ModuleList(ChannelContext(cfg.z_ch, cfg.z_slices, cfg.slice_ch) for _ in range(K))
 
     def refine(self, xhat, h):
-        """The final x̂ (0..255) after the residual filter, given the x decoder's features."""
-        if not self.cfg.refine:
-            return xhat
-        r = self.refine_net(torch.cat([scale_image(xhat), F.pixel_shuffle(h, 2)], 1).to(h.dtype))
-        return xhat + 127.5 * r.float()
+        """The final x̂ (0..255) after the residual filters, given the x decoder's features."""
+        if self.cfg.refine:
+            r = self.refine_net(torch.cat([scale_image(xhat), F.pixel_shuffle(h, 2)], 1).to(h.dtype))
+            xhat = xhat + 127.5 * r.float()
+        if self.cfg.refine_half:
+            r = self.refine_half_net(torch.cat([F.pixel_unshuffle(scale_image(xhat), 2), h], 1).to(h.dtype))
+            xhat = xhat + 127.5 * F.pixel_shuffle(r, 2).float()
+        return xhat
 
     def _pixel_context(self, k: int, layers: int) -> PixelContext:
         """images[k]'s context nets: they read its decoder's features (at half its resolution),
