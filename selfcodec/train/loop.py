@@ -222,7 +222,7 @@ def train(a: TrainArgs) -> dict:
                 print(f"reshaped {a.init}'s layers to this model's (narrower widths keep their first channels, larger kernels start as the smaller one at the centre)", flush=True)
         missing, unexpected = model.load_state_dict(src, strict=False)
         # (and a model gaining a refine filter, context nets or a hyperprior starts them fresh: they begin adding nothing)
-        fresh = ("refine_net.", "context.", "context0.", "hyper_a.", "hyper_s.", "v_code_", "u_context.", "z_context.")
+        fresh = ("refine_net.", "refine_half_net.", "context.", "context0.", "hyper_a.", "hyper_s.", "v_code_", "u_context.", "z_context.")
         if unexpected or {m for m in missing if not m.startswith(fresh)} - {"rd_log2_step", "v_log2_step"}:
             raise ValueError(f"{a.init} does not fit this model: missing {missing}, unexpected {unexpected}")
     else:
