@@ -687,6 +687,7 @@ main.register_lazy("train", "selfcodec.cli.model_cmds:train", "Train a model (re
 main.register_lazy("eval-bpd", "selfcodec.cli.model_cmds:eval_bpd_cmd", "Negative ELBO and IW NLL in bits/dim.")
 main.register_lazy("plot-log", "selfcodec.cli.model_cmds:plot_log_cmd", "Plot a training log to PNG.")
 main.register_lazy("export", "selfcodec.cli.model_cmds:export_cmd", "Ship a run's EMA weights as a model file.")
+main.register_lazy("merge", "selfcodec.cli.model_cmds:merge_cmd", "One model file from a base and parts trained alone on it.")
 main.register_lazy("demo", "selfcodec.cli.model_cmds:demo", "Code the bundled sample in every mode.")
 main.register_lazy("sample", "selfcodec.cli.generate_cmds:sample_cmd", "Generate images from the prior (grid PNG).")
 main.register_lazy("upscale", "selfcodec.cli.generate_cmds:upscale_cmd", "2x/4x super-resolution by conditional generation.")

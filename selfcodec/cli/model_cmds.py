@@ -140,6 +140,29 @@ def export_cmd(run_dir, output, dtype, weights):
     click.echo(export(Path(run_dir), Path(output), dtype, weights))
 
 
+@click.command("merge")
+@click.argument("base", type=click.Path(exists=True, dir_okay=False))
+@click.option("-p", "--part", "parts", multiple=True, required=True, metavar="RUN=MODULE[,MODULE]",
+              help="A run trained alone on BASE (--train-only) and the modules to take from it.")
+@click.option("-o", "--output", required=True, help="The .safetensors model file to write.")
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default="fp16", show_default=True)
+def merge_cmd(base, parts, output, dtype):
+    """One model file from BASE and parts trained alone on it, each with the settings its run set."""
+    import torch
+
+    from selfcodec.train.merge import merge
+
+    pairs = []
+    for p in parts:
+        run, _, modules = p.partition("=")
+        if not modules:
+            raise click.BadParameter(f"{p!r}: say which modules to take, as RUN=MODULE[,MODULE]", param_hint="--part")
+        pairs.append((Path(run), tuple(modules.split(","))))
+    info = merge(Path(base), pairs, Path(output), {"bf16": torch.bfloat16, "fp16": torch.float16,
+                                                    "fp32": torch.float32}[dtype])
+    click.echo(f"{output}: " + ", ".join(f"{q['modules']} from {q['run']} ({q['steps']} steps)" for q in info["parts"]))
+
+
 @click.command()
 @click.option("--image", default=None, help="Another image instead of the bundled sample.")
 @click.option("--model", default=None, help="Model name or path (default: each mode's default model).")
