@@ -71,9 +71,10 @@ def main(argv=None):
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--crop", type=int, default=0, help="centre crop side (0: the whole sample)")
     ap.add_argument("--models", default=",".join(zoo.available()))
+    ap.add_argument("--modes", default=",".join(MODES), help="only these modes (e.g. lossless after a stored-pixels change)")
     a = ap.parse_args(argv)
     key = f"crop{a.crop}" if a.crop else "full"
-    got = table(a.models.split(","), a.crop or None)
+    got = table(a.models.split(","), a.crop or None, modes=a.modes.split(","))
     if a.write:
         golden = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
         golden.setdefault(key, {}).update(got)
