@@ -80,8 +80,12 @@ def architecture(cfg: dict) -> str:
         full = (f"a refine filter of {cfg['refine']} 3x3 layer(s) of {cfg.get('refine_ch', 16)} at full resolution"
                 if cfg.get("refine") else "no layer at full resolution")
         ctx = (f", pixel contexts for the images sent exactly (x: {cfg.get('x_context', 0)}, y: {cfg.get('y_context', 0)} "
-               f"3x3 layer(s) of {cfg.get('context_ch', 64)} at half resolution)"
-               if cfg.get("x_context") or cfg.get("y_context") else "")
+               f"3x3 layer(s) of {cfg.get('context_ch', 64)} at half resolution"
+               + (", a linear 3x3 path beside them" if cfg.get("context_skip") else "")
+               + (", the RGB coupling centred on each channel's predicted value" if cfg.get("centred_coupling") else "")
+               + ")" if cfg.get("x_context") or cfg.get("y_context") else "")
+        if cfg.get("refine_half"):
+            full += f", then one of {cfg['refine_half']} 3x3 layer(s) of {cfg.get('refine_half_ch', 32)} at half resolution"
         return (head + f"fast networks (`selfcodec/model/fast.py`: 5x5 stride-2 convolutions with GDN, 4x4 transposed ones "
                 f"with inverse GDN; widths {cfg['ch']} at 1/8 and below, {cfg['mid_ch']} at 1/4, {cfg['head_ch']} at 1/2, "
                 f"{full}), latents u {cfg['u_ch']} ch / z {cfg['z_ch']} ch at "

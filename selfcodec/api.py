@@ -37,8 +37,8 @@ def encode_report(image, mode: str = "rec2", level=None, model=None, tile: int =
     the source's (icc_profile, exif, xmp -> bytes; b"" drops one). max_pixels: refuse a larger image
     (UnsupportedImageError), by default above twice PIL.Image.MAX_IMAGE_PIXELS; None: no limit.
     stored_fallback (lossless): where the pixels stored as a PNG (or raw) make a smaller file than
-    the model's coding (tiny images, graphics), write that instead (codec/stored.py); False: always
-    the model's file.
+    the model's coding (tiny images, graphics), store them instead, as the smallest of raw, PNG and
+    lossless WebP (codec/stored.py); False: always the model's file.
 
     How good, one of (none: level DEFAULT_LEVEL): level, 1 to 7 or a fraction between (3.5; on a
     1/256 grid); quality, 0 to 100 over the model's levels (plans.level_for_quality: 0 is level 1,

@@ -96,9 +96,9 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile
     data = C.pack(header, tiles, alpha)
     real = [sum(len(t[i]) for t in tiles) for i in range(len(names))]
     streams = {n: {"bytes": r, "estimated_bits": float(b)} for n, r, b in zip(names, real, est)}
-    if mode == "lossless" and stored_fallback and os.environ.get(NO_STORED_ENV) != "1":  # where that is smaller
-        pixels = ST.pack(rgb, meta.colour == "L")
-        if len(pixels) < sum(real):
+    if mode == "lossless" and stored_fallback and os.environ.get(NO_STORED_ENV) != "1":  # where PNG or raw is smaller
+        pixels = ST.pack(rgb, meta.colour == "L", model_bytes=sum(real))
+        if pixels is not None:
             header = C.Header(model_name=name, model_hash=digest, mode=P.STORED, level=int(level), height=h, width=w,
                               colour=header.colour, pad_h=0, pad_w=0, tile_h=0, tile_w=0, n_streams=1,
                               pixel_crc=_crc(rgb), metadata=header.metadata)

@@ -1,8 +1,9 @@
 """A lossless file whose pixels are stored, not modelled: as a PNG or a lossless WebP (libwebp,
 through Pillow), whichever is smaller, or raw where both are larger (an image of a few pixels).
-The encoder writes one instead of the model's lossless file when it is the smaller (tiny images,
-graphics, noise, photos the model codes badly), so a lossless .svae is never larger than the
-PNG of its pixels, nor than the raw pixels plus the header. No model is needed to decode it.
+The encoder writes one instead of the model's lossless file where raw or PNG would be smaller
+(tiny images, graphics, noise, photos the model codes badly), so a lossless .svae is never
+larger than the PNG of its pixels, nor than the raw pixels plus the header. No model is needed
+to decode it.
 
 The file's one stream is a kind byte (RAW, PNG or WEBP) and the bytes (docs/format.md, "Stored pixels")."""
 
@@ -17,11 +18,16 @@ RAW, PNG, WEBP = 0, 1, 2
 _WEBP_MAX_SIDE = 16383  # libwebp's limit
 
 
-def pack(rgb: np.ndarray, grey: bool) -> bytes:
-    """The stream of an image (uint8 H x W x 3; `grey`: its three channels are equal, one is kept)."""
+def pack(rgb: np.ndarray, grey: bool, model_bytes: int | None = None) -> bytes | None:
+    """The stream of an image (uint8 H x W x 3; `grey`: its three channels are equal, one is kept):
+    the smallest of raw, PNG and lossless WebP. With `model_bytes` (the model's coding), None
+    unless raw or PNG is smaller than that: a photo the model codes better than a PNG keeps the
+    model's file, whose layers are the lower modes' files, even where a WebP would be smaller."""
     pixels = np.ascontiguousarray(rgb[..., 0] if grey else rgb)
     im = Image.fromarray(pixels, "L" if grey else "RGB")
     kinds = {RAW: pixels.tobytes(), PNG: _saved(im, "PNG", optimize=True)}
+    if model_bytes is not None and min(len(b) for b in kinds.values()) + 1 >= model_bytes:
+        return None
     if max(im.size) <= _WEBP_MAX_SIDE:  # quality 75, method 6: libwebp's effort that pays (100 is 20x slower for 1 %)
         kinds[WEBP] = _saved(im.convert("RGB"), "WEBP", lossless=True, quality=75, method=6)
     kind = min(kinds, key=lambda k: len(kinds[k]))
