@@ -47,6 +47,16 @@ def test_every_prefix_is_a_lower_modes_file_that_decodes(all_tiny_models, which,
             assert len(cut) <= len(plain["data"]) + 8 * n_tiles + 4 * n_layers + 4 * n_tiles * (n_layers - 1)
 
 
+def test_a_lossless_file_without_a_model_holds_the_defaults_lossy_files(natural):
+    """lossless uses the default model: the file's rec2 and rec1 cuts decode as the default's own
+    rec2 and rec1 files of the level do."""
+    img = np.ascontiguousarray(natural[:48, :64])
+    data = api.encode(img, "lossless", 3, stored_fallback=False)
+    for mode in ("rec2", "rec1"):
+        assert np.array_equal(api.decode(api.truncate(data, mode), as_array=True),
+                              api.decode(api.encode(img, mode, 3), as_array=True)), mode
+
+
 def test_lower_layers_of_a_real_model_are_no_better(natural):
     model = "selfvae-downscale-elbo"
     img = np.ascontiguousarray(natural[:32, :64])

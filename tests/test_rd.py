@@ -120,13 +120,16 @@ def test_rd_training_from_an_elbo_model_lowers_the_loss_and_ships(tmp_path, natu
     assert math.isfinite(float(load_model(shipped).rd_log2_step.detach().sum()))
 
 
-def test_lossless_without_a_model_uses_the_elbo_model_and_decodes_by_name(tmp_path, monkeypatch, natural):
+def test_a_mode_with_its_own_default_model_decodes_by_name(tmp_path, monkeypatch, natural):
+    """zoo.MODE_DEFAULTS (empty in this release: every mode uses the default) names another
+    shipped model for a mode; its files name it, and decode without --model."""
     from selfcodec import zoo
     from selfcodec.codec import container as C
 
     build_tiny(tmp_path / "selfvae-downscale.safetensors", seed=8, rd_lambdas=LAMBDAS, name="selfvae-downscale")
     monkeypatch.setattr(zoo, "MODELS_DIR", tmp_path)
-    assert zoo.default_for("lossless") == "selfvae-downscale"  # no ELBO model shipped: the default
+    monkeypatch.setattr(zoo, "MODE_DEFAULTS", {"lossless": "selfvae-downscale-elbo"})
+    assert zoo.default_for("lossless") == "selfvae-downscale"  # that model not shipped: the default
     build_tiny(tmp_path / "selfvae-downscale-elbo.safetensors", seed=9, name="selfvae-downscale-elbo")
     for mode, want in (("lossless", "selfvae-downscale-elbo"), ("rec2", "selfvae-downscale")):
         rep = api.encode_report(natural, mode, 3)
