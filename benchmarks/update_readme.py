@@ -114,9 +114,10 @@ def kodak_block(j: dict, readme: Path, results: Path, title: str = "### Kodak ra
 def lossless_block(j: dict) -> list[str]:
     meta = j["meta"]
     L = ["### Lossless", "", stamp_line(meta), "",
-         "Bits per subpixel over the whole file, total over the set; every decode checked exact.", "",
-         "| codec | Kodak bits/subpixel | CIFAR-10 bits/dim | Kodak enc s/img | Kodak dec s/img | exact |",
-         "|---|---|---|---|---|---|"]
+         "Bits per subpixel over the whole file, total over the set; every decode checked exact; "
+         "\"stored\": selfcodec files that hold their pixels (raw, PNG or WebP) where PNG beat the model.", "",
+         "| codec | Kodak bits/subpixel | Kodak larger than PNG on | CIFAR-10 bits/dim | Kodak enc s/img | Kodak dec s/img | exact |",
+         "|---|---|---|---|---|---|---|"]
     kod, cif = j.get("kodak") or {}, j.get("cifar10") or {}
     for n in dict.fromkeys(list(kod) + list(cif)):
         k, c = kod.get(n, {}), cif.get(n, {})
@@ -124,13 +125,24 @@ def lossless_block(j: dict) -> list[str]:
         exact = "—" if not coded else "yes" if not k.get("not_exact") and not c.get("not_exact") else "NO"
         if k.get("n_errors") or c.get("n_errors"):
             exact += f" ({(k.get('n_errors') or 0) + (c.get('n_errors') or 0)} errors)"
-        L.append(f"| {k.get('label') or c.get('label')} | {fmt(k.get('bits_per_subpixel_total'), 3)} | "
+        stored = [f"{r['n_stored']} {w}" for r, w in ((k, "Kodak"), (c, "CIFAR-10")) if r.get("n_stored")]
+        label = (k.get("label") or c.get("label")) + (f" ({', '.join(stored)} stored)" if stored else "")
+        L.append(f"| {label} | {fmt(k.get('bits_per_subpixel_total'), 3)} | {k.get('larger_than_png', '—')} | "
                  f"{fmt(c.get('bits_per_subpixel_total'), 3)} | {fmt(k.get('enc_s_per_image'), 3)} | "
                  f"{fmt(k.get('dec_s_per_image'), 3)} | {exact} |")
     km, cm = meta.get("kodak") or {}, meta.get("cifar10") or {}
     L += ["", f"Kodak: {km.get('n_images')} images" + (f" cropped to {km['crop']}" if km.get("crop") else "")
           + f"; CIFAR-10: {cm.get('n_images')} test images, each its own file; selfcodec model "
           + f"`{meta.get('model', 'not recorded')}`."]
+    photos, pm = j.get("photos") or {}, meta.get("photos") or {}
+    if photos:
+        where = pm["data_dir"].split("/data/")[-1]  # (the shared data folder's own name for the set)
+        L += ["", f"Full-size photos no model trains on: {pm.get('n_images')} images of `{where}`:", "",
+              "| codec | bits/subpixel | larger than PNG on | enc s/img | dec s/img |", "|---|---|---|---|---|"]
+        for r in photos.values():
+            label = r["label"] + (f" ({r['n_stored']} stored)" if r.get("n_stored") else "")
+            L.append(f"| {label} | {fmt(r['bits_per_subpixel_total'], 3)} | {r.get('larger_than_png', '—')} | "
+                     f"{fmt(r['enc_s_per_image'], 3)} | {fmt(r['dec_s_per_image'], 3)} |")
     return L
 
 
