@@ -220,6 +220,7 @@ def main(argv=None) -> dict | None:
         return None
     full_argv = [sys.argv[0]] + (list(argv) if argv is not None else sys.argv[1:])
     from selfcodec import api, zoo
+    from selfcodec.codec.files import NO_STORED_ENV
     if args.level is None:
         args.level = api.DEFAULT_LEVEL
     modes = list(api.MODES) if args.modes == "all" else [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -247,6 +248,9 @@ def main(argv=None) -> dict | None:
               "notes": [f"the API codes in tiles of at most {api.TILE}x{api.TILE} pixels (selfcodec.api.TILE), so "
                         "the networks' working set is that of one tile whatever the image size; what grows with "
                         "the image is the uint8 input, the reconstruction and the file"]}
+    if os.environ.get(NO_STORED_ENV) == "1":
+        result["notes"].append(f"run with {NO_STORED_ENV}=1: lossless files are the model's even where stored "
+                               "pixels would be smaller (the model's memory, not the fallback's)")
     (out / "memory.json").write_text(json.dumps(to_jsonable(result), indent=1))
     print(f"[memory] {wall:.0f} s; wrote {out / 'memory.json'}", file=sys.stderr)
     for mode, b in result["bound"].items():
