@@ -99,29 +99,26 @@ class ImageDecoder(nn.Module):
 def refine_filter(feat_ch: int, layers: int, width: int) -> nn.Sequential:
     """A residual filter on x̂ at full resolution (3x3 layers of `width`), reading x̂ and the x
     decoder's features spread over each 2x2 block (a pixel shuffle): the only layers at full
-    resolution, a decoder-side cleanup of what the latents' quantization leaves. Its last layer
-    starts at zero, so a model gaining it decodes as before."""
+    resolution, a decoder-side cleanup of what the latents' quantization leaves."""
     if feat_ch % 4:
         raise ValueError(f"refine reads the features by 2x2 blocks: {feat_ch} channels are not a multiple of 4")
-    mods, c = [], 3 + feat_ch // 4
-    for _ in range(layers):
-        mods += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU()]
-        c = width
-    mods.append(nn.Conv2d(c, 3, 3, padding=1))
-    nn.init.zeros_(mods[-1].weight)
-    nn.init.zeros_(mods[-1].bias)
-    return nn.Sequential(*mods)
+    return _residual_layers(3 + feat_ch // 4, 3, layers, width)
 
 
 def half_res_filter(feat_ch: int, layers: int, width: int) -> nn.Sequential:
     """A residual filter on x̂ at half resolution: x̂ as a space-to-depth (12 channels) beside the
-    x decoder's features, 3x3 layers of `width`, the 2x2 blocks' corrections out. Its last layer
-    starts at zero, so a model gaining it decodes as before."""
-    mods, c = [], 12 + feat_ch
+    x decoder's features, 3x3 layers of `width`, the 2x2 blocks' corrections out."""
+    return _residual_layers(12 + feat_ch, 12, layers, width)
+
+
+def _residual_layers(in_ch: int, out_ch: int, layers: int, width: int) -> nn.Sequential:
+    """3x3 layers of `width` with ReLUs, then one to out_ch that starts at zero (a model gaining
+    the filter decodes as before)."""
+    mods, c = [], in_ch
     for _ in range(layers):
         mods += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU()]
         c = width
-    mods.append(nn.Conv2d(c, 12, 3, padding=1))
+    mods.append(nn.Conv2d(c, out_ch, 3, padding=1))
     nn.init.zeros_(mods[-1].weight)
     nn.init.zeros_(mods[-1].bias)
     return nn.Sequential(*mods)
