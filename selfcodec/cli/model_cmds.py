@@ -148,8 +148,6 @@ def export_cmd(run_dir, output, dtype, weights):
 @click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default="fp16", show_default=True)
 def merge_cmd(base, parts, output, dtype):
     """One model file from BASE and parts trained alone on it, each with the settings its run set."""
-    import torch
-
     from selfcodec.train.merge import merge
 
     pairs = []
@@ -158,8 +156,7 @@ def merge_cmd(base, parts, output, dtype):
         if not modules:
             raise click.BadParameter(f"{p!r}: say which modules to take, as RUN=MODULE[,MODULE]", param_hint="--part")
         pairs.append((Path(run), tuple(modules.split(","))))
-    info = merge(Path(base), pairs, Path(output), {"bf16": torch.bfloat16, "fp16": torch.float16,
-                                                    "fp32": torch.float32}[dtype])
+    info = merge(Path(base), pairs, Path(output), dtype)
     click.echo(f"{output}: " + ", ".join(f"{q['modules']} from {q['run']} ({q['steps']} steps)" for q in info["parts"]))
 
 

@@ -344,12 +344,15 @@ def train(a: TrainArgs) -> dict:
     return {"step": step, "seconds": seconds, **last}
 
 
+STORED_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}  # a model file's weights
+
+
 def export(run: Path, out: Path, dtype: str = "bf16", weights: str = "ema") -> Path:
     """Ship a run's EMA (or live) weights as a small safetensors model file."""
     meta = read_metadata(Path(run) / "ckpt.safetensors")
     model = ema_model(Path(run), "ema." if weights == "ema" else "model.")
     info = {"step": int(meta["step"]), "train_seconds": float(meta["seconds"]), "weights": weights}
-    save_model(model, out, {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype], info)
+    save_model(model, out, STORED_DTYPES[dtype], info)
     return Path(out)
 
 

@@ -13,14 +13,15 @@ import torch
 
 from ..model.checkpoint import build_model, read_metadata, save_model
 from ..zoo import load_any
-from .loop import ema_model
+from .loop import STORED_DTYPES, ema_model
 
 
-def merge(base: Path, parts: list[tuple[Path, tuple[str, ...]]], out: Path, dtype=torch.float16) -> dict:
+def merge(base: Path, parts: list[tuple[Path, tuple[str, ...]]], out: Path, dtype: str = "fp16") -> dict:
     """parts: (run folder, the top-level module names it trained); returns the file's info."""
     base_model = load_any(base)
     base_state = base_model.state_dict()
-    cfg, state, info = base_model.cfg, dict(base_state), _base_info(base)
+    cfg, state = base_model.cfg, dict(base_state)
+    info = json.loads(read_metadata(Path(base)).get("info", "{}"))  # the base's training facts, then the parts'
     info["parts"] = []
     for run, modules in parts:
         part = ema_model(Path(run))
@@ -41,10 +42,6 @@ def merge(base: Path, parts: list[tuple[Path, tuple[str, ...]]], out: Path, dtyp
                               "seconds": float(meta["seconds"])})
     model = build_model(cfg).eval()
     model.load_state_dict(state, strict=True)
-    save_model(model, Path(out), dtype, info)
+    save_model(model, Path(out), STORED_DTYPES[dtype], info)
     return info
 
-
-def _base_info(base: Path) -> dict:
-    meta = read_metadata(Path(base))
-    return {k: v for k, v in json.loads(meta.get("info", "{}")).items()}
