@@ -121,3 +121,25 @@ def test_lossless_training_needs_a_rate_distortion_model(model_dir, tmp_path):
     with pytest.raises(ValueError, match="rate-distortion"):
         train(TrainArgs(data=["unused"], run_dir=str(tmp_path / "run"), steps=1, init=str(elbo), lossless=True,
                         progress=False, compile=False))
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_a_stage_computes_its_own_phases_as_the_whole_net_does(skip):
+    """With `phases`, the kept phases' corrections are the whole output's, exactly so on the
+    integer path, and the others are zero (a stage never reads them)."""
+    from selfcodec.entropy.pixel_context import PixelContext
+    from selfcodec.model import exact as X
+
+    torch.manual_seed(0)
+    ctx = PixelContext(5, 12, 7, 8, 1, skip=skip)
+    for m in ctx.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.normal_(m.weight, std=0.3)
+            torch.nn.init.normal_(m.bias, std=0.1)
+    x = torch.randn(1, 17, 6, 5)
+    phases = [1, 2]
+    kept = torch.tensor([c % 4 in phases for c in range(28)])
+    for net, inp in ((ctx, x), (X.integer_copy(ctx), X.to_grid(x))):
+        whole, part = net(1, inp), net(1, inp, phases)
+        assert torch.allclose(part[:, kept], whole[:, kept], atol=1e-5) and not part[:, ~kept].any()
+    assert torch.equal(part[:, kept], whole[:, kept])  # integers: exactly

@@ -23,7 +23,9 @@ The last layers start at zero, so a model gaining the context codes as it did. O
 path the nets run on integer activations (exact.integer_copy).
 """
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class PixelContext(nn.Module):
@@ -45,9 +47,31 @@ class PixelContext(nn.Module):
             self.nets.append(nn.Sequential(*mods))
         self.skips = nn.ModuleList(_zero(nn.Conv2d(feat_ch + in_ch, 4 * params_ch, 3, padding=1)) for _ in range(3)) if skip else None
 
-    def forward(self, stage: int, x):
-        out = self.nets[stage](x)
-        return out if self.skips is None else out + self.skips[stage](x)
+    def forward(self, stage: int, x, phases=None):
+        """The stage's corrections; with `phases` (block positions 0..3), only those phases' are
+        computed and the rest are zero: a stage reads its own pixels' parameters alone, and its
+        last layers then cost a quarter or a half (each output channel is computed on its own,
+        so the ones kept are what the whole layer gives, exactly so on the integer path)."""
+        net = self.nets[stage]
+        if phases is None:
+            out = net(x)
+            return out if self.skips is None else out + self.skips[stage](x)
+        n_out = net[-1].out_channels if hasattr(net[-1], "out_channels") else net[-1].w.shape[0]
+        keep = torch.tensor([c for c in range(n_out) if c % 4 in phases])  # (pixel_shuffle: channel c*4 + phase)
+        out = _rows(net[-1], net[:-1](x), keep)
+        if self.skips is not None:
+            out = out + _rows(self.skips[stage], x, keep)
+        full = out.new_zeros(out.shape[0], n_out, *out.shape[2:])
+        full[:, keep] = out
+        return full
+
+
+def _rows(conv, x, keep):
+    """conv(x)'s output channels `keep` alone: an nn.Conv2d's in float, an integer one's (exact.IntConv)
+    through its own rows()."""
+    if hasattr(conv, "rows"):
+        return conv.rows(keep)(x)
+    return F.conv2d(x, conv.weight[keep], conv.bias[keep], conv.stride, conv.padding)
 
 
 def _zero(conv: nn.Conv2d) -> nn.Conv2d:

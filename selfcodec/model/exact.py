@@ -189,6 +189,14 @@ class IntConv(nn.Module):
         per_out = self.w.abs().sum(dim=(0, 2, 3) if self.transposed else (1, 2, 3))
         _check(per_out * ACT_LIMIT + self.b.abs().flatten(), "convolution")
 
+    def rows(self, keep: torch.Tensor) -> "IntConv":
+        """This convolution with only the output channels `keep` (same scale: the same integers)."""
+        if self.transposed or self.kw.get("groups", 1) != 1:
+            raise ValueError("rows() is for plain convolutions")
+        part = copy.copy(self)
+        part._buffers = {"w": self.w[keep], "b": self.b[:, keep]}
+        return part
+
     def forward(self, x):
         op = F.conv_transpose2d if self.transposed else F.conv2d
         acc = _linear(lambda a, w: op(a, w, **self.kw), x, self.w, self.transposed) + self.b

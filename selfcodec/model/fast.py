@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..entropy.channel_context import ChannelContext
 from ..entropy.dmol import DMoL
 from ..entropy.pixel_context import PixelContext
-from .base import FLOAT, SelfVAE, grid_steps, level_steps, register_family, stage_mask
+from .base import FLOAT, STAGE_OF_PHASE, SelfVAE, grid_steps, level_steps, register_family, stage_mask
 from ..nn.blocks import scale_image
 from ..nn.flows import RealNVP
 from ..nn.gdn import GDN
@@ -263,7 +263,8 @@ class FastSelfVAE(SelfVAE):
             inp.append(_space_to_depth(a.image(img_prev), 2 // self.ratio))
         ctx = a.net(self, "context")[k - 1] if k >= 1 else a.net(self, "context0")
         x = torch.cat([t.to(inp[0].dtype) for t in inp], 1)
-        corr = F.pixel_shuffle(a.out(ctx(stage, x)), 2).to(params.dtype)
+        phases = [p for p, s in enumerate(STAGE_OF_PHASE) if s == stage]
+        corr = F.pixel_shuffle(a.out(ctx(stage, x, phases)), 2).to(params.dtype)
         if self.cfg.centred_coupling:
             return DMoL.add_centred(params, corr, self.img_ch[k], self.cfg.mixtures, a.coupling)
         return params + corr
