@@ -49,29 +49,37 @@ class PixelContext(nn.Module):
 
     def forward(self, stage: int, x, phases=None):
         """The stage's corrections; with `phases` (block positions 0..3), only those phases' are
-        computed and the rest are zero: a stage reads its own pixels' parameters alone, and its
-        last layers then cost a quarter or a half (each output channel is computed on its own,
-        so the ones kept are what the whole layer gives, exactly so on the integer path)."""
+        kept and the rest are zero: a stage reads its own pixels' parameters alone. The integer
+        nets (exact.IntConv) then compute only those rows of their last layers, and the linear
+        path beside the first layer in one convolution: each output channel is an exact sum of
+        its own, so these are the integers the whole layers give."""
         net = self.nets[stage]
         if phases is None:
             out = net(x)
             return out if self.skips is None else out + self.skips[stage](x)
         n_out = net[-1].out_channels if hasattr(net[-1], "out_channels") else net[-1].w.shape[0]
         keep = torch.tensor([c for c in range(n_out) if c % 4 in phases])  # (pixel_shuffle: channel c*4 + phase)
-        out = _rows(net[-1], net[:-1](x), keep)
-        if self.skips is not None:
-            out = out + _rows(self.skips[stage], x, keep)
+        integer = hasattr(net[-1], "rows")
+        last = net[-1].rows(keep) if integer else net[-1]
+        if self.skips is None:
+            out = last(net[:-1](x))
+        else:
+            skip = self.skips[stage].rows(keep) if integer else self.skips[stage]
+            h, linear = _side_by_side([net[0], skip], x)
+            out = last(net[1:-1](h)) + linear
         full = out.new_zeros(out.shape[0], n_out, *out.shape[2:])
-        full[:, keep] = out
+        full[:, keep] = out if integer else out[:, keep]
         return full
 
 
-def _rows(conv, x, keep):
-    """conv(x)'s output channels `keep` alone: an nn.Conv2d's in float, an integer one's (exact.IntConv)
-    through its own rows()."""
-    if hasattr(conv, "rows"):
-        return conv.rows(keep)(x)
-    return F.conv2d(x, conv.weight[keep], conv.bias[keep], conv.stride, conv.padding)
+def _side_by_side(convs, x):
+    """[conv(x) for conv in convs] for convolutions of one input, kernel, stride and padding, in
+    one convolution (exact.IntConv: its own side_by_side)."""
+    if hasattr(convs[0], "side_by_side"):
+        return convs[0].side_by_side(convs, x)
+    out = F.conv2d(x, torch.cat([c.weight for c in convs]), torch.cat([c.bias for c in convs]),
+                   convs[0].stride, convs[0].padding)
+    return out.split([c.out_channels for c in convs], 1)
 
 
 def _zero(conv: nn.Conv2d) -> nn.Conv2d:

@@ -197,6 +197,16 @@ class IntConv(nn.Module):
         part._buffers = {"w": self.w[keep], "b": self.b[:, keep]}
         return part
 
+    @staticmethod
+    def side_by_side(convs: list, x: torch.Tensor) -> list:
+        """[conv(x) for conv in convs] (plain convolutions of the same kw) in one float64
+        convolution: each output channel's sum is exact on its own, so the same integers."""
+        if any(c.transposed or c.kw != convs[0].kw for c in convs):
+            raise ValueError("side_by_side is for plain convolutions of one kind")
+        accs = _linear(lambda a, w: F.conv2d(a, w, **convs[0].kw), x, torch.cat([c.w for c in convs]))
+        outs = accs.split([c.w.shape[0] for c in convs], 1)
+        return [_clip((acc + c.b) / 2.0 ** c.shift) for acc, c in zip(outs, convs)]
+
     def forward(self, x):
         op = F.conv_transpose2d if self.transposed else F.conv2d
         acc = _linear(lambda a, w: op(a, w, **self.kw), x, self.w, self.transposed) + self.b
