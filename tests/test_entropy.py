@@ -517,3 +517,17 @@ def test_golden_gaussian_bitstream():
 
 GOLDEN_DMOL = ("f3cdd015156ea362e4b5cca8d7c513f2", "d69ea84d6dc41971d0996fa0dfc6acd0", "132bd7633f945e1a7957400b131295bd")
 GOLDEN_GAUSS = "f46afb6b177f4fcef3f6afabbefa6c16"
+
+
+def test_dmol_encode_returns_the_bits_it_codes():
+    """DMoL.encode and encode_ranged return -log2 of what they push: DMoL.bits' figure (the
+    encoder reports it per stream without a second pass over the tables)."""
+    rng = np.random.default_rng(3)
+    n, c, k = 700, 3, 4
+    arrays = _dmol_params(rng, n, c, k, extreme=True)
+    v = rng.integers(0, 256, (n, c)).astype(np.uint8)
+    for step in (1, 4):
+        assert DMoL.encode(Coder(), v, arrays, step) == pytest.approx(DMoL.bits(v, arrays, step), rel=1e-12)
+    lo = np.clip(v.astype(np.int64) - 1, 0, 252)
+    hi = lo + 3
+    assert DMoL.encode_ranged(Coder(), v, lo, hi, arrays) == pytest.approx(DMoL.bits_ranged(v, lo, hi, arrays), rel=1e-12)

@@ -224,9 +224,8 @@ class _Encoder(_CRCs):
         arrays = _dmol_arrays(params, c, mixtures, self.exact)
         if y is None and stage is None:
             coder = Coder()
-            DMoL.encode(coder, v, arrays, step)
+            self.bits.append(DMoL.encode(coder, v, arrays, step))
             self.streams.append(coder.to_bytes())
-            self.bits.append(DMoL.bits(v, arrays, step))
             return _to_image(DMoL.bin_values(v, step) if step > 1 else v, self.imgs[k].shape)
         sections = _sections(*self.imgs[k].shape[-2:], staged=stage is not None)
         tables = [_take(_section_arrays(arrays, stage, s, self.imgs[k], c, mixtures, self.exact), idx)
@@ -236,11 +235,9 @@ class _Encoder(_CRCs):
             sv = v[sections[s]]
             if y is not None and s == len(sections) - 1:  # the last pixel of each block, given y
                 lo, hi = _last_range(self.imgs[k], y)
-                DMoL.encode_ranged(coder, sv, lo, hi, tables[s])
-                bits += DMoL.bits_ranged(sv, lo, hi, tables[s])
+                bits += DMoL.encode_ranged(coder, sv, lo, hi, tables[s])
             else:
-                DMoL.encode(coder, sv, tables[s])
-                bits += DMoL.bits(sv, tables[s])
+                bits += DMoL.encode(coder, sv, tables[s])
         self.streams.append(coder.to_bytes())
         self.bits.append(bits)
         return _to_image(v, self.imgs[k].shape)

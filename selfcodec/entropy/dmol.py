@@ -516,15 +516,16 @@ class DMoL:
         return logits, means, log_scales, coeffs
 
     @staticmethod
-    def encode(coder, values, arrays, step: int = 1) -> None:
-        """Push uint8 ``values`` (N, C) onto ``coder``. With ``step`` > 1 the bins
+    def encode(coder, values, arrays, step: int = 1) -> float:
+        """Push uint8 ``values`` (N, C) onto ``coder``; returns -log2 of the probabilities pushed
+        (DMoL.bits, from the tables at hand). With ``step`` > 1 the bins
         ``[b*step, b*step+step-1]`` are coded (lossy); the decoder returns
         ``bin_values(values, step)`` and the RGB coupling uses those representatives."""
         step = _check_step(step)
         arrays, values, n, c = _check_dmol(*arrays, values)
         nb = num_bins(step)
         g, _ = _layout(nb)
-        bins = values.astype(np.int64) // step
+        bins, bits = values.astype(np.int64) // step, 0.0
         for a, b in reversed(_chunks(n)):  # a stack: the last chunk goes on first
             segs = []  # in decode order
 
@@ -542,6 +543,8 @@ class DMoL:
             _code_channels(arrays, a, b, c, step, known)
             for s, pr in reversed(segs):
                 coder.push(s, per_symbol(), pr)
+                bits += _bits_of(s, pr)
+        return bits
 
     @staticmethod
     def decode(coder, arrays, step: int = 1) -> np.ndarray:
@@ -576,6 +579,7 @@ class DMoL:
         segs = list(_range_symbols(values, lo, hi, arrays))
         for s, pr in reversed(segs):
             coder.push(s.astype(np.int32), per_symbol(), pr)
+        return sum(_bits_of(s, pr) for s, pr in segs)
 
     @staticmethod
     def decode_ranged(coder, lo, hi, arrays) -> np.ndarray:
@@ -587,8 +591,12 @@ class DMoL:
     @staticmethod
     def bits_ranged(values, lo, hi, arrays) -> float:
         """-log2 of the probabilities DMoL.encode_ranged codes ``values`` with."""
-        return sum(float(np.sum(np.log2(pr.sum(1)) - np.log2(pr[np.arange(len(s)), s])))
-                   for s, pr in _range_symbols(values, lo, hi, arrays))
+        return sum(_bits_of(s, pr) for s, pr in _range_symbols(values, lo, hi, arrays))
+
+
+def _bits_of(symbols, probs) -> float:
+    """-log2 of each symbol's probability in its row of (unnormalised) probabilities, summed."""
+    return float(np.sum(np.log2(probs.sum(1)) - np.log2(probs[np.arange(len(symbols)), symbols])))
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
