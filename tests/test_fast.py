@@ -144,3 +144,25 @@ def test_a_model_gaining_a_hyperprior_starts_with_the_factorized_prior_it_had():
         mean, log_scale = m.u_code_prior(v, u.shape[-2:])
     assert mean.shape == log_scale.shape == u.shape
     assert torch.equal(mean, m.u_code_mean.expand_as(u)) and torch.equal(log_scale, m.u_code_log_scale.expand_as(u))
+
+
+def test_encoder_residual_blocks_start_as_the_encoder_they_join_and_cost_the_decoder_nothing():
+    """enc_res adds blocks to the analysis transforms alone: a model gaining them loads the
+    weights it had (the other layers keep their names), encodes as before, and its decoder
+    networks are the same."""
+    small = dict(network="fast", ch=16, mid_ch=8, head_ch=8, u_ch=4, z_ch=8, mixtures=1, rd_lambdas=(0.01,))
+    torch.manual_seed(0)
+    base = build_model(make_config("selfvae-downscale", **small))
+    deep = build_model(make_config("selfvae-downscale", **small, enc_res=2))
+    missing, unexpected = deep.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and missing and all(".res" in m and m.startswith(("enc_u.", "enc_z.")) for m in missing)
+    x = torch.randint(0, 256, (1, 3, 64, 64)).float()
+    with torch.no_grad():
+        for a, b in zip(base.images(x), deep.images(x)):
+            assert torch.equal(a, b)
+        assert torch.equal(base.q_u(base.images(x)[0]), deep.q_u(deep.images(x)[0]))
+        assert torch.equal(base.q_z(1, x), deep.q_z(1, x))
+        deep.enc_z[0].res2_0.body[-1].weight.normal_()  # trained blocks do change the encoding
+        assert not torch.equal(base.q_z(1, x), deep.q_z(1, x))
+    decoder_side = {k for k in deep.state_dict() if not k.startswith(("enc_u.", "enc_z."))}
+    assert decoder_side == {k for k in base.state_dict() if not k.startswith(("enc_u.", "enc_z."))}

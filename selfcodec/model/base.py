@@ -103,6 +103,10 @@ class Config:
     # pixel shuffle); 1 maps each feature vector to its 2x2 block alone, 3 lets a block see its
     # neighbours' features too.
     head_k: int = 1
+    # Fast networks: residual blocks (two 3x3 layers, the second starting at zero) after each
+    # GDN of the analysis transforms, the encoders of u and z: a stronger encoder that costs
+    # the decoder nothing (the decoder never runs them). 0: none.
+    enc_res: int = 0
 
     def __post_init__(self):
         self.rd_lambdas = tuple(float(v) for v in self.rd_lambdas)  # JSON gives a list

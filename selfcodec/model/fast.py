@@ -17,6 +17,7 @@ The paper's DenseNet networks (family.SelfVAE) stay for the density-estimation p
 """
 
 import math
+from collections import OrderedDict
 
 import torch
 import torch.nn as nn
@@ -41,19 +42,41 @@ def conv_up(cin: int, cout: int) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1)
 
 
-def encoder(cin: int, cout: int, steps: int, width) -> nn.Sequential:
+def encoder(cin: int, cout: int, steps: int, width, res: int = 0) -> nn.Sequential:
     """From an image to a latent `steps` 2x steps below it: a space-to-depth by 2 (a strided
     convolution at the image's resolution costs much and learns little), then stride-2 5x5
-    convolutions with GDN between them; width(i): the width i steps below the image."""
+    convolutions with GDN between them, each GDN followed by `res` residual blocks; width(i):
+    the width i steps below the image."""
     mods, c = [nn.PixelUnshuffle(2)], 4 * cin
+    extra = {}  # residual blocks under names of their own: the other layers keep their indices
     for i in range(1, steps):
         last = i == steps - 1
         w = cout if last else width(i + 1)
         mods.append(conv_down(c, w))
         if not last:
             mods.append(GDN(w))
+            for j in range(res):
+                extra[len(mods) - 1, j] = Residual(w)
         c = w
-    return nn.Sequential(*mods)
+    named = []
+    for n, m in enumerate(mods):
+        named.append((str(n), m))
+        named += [(f"res{n}_{j}", extra[n, j]) for j in range(res) if (n, j) in extra]
+    return nn.Sequential(OrderedDict(named))
+
+
+class Residual(nn.Module):
+    """x + conv(relu(conv(x))), 3x3 layers of x's width; the second starts at zero, so a
+    model gaining the block computes what it did."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU(), nn.Conv2d(ch, ch, 3, padding=1))
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, x):
+        return x + self.body(x)
 
 
 class ImageDecoder(nn.Module):
@@ -191,13 +214,13 @@ class FastSelfVAE(SelfVAE):
         def width_for(k):  # width of images[k]'s features i steps below its resolution
             return lambda i: self.width_at(2 ** (L - self.steps_of[k] + i))
 
-        self.enc_u = encoder(self.img_ch[0], q * cfg.u_ch, self.steps_of[0], width_for(0))
+        self.enc_u = encoder(self.img_ch[0], q * cfg.u_ch, self.steps_of[0], width_for(0), cfg.enc_res)
         self.dec_0 = ImageDecoder(cfg.u_ch, DMoL.channels(self.img_ch[0], n), self.steps_of[0], width_for(0),
                                   head_k=cfg.head_k)
         self.enc_z, self.prior, self.dec = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for k in range(1, K + 1):
             prev_lat = cfg.u_ch if k == 1 else cfg.z_ch
-            self.enc_z.append(encoder(self.img_ch[k], q * cfg.z_ch, self.steps_of[k], width_for(k)))
+            self.enc_z.append(encoder(self.img_ch[k], q * cfg.z_ch, self.steps_of[k], width_for(k), cfg.enc_res))
             self.prior.append(PriorNet(self.img_ch[k - 1], self.steps_of[k - 1], prev_lat, cfg.ch, cfg.z_ch))
             self.dec.append(ImageDecoder(cfg.z_ch, DMoL.channels(self.img_ch[k], n), self.steps_of[k], width_for(k),
                                          self.img_ch[k - 1], self.ratio, cfg.head_k))

@@ -26,7 +26,7 @@ SIZES = {"scales": (0, 3), "ch": (1, 1024), "growth": (1, 512), "block_convs": (
          "image_ch": (1, 4), "refine": (0, 16), "x_context": (0, 16), "y_context": (0, 16), "mid_ch": (1, 1024),
          "head_ch": (1, 1024), "u_hyper": (0, 1024), "u_slices": (0, 1024), "z_slices": (0, 1024),
          "slice_ch": (1, 1024), "head_k": (1, 7), "context_ch": (1, 1024), "refine_ch": (1, 1024),
-         "refine_half": (0, 16), "refine_half_ch": (1, 1024)}
+         "refine_half": (0, 16), "refine_half_ch": (1, 1024), "enc_res": (0, 8)}
 CHOICES = {"transform": ("downscale", "sketch", "none"), "network": ("densenet", "fast"),
            "posterior": ("uniform", "gaussian"), "up_base": ("bilinear", "bicubic")}
 MAX_RD_LEVELS = 255  # one λ per quality level; the header's level is a byte

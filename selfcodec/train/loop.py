@@ -223,7 +223,8 @@ def train(a: TrainArgs) -> dict:
         missing, unexpected = model.load_state_dict(src, strict=False)
         # (and a model gaining a refine filter, context nets or a hyperprior starts them fresh: they begin adding nothing)
         fresh = ("refine_net.", "refine_half_net.", "context.", "context0.", "hyper_a.", "hyper_s.", "v_code_", "u_context.", "z_context.")
-        if unexpected or {m for m in missing if not m.startswith(fresh)} - {"rd_log2_step", "v_log2_step"}:
+        fresh_anywhere = ".res"  # an encoder's residual blocks (enc_res)
+        if unexpected or {m for m in missing if not m.startswith(fresh) and fresh_anywhere not in m} - {"rd_log2_step", "v_log2_step"}:
             raise ValueError(f"{a.init} does not fit this model: missing {missing}, unexpected {unexpected}")
     else:
         data_dependent_init(model, batch())
