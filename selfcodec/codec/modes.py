@@ -221,23 +221,22 @@ class _Encoder(_CRCs):
 
     def _image(self, k, params, c, mixtures, step, y=None, stage=None):
         v = _pixels(self.imgs[k])
-        arrays = _dmol_arrays(params, c, mixtures, self.exact)
+        arrays = functools.cache(lambda: _dmol_arrays(params, c, mixtures, self.exact))
         if y is None and stage is None:
             coder = Coder()
-            self.bits.append(DMoL.encode(coder, v, arrays, step))
+            self.bits.append(DMoL.encode(coder, v, arrays(), step))
             self.streams.append(coder.to_bytes())
             return _to_image(DMoL.bin_values(v, step) if step > 1 else v, self.imgs[k].shape)
         sections = _sections(*self.imgs[k].shape[-2:], staged=stage is not None)
-        tables = [_take(_section_arrays(arrays, stage, s, self.imgs[k], c, mixtures, self.exact), idx)
-                  for s, idx in enumerate(sections)]
         coder, bits = Coder(), 0.0  # a stack: the last section goes on first
         for s in reversed(range(len(sections))):
+            table = _section_arrays(arrays, stage, s, sections[s], self.imgs[k], c, mixtures, self.exact)
             sv = v[sections[s]]
             if y is not None and s == len(sections) - 1:  # the last pixel of each block, given y
                 lo, hi = _last_range(self.imgs[k], y)
-                bits += DMoL.encode_ranged(coder, sv, lo, hi, tables[s])
+                bits += DMoL.encode_ranged(coder, sv, lo, hi, table)
             else:
-                bits += DMoL.encode(coder, sv, tables[s])
+                bits += DMoL.encode(coder, sv, table)
         self.streams.append(coder.to_bytes())
         self.bits.append(bits)
         return _to_image(v, self.imgs[k].shape)
@@ -279,18 +278,18 @@ class _Decoder(_CRCs):
             raise CodecError("the file has more streams than its mode needs")
 
     def _image(self, k, params, c, mixtures, step, y=None, stage=None):
-        arrays = _dmol_arrays(params, c, mixtures, self.exact)
+        arrays = functools.cache(lambda: _dmol_arrays(params, c, mixtures, self.exact))
         shape = (1, c, params.shape[2], params.shape[3])
         if y is None and stage is None:
             coder = Coder(self._next())
-            v = DMoL.decode(coder, arrays, step)
+            v = DMoL.decode(coder, arrays(), step)
             coder.check_done()
             return _to_image(v, shape)
         sections = _sections(*shape[-2:], staged=stage is not None)
         coder = Coder(self._next())
         v = np.zeros((shape[2] * shape[3], c), dtype=np.uint8)
         for s, idx in enumerate(sections):
-            table = _take(_section_arrays(arrays, stage, s, _to_image(v, shape), c, mixtures, self.exact), idx)
+            table = _section_arrays(arrays, stage, s, idx, _to_image(v, shape), c, mixtures, self.exact)
             if y is not None and s == len(sections) - 1:
                 v[idx] = DMoL.decode_ranged(coder, *_last_range(_to_image(v, shape), y), table)
             else:
@@ -353,13 +352,16 @@ def _sections(h: int, w: int, staged: bool) -> list:
     return [np.flatnonzero(stage_of == s) for s in range(stage_of.max() + 1)]
 
 
-def _section_arrays(arrays, stage, s, img, c, mixtures, exact=False):
-    """The DMoL arrays section s is coded with: stage s's given the pixels in img of the
-    sections before it, or p(x | y, z)'s where the stage keeps them (a model without stages,
-    the DenseNet family's first stage). Encoder and decoder both call this, so they build the
-    same tables."""
+def _section_arrays(arrays, stage, s, idx, img, c, mixtures, exact=False):
+    """The DMoL arrays of section s's pixels (row-major indices idx): stage s's given the pixels
+    in img of the sections before it, or arrays()' (p(x | y, z)'s) where the stage keeps those (a
+    model without stages, the DenseNet family's first stage). Encoder and decoder both call
+    this, so they build the same tables; a stage's are built for its own pixels alone (per
+    pixel, the same numbers), which keeps a tile's working set to one section's."""
     p = stage(s, img) if stage is not None else None
-    return arrays if p is None else _dmol_arrays(p, c, mixtures, exact)
+    if p is None:
+        return _take(arrays(), idx)
+    return _dmol_arrays(p.flatten(2)[:, :, torch.from_numpy(idx)].unsqueeze(-1), c, mixtures, exact)
 
 
 def _last_range(img: torch.Tensor, y: torch.Tensor):
