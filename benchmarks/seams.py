@@ -1,8 +1,9 @@
 """Tile borders on real photos: the step across each tile border of a decoded image over the mean
 step of the three columns (rows) on either side, before (each tile coded and reconstructed on
-its own, as files of format versions 1-5 are) and after (format version 6: reconstructed
-across the tiles, codec/seamless.py), beside the original's at the same borders; and what the
-tiles cost in rate against the whole image in one tile.
+its own, as files of format versions 1-5 are) and after (format version 7: coded under
+whole-image priors and reconstructed across the tiles, codec/tiled.py), beside the original's at
+the same borders; how many pixels differ from the image coded in one tile (none, where the
+image is the same whatever the tile size); and what the tiles cost in rate against one tile.
 
     python -m benchmarks.seams [--images 24] [--tile 256] [--mode rec2] [--level 3] [--out benchmarks/results]
 
@@ -66,19 +67,25 @@ def main(argv=None) -> int:
                "after": border_ratios(after["recon"], a.tile), "whole": border_ratios(whole["recon"], a.tile),
                "bpp": {"before": 8 * before_bytes / px, "after": 8 * len(after["data"]) / px,
                        "whole": 8 * len(whole["data"]) / px},
-               "psnr": {"before": psnr(before, img), "after": psnr(after["recon"], img), "whole": psnr(whole["recon"], img)}}
+               "psnr": {"before": psnr(before, img), "after": psnr(after["recon"], img), "whole": psnr(whole["recon"], img)},
+               "pixels_unlike_one_tile": int((after["recon"] != whole["recon"]).any(2).sum()),
+               "max_abs_unlike_one_tile": int(np.abs(after["recon"].astype(int) - whole["recon"]).max())}
         rows.append(row)
         note(f"{f.stem}: worst border ratio before {max(row['before']):.2f}, after {max(row['after']):.2f}, "
-             f"one tile {max(row['whole']):.2f}, original {max(row['original']):.2f}")
+             f"one tile {max(row['whole']):.2f}, original {max(row['original']):.2f}; "
+             f"{row['pixels_unlike_one_tile']} pixels unlike the one-tile image")
     summary = {k: {"worst": max(max(r[k]) for r in rows), "mean": float(np.mean([v for r in rows for v in r[k]]))}
                for k in ("original", "before", "after", "whole")}
     for k in ("bpp", "psnr"):
         summary[k] = {s: float(np.mean([r[k][s] for r in rows])) for s in ("before", "after", "whole")}
+    summary["pixels_unlike_one_tile"] = sum(r["pixels_unlike_one_tile"] for r in rows)
+    summary["max_abs_unlike_one_tile"] = max(r["max_abs_unlike_one_tile"] for r in rows)
     note(f"worst border ratio over {len(rows)} images: before {summary['before']['worst']:.2f}, after "
          f"{summary['after']['worst']:.2f}, one tile {summary['whole']['worst']:.2f}, original "
          f"{summary['original']['worst']:.2f}; mean bpp before/after/one tile {summary['bpp']['before']:.4f}/"
          f"{summary['bpp']['after']:.4f}/{summary['bpp']['whole']:.4f}, PSNR {summary['psnr']['before']:.2f}/"
-         f"{summary['psnr']['after']:.2f}/{summary['psnr']['whole']:.2f} dB")
+         f"{summary['psnr']['after']:.2f}/{summary['psnr']['whole']:.2f} dB; {summary['pixels_unlike_one_tile']} pixels "
+         f"unlike the one-tile images (largest difference {summary['max_abs_unlike_one_tile']})")
     doc = {"meta": {**stamp(full_argv), "tile": a.tile, "mode": a.mode, "level": a.level, "notes": notes},
            "summary": summary, "rows": rows}
     (out / "seams.json").write_text(json.dumps(to_jsonable(doc), indent=2))

@@ -299,10 +299,18 @@ def test_wrong_magic():
 
 def test_unknown_format_version():
     data = bytearray(_small_files()[0])
-    data[4] = 7
+    data[4] = C.SEAMLESS_FORMAT_VERSION + 1
     msg = _fmt_error(bytes(data))
-    assert "version 7" in msg and f"reads version {FORMAT_VERSION}" in msg
-    with pytest.raises(FormatError, match="version 7"):
+    assert f"version {C.SEAMLESS_FORMAT_VERSION + 1}" in msg and f"reads version {FORMAT_VERSION}" in msg
+    with pytest.raises(FormatError, match=f"version {C.SEAMLESS_FORMAT_VERSION + 1}"):
+        peek_header(bytes(data))
+
+
+def test_a_retired_seamless_version_is_refused_by_name():
+    """Version 6 coded each tile under its own priors; this build decodes only version 7's tiles."""
+    data = bytearray(_small_files()[0])
+    data[4] = 6
+    with pytest.raises(FormatError, match="version 6 .* no longer read: encode the source image again"):
         peek_header(bytes(data))
 
 

@@ -26,12 +26,13 @@ A file coded at a fractional level (between two trained levels) is format versio
 bit 6: one byte after payload_crc, level_frac, says the level is level + level_frac / 256; the
 layout is otherwise version 4's (bits 3, 4 and 5 keep their meaning and may be clear).
 
-A file of more than one tile whose lossy reconstructions (a layered file's prefixes) run across
-the tile borders (codec/seamless.py) is format version 6 with flags bit 7; the layout is otherwise version 5's
-(bits 3 to 6 keep their meaning and may be clear), plus a CRC-32 of each tile's coded integers
-after the length table (a layered file's: per layer, then per tile), which the decoder checks as
-soon as a tile is decoded. Without the bit, each tile is reconstructed on its own, as files of
-versions 1 to 5 are.
+A file of more than one tile, coded under priors computed over the whole image and reconstructed
+across the tile borders (codec/tiled.py, codec/seamless.py), is format version 7 with flags bit 7;
+the layout is otherwise version 5's (bits 3 to 6 keep their meaning and may be clear), plus a
+CRC-32 of each tile's coded integers after the length table (a layered file's: per layer, then
+per tile), which the decoder checks before it reconstructs the image. Without the bit, each tile
+is coded and reconstructed on its own, as files of versions 1 to 5 are. Version 6 (the same
+layout, each tile coded under its own priors) is no longer read.
 
 A layered file (format version 2, flags bit 3) stores its streams layer by layer: the alpha
 bytes first, then stream 0 of every tile, then stream 1 of every tile, ...; its length table
@@ -104,8 +105,10 @@ METADATA_FORMAT_VERSION = 4
 #: Version 4's layout (its flags may be clear) plus the fractional-level flag and byte. Only files
 #: at a fractional level are written so: a file at a whole level keeps its bytes.
 FRACTION_FORMAT_VERSION = 5
-#: Version 5 plus the seamless flag: x̂ is synthesised across tile borders (codec/seamless.py).
-SEAMLESS_FORMAT_VERSION = 6
+#: Version 5 plus the seamless flag: the tiles' latents are coded under whole-image priors and x̂
+#: is synthesised across tile borders (codec/tiled.py). Version 6 coded each tile under its own priors.
+SEAMLESS_FORMAT_VERSION = 7
+RETIRED_SEAMLESS_VERSION = 6
 #: level_frac counts 1/LEVEL_DENOM of a level (codec/plans.py has the same number).
 LEVEL_DENOM = 256
 #: Entropy-coder bitstream version (constriction 0.5.x ANS / range coder streams). Version 4: the
@@ -182,7 +185,7 @@ class Header:
     metadata: dict = field(default_factory=dict)
     #: the level's fraction in 1/256 (format version 5 if not 0): the file is coded at level + level_frac/256
     level_frac: int = 0
-    #: x̂ is synthesised across tile borders (format version 6): a file of several tiles
+    #: x̂ is synthesised across tile borders (format version 7): a file of several tiles
     seamless: bool = False
     #: with `seamless`: CRC-32 of each tile's coded integers (layered: layer by layer, tile by tile)
     tile_crcs: tuple = ()
@@ -510,6 +513,9 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
     r = _Reader(data)
     r.pos = len(MAGIC)
     format_version = r.u8("format version")
+    if format_version == RETIRED_SEAMLESS_VERSION:
+        raise FormatError("format version 6 (tiles coded under their own priors, written by selfcodec before "
+                          "2026-12-07) is no longer read: encode the source image again")
     if format_version not in _RESERVED:
         raise FormatError(
             f"unsupported .svae format version {format_version}; this build reads version {FORMAT_VERSION} "
@@ -531,7 +537,7 @@ def _parse_header(data) -> tuple[Header, int, list[int], int | None, int]:
         raise FormatError("corrupt header: a version-5 file without the fractional-level flag")
     seamless = bool(flags & _FLAG_SEAMLESS)
     if format_version == SEAMLESS_FORMAT_VERSION and not seamless:
-        raise FormatError("corrupt header: a version-6 file without the seamless flag")
+        raise FormatError(f"corrupt header: a version-{SEAMLESS_FORMAT_VERSION} file without the seamless flag")
     colour = flags & _FLAG_COLOUR_MASK
     if colour not in COLOUR_NAMES:
         raise FormatError(f"corrupt header: unknown colour type {colour}")

@@ -21,7 +21,7 @@ from ..entropy.coder import min_stream_bytes
 from ..entropy.dmol import DMoL
 from . import modes as M
 from . import plans as P
-from . import seamless as SL
+from . import tiled as TL
 from . import stored as ST
 
 NO_STORED_ENV = "SELFCODEC_NO_STORED"  # "1": lossless files keep the model's coding (the tests' tiny models, whose files a PNG beats)
@@ -48,6 +48,9 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile
     plan = M.plan_for(mode, net.cfg.scales)
     h, w = rgb.shape[:2]
     tile_side = max(net.multiple, tile - tile % net.multiple)
+    if tile_side < max(h, w):  # several tiles, coded under whole-image priors: on v's grid too
+        m = TL.tile_multiple(net)
+        tile_side = max(m, tile_side - tile_side % m)
     grid = C.tile_grid(h, w, tile_side, tile_side)
     t0 = time.perf_counter()
     recon = np.empty_like(rgb)
@@ -57,7 +60,7 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile
     tiles, est, crcs = [], np.zeros(len(names)), []
     seamless = len(grid) > 1 and (layered or plan.sent < net.cfg.scales)
     if seamless and layered:  # every layer coded tile by tile; the prefixes' x̂ across the tiles
-        sides, xs = SL.encode_tiles_layered(net, _pad(rgb, net.multiple), grid, level, exact, choice, (h, w))
+        sides, xs = TL.encode_tiles_layered(net, _pad(rgb, net.multiple), grid, level, exact, choice, (h, w))
         tiles, crcs, est = [e.streams for e in sides], [e.crcs for e in sides], np.sum([e.bits for e in sides], axis=0)
         for (top, left, th, tw), x in zip(grid, xs):
             recon[top:top + th, left:left + tw] = x[:th, :tw]
@@ -65,7 +68,7 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile
     elif seamless:  # coded tile by tile, reconstructed across the tiles
         searched = [_searched(net, _pad(rgb[t:t + th, l:l + tw], net.multiple), plan, level, search)
                     for t, l, th, tw in grid] if search else None
-        sides, full = SL.encode_tiles(net, _pad(rgb, net.multiple), grid, plan, level, exact, choice, (h, w), searched)
+        sides, full = TL.encode_tiles(net, _pad(rgb, net.multiple), grid, plan, level, exact, choice, (h, w), searched)
         tiles, crcs, recon = [e.streams for e in sides], [[e.crc] for e in sides], full[:h, :w]
         est = np.sum([e.bits for e in sides], axis=0)
     for top, left, th, tw in ([] if seamless else grid):
@@ -111,13 +114,16 @@ def _tile_crcs(crcs: list) -> tuple:
     return tuple(tile[i] for i in range(len(crcs[0])) for tile in crcs)
 
 
-def _check_tile(header: C.Header, t: int, layer_crcs: list, at: tuple) -> None:
-    """ChecksumError as soon as tile t of a seamless file decodes to other integers than were coded."""
-    for i, crc in enumerate(layer_crcs):
-        if crc != header.tile_crcs[i * header.n_tiles + t]:
-            raise ChecksumError(f"the tile at {at} decoded to other integers than the encoder coded (tile CRC mismatch"
-                                f"{f' in layer {i}' if header.layered else ''}): the file is damaged, or the model's "
-                                "weights differ from the encoder's")
+def _check_tiles_crcs(header: C.Header, grid: list, got: list) -> list:
+    """ChecksumError where a tile of a seamless file decoded to other integers than were coded
+    (got: each tile's per-layer CRCs), before its image is reconstructed; -> got."""
+    for t, ((top, left, _, _), layer_crcs) in enumerate(zip(grid, got)):
+        for i, crc in enumerate(layer_crcs):
+            if crc != header.tile_crcs[i * header.n_tiles + t]:
+                raise ChecksumError(f"the tile at {(top, left)} decoded to other integers than the encoder coded "
+                                    f"(tile CRC mismatch{f' in layer {i}' if header.layered else ''}): the file is "
+                                    "damaged, or the model's weights differ from the encoder's")
+    return got
 
 
 def _searched(net, tile: np.ndarray, plan, level, steps: int) -> list:
@@ -205,22 +211,18 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
     exact = header.coder_version == C.CODER_VERSION
     if header.seamless and plan.sent >= net.cfg.scales:
         raise FormatError("corrupt header: the seamless flag on a lossless file")
-    rgb, crcs, tvs = np.empty((h, w, 3), np.uint8), [], []
-    for (top, left, th, tw), streams in zip(grid, tiles):
-        ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
-        if header.seamless:
-            tv, crc = _tile_step((top, left), M.decode_tile_coded, net, streams, ph, pw, plan, header.level_value,
-                                 exact=exact, choice=header.upscale_choice, valid=(th, tw))
-            _check_tile(header, len(tvs), [crc], (top, left))
-            tvs.append(tv)
-        else:
-            rec, crc = _tile_step((top, left), M.decode_tile, net, streams, ph, pw, plan, header.level_value,
-                                  exact=exact, device=device, choice=header.upscale_choice, valid=(th, tw))
-            rgb[top:top + th, left:left + tw] = rec[:th, :tw]
-        crcs.append([crc])
-    if header.seamless:
+    rgb, crcs = np.empty((h, w, 3), np.uint8), []
+    if header.seamless:  # the tiles' latents under whole-image priors, x̂ across the tiles
         size = (h + (-h % net.multiple), w + (-w % net.multiple))
-        rgb = _allocating(SL.decode_tiles, net, tvs, grid, size, plan, exact, (h, w), device)[:h, :w]
+        check = lambda got: crcs.extend(_check_tiles_crcs(header, grid, [[c] for c in got]))  # noqa: E731
+        rgb = _tile_step(None, TL.decode_tiles, net, tiles, grid, size, plan, header.level_value, exact,
+                         header.upscale_choice, (h, w), check, device)[:h, :w]
+    for (top, left, th, tw), streams in ([] if header.seamless else zip(grid, tiles)):
+        ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
+        rec, crc = _tile_step((top, left), M.decode_tile, net, streams, ph, pw, plan, header.level_value,
+                              exact=exact, device=device, choice=header.upscale_choice, valid=(th, tw))
+        rgb[top:top + th, left:left + tw] = rec[:th, :tw]
+        crcs.append([crc])
     if exact and plan.sent < net.cfg.scales:  # lossy: the coded integers are what every machine must agree on
         if M.combine_crcs(crcs)[0] != header.pixel_crc:
             raise ChecksumError("decoded integers differ from those the encoder coded (CRC mismatch): the file is damaged, "
@@ -239,7 +241,8 @@ def _tile_step(at: tuple, step, *args, **kwargs):
     except (CodecError, MemoryError):
         raise
     except Exception as e:  # the entropy decoder met bytes it cannot parse
-        raise FormatError(f"corrupt stream in tile at {at}: {type(e).__name__}: {e}") from None
+        where = "a tile" if at is None else f"tile at {at}"
+        raise FormatError(f"corrupt stream in {where}: {type(e).__name__}: {e}") from None
 
 
 def _decode_stored(data: bytes):
@@ -313,9 +316,10 @@ def _check_tiles(header: C.Header) -> None:
 def _check_tile_grid(header: C.Header, net) -> None:
     """FormatError unless the tiles lie on the model's grid, as every encoder writes them (the
     reconstruction across tiles places each tile's latents at its side / the latents' scale)."""
+    m = TL.tile_multiple(net) if header.seamless else net.multiple
     for side, size in ((header.tile_h, header.height), (header.tile_w, header.width)):
-        if 0 < side < size and side % net.multiple:
-            raise FormatError(f"corrupt header: tiles of {side} pixels; the model codes multiples of {net.multiple}")
+        if 0 < side < size and side % m:
+            raise FormatError(f"corrupt header: tiles of {side} pixels; the model codes multiples of {m}")
 
 
 def _allocating(step, *args, **kwargs):
@@ -354,25 +358,19 @@ def _decode_layered(data: bytes, model, partial: bool, device=torch.device("cpu"
     _check_sizes(net, grid, [[layer[t] for layer in layers] for t in range(len(grid))], n_latent,
                  [1] * (n - n_latent))
     exact = header.coder_version == C.CODER_VERSION
-    across = header.seamless and mode != "lossless"  # a prefix reconstructed across the tiles
-    rgb, crcs, tvs = np.empty((h, w, 3), np.uint8), [], []
-    for t, (top, left, th, tw) in enumerate(grid):
-        ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
-        streams = [layer[t] for layer in layers]
-        if across:
-            tv, tile_crcs = _tile_step((top, left), M.decode_tile_layered_coded, net, streams, ph, pw,
-                                       header.level_value, exact=exact, choices=header.upscale_choice, valid=(th, tw))
-            tvs.append(tv)
-        else:
-            rec, tile_crcs = _tile_step((top, left), M.decode_tile_layered, net, streams, ph, pw, header.level_value,
-                                        exact=exact, device=device, choices=header.upscale_choice, valid=(th, tw))
-            rgb[top:top + th, left:left + tw] = rec[:th, :tw]
-        if header.seamless:
-            _check_tile(header, t, tile_crcs, (top, left))
-        crcs.append(tile_crcs)
-    if across:
+    rgb, crcs = np.empty((h, w, 3), np.uint8), []
+    if header.seamless:  # the tiles' latents under whole-image priors; a prefix's x̂ across the tiles
         size = (h + (-h % net.multiple), w + (-w % net.multiple))
-        rgb = _allocating(SL.decode_prefix, net, tvs, grid, size, n, exact, (h, w), device)[:h, :w]
+        rgb = _tile_step(None, TL.decode_layered, net, [[layer[t] for layer in layers] for t in range(len(grid))],
+                         grid, size, n, header.level_value, exact, header.upscale_choice, (h, w),
+                         lambda got: crcs.extend(_check_tiles_crcs(header, grid, got)), device)[:h, :w]
+    for t, (top, left, th, tw) in ([] if header.seamless else enumerate(grid)):
+        ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
+        rec, tile_crcs = _tile_step((top, left), M.decode_tile_layered, net, [layer[t] for layer in layers], ph, pw,
+                                    header.level_value, exact=exact, device=device, choices=header.upscale_choice,
+                                    valid=(th, tw))
+        rgb[top:top + th, left:left + tw] = rec[:th, :tw]
+        crcs.append(tile_crcs)
     for name, want, got in zip(LY.layer_names(K), header.layer_crcs, M.combine_crcs(crcs)):
         if want != got:
             raise ChecksumError(f"layer {name!r} decoded to other integers than the encoder coded (layer CRC mismatch): "

@@ -462,7 +462,6 @@ class _CodingWalker(Walker):
     def __init__(self, plan: Plan, level: int, side, how: str, need_x: bool = True):
         self.plan, self.level, self.side, self.how, self.need_x = plan, level, side, how, need_x
         self.upscale, self.h = None, None
-        self.zs, self.sent_imgs = [], []  # what the tile codes (None: a ẑ inferred), for seamless.reconstruct
 
     def u(self, model):
         lat_step = latent_step(self.level)
@@ -482,12 +481,9 @@ class _CodingWalker(Walker):
     def z(self, model, k, prior, img_prev, prev):
         pm, pls = prior()
         if not (k <= self.plan.sent or self.plan.send_z):
-            self.zs.append(None)
             return _prior_means(model, k, pm, pls)
         step = self.learned[k] if self.learned else (1.0 if k <= self.plan.sent else latent_step(self.level))
-        z = self.side.code_latent(model, k, _z_mean(model, k, self.side), pm, pls, step)
-        self.zs.append(z)
-        return z
+        return self.side.code_latent(model, k, _z_mean(model, k, self.side), pm, pls, step)
 
     def image(self, model, k, decode, img_prev):
         K, sent = model.cfg.scales, self.plan.sent
@@ -500,18 +496,7 @@ class _CodingWalker(Walker):
         # images[k - 1] = d(images[k]) was sent exactly (only the last image sent may be binned)
         y = img_prev if (k >= 1 and step == 1 and model.cfg.y_consistent) else None
         stage = _stages(model, k, params, self.h, img_prev) if step == 1 else None
-        img = self.side.image(k, params, model.img_ch[k], model.cfg.mixtures, step, y, stage)
-        self.sent_imgs.append(img)
-        return img
-
-
-@torch.inference_mode()
-def walk_coded(model, plan: Plan, level: int, side, how: str = "mean") -> _CodingWalker:
-    """walk() without x̂: the walker, which holds what the tile codes (u_hat, zs, sent_imgs,
-    chosen) for a reconstruction across tiles (seamless.reconstruct)."""
-    walker = _CodingWalker(plan, level, side, how, need_x=False)
-    chain.run(model, walker)
-    return walker
+        return self.side.image(k, params, model.img_ch[k], model.cfg.mixtures, step, y, stage)
 
 
 @torch.inference_mode()
@@ -643,30 +628,6 @@ def _layered_prefix(model, n_layers: int, level):
     return steps, n_layers >= 2 and K >= 1, n_layers - latent_layers(K) - 1
 
 
-class TileVars:
-    """What a tile's file holds, for a reconstruction across tiles (seamless.py): û, each ẑ_k
-    (None: not sent), the images sent exactly, and whether the tile carries the upscale."""
-
-    def __init__(self, u_hat, zs, sent_imgs, chosen=False):
-        self.u_hat, self.zs, self.sent_imgs, self.chosen = u_hat, zs, sent_imgs, chosen
-
-
-@torch.inference_mode()
-def walk_layered_coded(model, n_layers: int, level, side, how: str = "mean") -> TileVars:
-    """walk_layered without x̂ (TileVars of the prefix); the decoder reads the upscale choices
-    (side.choices), the encoder codes them later (seamless.encode_tiles_layered decides them)."""
-    K = model.cfg.scales
-    steps, send_z, sent = _layered_prefix(model, n_layers, level)
-    lat = _LayeredLatents(steps, level, side, how, send_z, need_x=False)
-    chain.run(model, lat)
-    imgs = chain.run(model, _KnownLatents(lat.u_hat, lat.zs, sent, how, side, p0=lat.p0))[:sent + 1] if sent >= 0 else []
-    chosen = False
-    if side.choices is not None and getattr(side, "imgs", None) is None:  # a decoder's: they end layer 0
-        read = side.code_choices(K)
-        chosen = 0 <= sent < K and read[sent]
-    return TileVars(lat.u_hat, lat.zs if send_z else [None] * K, imgs, chosen)
-
-
 def _chain_from(model, u, zs, exact: list, sent: int, how: str, x_params=None) -> torch.Tensor:
     """x̂ from images[0..sent] (`exact`) and the ẑ above them (x itself when sent is x). x_params:
     x's decoder output given images[K-1] = exact[K-1], if at hand (the lossless walk computed it
@@ -710,34 +671,6 @@ def decode_tile_layered(model, streams: list, h: int, w: int, level: int, how: s
         xhat = walk_layered(net, len(streams), level, dec, how)
     dec.finish()
     return _to_uint8(xhat), dec.crcs
-
-
-def encode_tile_layered_coded(model, tile: np.ndarray, level, searched=None, exact: bool = False,
-                              valid: tuple | None = None, how: str = "mean"):
-    """encode_tile_layered's coding of every layer, without x̂ and before its upscale choices:
-    (the unfinished _LayeredEncoder, TileVars); the caller sets side.choices, codes them
-    (side.code_choices) and calls side.finish()."""
-    n_layers = len(layer_names(model.cfg.scales))
-    enc = _LayeredEncoder(model.images(_tile_tensor(tile)), latent_layers(model.cfg.scales), searched)
-    enc.choices, enc.valid = None, valid
-    net, threads = _for_coding(model, enc, exact, exact_last=True)
-    with threads:
-        tv = walk_layered_coded(net, n_layers, level, enc, how)
-    enc.imgs = None  # the choices are decided from the tiles' TileVars
-    return enc, tv
-
-
-def decode_tile_layered_coded(model, streams: list, h: int, w: int, level, exact: bool = False,
-                              choices: bool = False, valid: tuple | None = None, how: str = "mean"):
-    """The first len(streams) layers of a tile (not all of them) -> (TileVars, each layer's CRC)."""
-    r = model.ratio ** model.cfg.scales
-    dec = _LayeredDecoder(streams, (h // r, w // r), min(len(streams), latent_layers(model.cfg.scales)))
-    dec.choices, dec.valid = ([] if choices else None), valid
-    net, threads = _for_coding(model, dec, exact, False)
-    with threads:
-        tv = walk_layered_coded(net, len(streams), level, dec, how)
-    dec.finish()
-    return tv, dec.crcs
 
 
 def _for_coding(model, side, exact: bool, exact_last: bool, device="cpu"):
@@ -805,44 +738,15 @@ def _upscale_is_closer(model, x: np.ndarray, valid, img_sent: torch.Tensor, sent
     return mse(up[:h, :w], x[:h, :w]) < mse(rec[:h, :w], x[:h, :w])
 
 
-def _encode_walk(model, x, plan, level, how, searched, exact, choices, valid=None, coded_only=False):
-    """(the encoder side, x̂ uint8); coded_only: (the side, walk_coded's walker) without x̂."""
+def _encode_walk(model, x, plan, level, how, searched, exact, choices, valid=None):
+    """(the encoder side, x̂ uint8)."""
     enc = _Encoder(model.images(x), searched)
     enc.choices, enc.valid = choices, valid
     net, threads = _for_coding(model, enc, exact, exact_last=plan.sent == model.cfg.scales)
     with threads:
-        out = (walk_coded if coded_only else walk)(net, plan, level, enc, how)
+        out = walk(net, plan, level, enc, how)
     enc.finish()
-    return enc, (out if coded_only else _to_uint8(out))
-
-
-def encode_tile_coded(model, tile: np.ndarray, plan: Plan, level, how: str = "mean", searched=None,
-                      exact: bool = False, choice: bool | None = None, valid: tuple | None = None):
-    """encode_tile's coding without x̂ (a file reconstructed across tiles, seamless.py): choice is
-    the tile's upscale choice to code (None: the file has none). -> (the encoder side, which
-    holds streams, bits and crc; TileVars)."""
-    enc, walker = _encode_walk(model, _tile_tensor(tile), plan, level, how, searched, exact,
-                               None if choice is None else [choice], valid, coded_only=True)
-    enc.imgs = enc.latents = None  # kept until every tile is coded: only the streams
-    return enc, _tile_vars(walker)
-
-
-def _tile_vars(walker) -> TileVars:
-    """What a tile's walk coded, without the features and tables the walk held (a tile's worth)."""
-    return TileVars(walker.u_hat, walker.zs, walker.sent_imgs, walker.chosen)
-
-
-def decode_tile_coded(model, streams: list, h: int, w: int, plan: Plan, level, exact: bool = False,
-                      choice: bool = False, valid: tuple | None = None, how: str = "mean"):
-    """decode_tile without x̂: (TileVars, CRC-32 of the decoded integers)."""
-    r = model.ratio ** model.cfg.scales
-    dec = _Decoder(streams, (h // r, w // r))
-    dec.choices, dec.valid = ([] if choice else None), valid
-    net, threads = _for_coding(model, dec, exact, plan.sent == model.cfg.scales)
-    with threads:
-        walker = walk_coded(net, plan, level, dec, how)
-    dec.finish()
-    return _tile_vars(walker), dec.crc
+    return enc, _to_uint8(out)
 
 
 def decode_tile(model, streams: list, h: int, w: int, plan: Plan, level: int, how: str = "mean", exact: bool = False,

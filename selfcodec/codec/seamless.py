@@ -1,13 +1,12 @@
 """x̂ of a tiled lossy file, synthesised across tile borders.
 
-Each tile is entropy-coded on its own (its priors see only the tile, which costs a little rate
-at the borders and nothing else), but what the networks reconstruct from the coded variables,
-û, the ẑ sent, the images sent, is computed over the whole image: in windows whose margin
-exceeds the fast networks' reach (MARGIN; tests/test_seamless.py checks it), so each window's
-core is what a whole-image synthesis gives and memory stays bounded by the window. Where a ẑ
-is not sent (rec1, cgen, a tile that chose the upscale) its prior's mean is computed in the
-windows too. No tile border shows; but the latents are quantized against each tile's own
-priors, so two tilings of an image give two (equally good) images, not one.
+Each tile is entropy-coded on its own streams, under its crop of priors computed over the whole
+image (tiled.py), and what the networks reconstruct from the coded variables, û, the ẑ sent,
+the images sent, is computed over the whole image too: in windows whose margin exceeds the fast
+networks' reach (MARGIN; tests/test_seamless.py checks it), so each window's core is what a
+whole-image synthesis gives and memory stays bounded by the window. Where a ẑ is not sent
+(rec1, cgen, a file that chose the upscale) its prior's mean is computed in the windows too.
+No tile border shows, and the image is the same whatever the tile size.
 """
 
 from contextlib import nullcontext
@@ -41,33 +40,6 @@ class Coded:
     imgs: list  # images[0..sent], stitched
     chosen: np.ndarray  # per tile: it carries the upscale of the image sent
     grid: list = field(default_factory=list)  # the tiles' (top, left, h, w), unpadded
-
-
-def stitch(model, grid: list, tile_vars: list, size: tuple, sent: int, chosen=None) -> Coded:
-    """Coded from each tile's coded variables (modes.TileVars) for a reconstruction from
-    images[0..sent]; grid: (top, left, h, w) per tile; size: the padded image's (H, W); chosen:
-    per tile, it carries the upscale (default: the tiles' own)."""
-    H, W = size
-    K, m = model.cfg.scales, model.multiple
-    u, zs, masks, imgs = None, [None] * K, [None] * K, [None] * (sent + 1)
-
-    def paste(canvas, t, top, left, f):
-        if canvas is None:
-            canvas = torch.zeros((1, t.shape[1], H // f, W // f), dtype=t.dtype)
-        canvas[..., top // f:top // f + t.shape[-2], left // f:left // f + t.shape[-1]] = t.to(canvas.dtype)
-        return canvas
-
-    for (top, left, th, tw), w in zip(grid, tile_vars):
-        ph = th + (-th % m)
-        u = paste(u, w.u_hat, top, left, ph // w.u_hat.shape[-2])  # (pixels per latent)
-        for k, z in enumerate(w.zs):
-            if z is not None:
-                zs[k] = paste(zs[k], z, top, left, ph // z.shape[-2])
-                masks[k] = paste(masks[k], torch.ones_like(z[:, :1], dtype=torch.bool), top, left, ph // z.shape[-2])
-        for k, img in enumerate(w.sent_imgs[:sent + 1]):
-            imgs[k] = paste(imgs[k], img, top, left, model.ratio ** (K - k))
-    chosen = np.array([bool(w.chosen) for w in tile_vars] if chosen is None else chosen, bool)
-    return Coded(tuple(size), u, zs, masks, imgs, chosen, list(grid))
 
 
 class _Reconstruct(Walker):
@@ -163,12 +135,13 @@ def _upscaled_tiles(net, coded: Coded, sent: int, valid: tuple, which=None) -> l
     return out
 
 
-def _closer_upscales(net, coded: Coded, sent: int, valid: tuple, recon: np.ndarray, x: np.ndarray) -> list:
-    """Per tile, whether the upscale of images[sent] is closer than `recon` to the tile of x, in
-    squared error (the encoder's upscale choice; modes._upscale_is_closer for a tile on its own)."""
-    up = _upscaled_tiles(net, coded, sent, valid, np.ones(len(coded.grid), bool))
-    return [mse(img, x[t:t + h, l:l + w]) < mse(recon[t:t + h, l:l + w], x[t:t + h, l:l + w])
-            for (t, l, h, w), img in up]
+def upscale_is_closer(net, coded: Coded, sent: int, valid: tuple, recon: np.ndarray, padded: np.ndarray) -> bool:
+    """Whether the bicubic upscale of the whole image sent is closer than `recon` to the image (the
+    valid (h, w) part of `padded`), in squared error: the encoder's upscale choice, one per image."""
+    h, w = valid
+    whole = Coded(coded.size, coded.u, coded.zs, coded.z_sent, coded.imgs, np.ones(1, bool), [(0, 0, h, w)])
+    (_, up), = _upscaled_tiles(net, whole, sent, valid)
+    return mse(up, padded[:h, :w]) < mse(recon[:h, :w], padded[:h, :w])
 
 
 def coding_net(model, exact: bool, device="cpu"):
@@ -205,85 +178,3 @@ def analyse(model, padded: np.ndarray, grid: list, plan, margin: int = MARGIN) -
                     if k <= plan.sent or plan.send_z]
         out.append(latents)
     return out
-
-
-def encode_tiles(model, padded: np.ndarray, grid: list, plan, level, exact: bool, choice: bool,
-                 valid: tuple, searched=None, how: str = "mean"):
-    """Code each tile of an image (`padded`: uint8 (H, W, 3) padded to the model's multiple; grid:
-    the tiles' unpadded (top, left, h, w)) and reconstruct x̂ across them. choice: each tile
-    carries an upscale choice, set where the upscale of the image sent is closer than x̂ to the
-    tile (valid: the image's unpadded (h, w)). searched: per tile, the latent search's latents
-    (else analyse()'s).
-    -> (the tiles' encoder sides (streams, bits, crc), x̂ uint8 (H, W, 3))."""
-    searched = searched or analyse(model, padded, grid, plan)
-
-    def code(i, chose):
-        top, left, th, tw = grid[i]
-        ph, pw = th + (-th % model.multiple), tw + (-tw % model.multiple)
-        return M.encode_tile_coded(model, padded[top:top + ph, left:left + pw], plan, level, how, searched[i], exact,
-                                   chose if choice else None, (th, tw))
-
-    sides = [code(i, False) for i in range(len(grid))]
-    net, threads = coding_net(model, exact)
-    with threads:
-        coded = stitch(model, grid, [w for _, w in sides], padded.shape[:2], plan.sent)
-        recon = reconstruct(net, coded, plan, how, valid)
-        if choice:
-            closer = _closer_upscales(net, coded, plan.sent, valid, recon, padded[:valid[0], :valid[1]])
-            if any(closer):
-                sides = [code(i, True) if c else s for i, (s, c) in enumerate(zip(sides, closer))]
-                coded = stitch(model, grid, [w for _, w in sides], padded.shape[:2], plan.sent)
-                recon = reconstruct(net, coded, plan, how, valid)
-    return [e for e, _ in sides], recon
-
-
-def decode_tiles(model, tile_vars: list, grid: list, size: tuple, plan, exact: bool, valid: tuple, device="cpu",
-                 how: str = "mean") -> np.ndarray:
-    """x̂ uint8 (H, W, 3) from the tiles' decode_tile_coded TileVars (size: the padded (H, W))."""
-    net, threads = coding_net(model, exact, device)
-    with threads:
-        return reconstruct(net, stitch(model, grid, tile_vars, size, plan.sent), plan, how, valid)
-
-
-def encode_tiles_layered(model, padded: np.ndarray, grid: list, level, exact: bool, choices: bool, valid: tuple,
-                         how: str = "mean") -> list:
-    """A layered (lossless) file's tiles: every layer coded tile by tile, the latents from
-    analyse(), and with `choices` each tile's upscale choice for every image below x decided
-    against the prefix's x̂ reconstructed across the tiles. -> (the tiles' finished encoder
-    sides, each tile's x as coded: uint8, padded)."""
-    K = model.cfg.scales
-    latents = analyse(model, padded, grid, M.Plan(-1, True))
-    sides, xs = [], []
-    for (top, left, th, tw), searched in zip(grid, latents):
-        ph, pw = th + (-th % model.multiple), tw + (-tw % model.multiple)
-        enc, tv = M.encode_tile_layered_coded(model, padded[top:top + ph, left:left + pw], level, searched, exact,
-                                              (th, tw), how)
-        xs.append(M._to_uint8(tv.sent_imgs.pop()))  # x as coded, in bytes: the choices need the images below it
-        sides.append((enc, tv))
-    if choices:
-        closer = np.zeros((len(grid), K), bool)
-        net, threads = coding_net(model, exact)
-        x = padded[:valid[0], :valid[1]]
-        with threads:
-            for j in range(K):  # the prefix that ends at images[j]: x̂ from it and every ẑ, or its upscale
-                plan = M.Plan(j, True)
-                coded = stitch(model, grid, [tv for _, tv in sides], padded.shape[:2], j, np.zeros(len(grid), bool))
-                closer[:, j] = _closer_upscales(net, coded, j, valid, reconstruct(net, coded, plan, how, valid), x)
-        for (enc, _), c in zip(sides, closer):
-            enc.choices = [bool(v) for v in c]
-            enc.code_choices(K)
-    for enc, _ in sides:
-        enc.finish()
-    return [enc for enc, _ in sides], xs
-
-
-def decode_prefix(model, tile_vars: list, grid: list, size: tuple, n_layers: int, exact: bool, valid: tuple,
-                  device="cpu", how: str = "mean") -> np.ndarray:
-    """x̂ uint8 (H, W, 3) of a layered file's first n_layers layers (below x itself) from its
-    tiles' modes.TileVars."""
-    K = model.cfg.scales
-    sent = n_layers - M.latent_layers(K) - 1
-    plan = M.Plan(sent, n_layers >= 2 and K >= 1)
-    net, threads = coding_net(model, exact, device)
-    with threads:
-        return reconstruct(net, stitch(model, grid, tile_vars, size, sent), plan, how, valid)

@@ -1,0 +1,397 @@
+"""A file of several tiles: coded tile by tile under priors computed over the whole image, and
+reconstructed across the tiles (seamless.py).
+
+A latent is quantized against its prior's mean (modes._Encoder.latent), so priors computed tile
+by tile, blind beyond each tile, would make the latents, and with them the decoded image,
+depend on the tiling. Here every prior is computed once for the whole image: û's from the whole
+v̂ (whose own prior is the same everywhere), ẑ_k's in windows with context beyond each core
+(seamless.windows, as the reconstruction runs). Each tile's streams code its part under its crop
+of the prior, so both sides walk all tiles a latent at a time: every tile's v̂, then û's prior,
+every tile's û, the images sent exactly (under each tile's own networks: their values are exact,
+their tables only cost rate), ẑ_1's prior, every tile's ẑ_1, and so on. An image decodes to the
+same pixels whatever its tile size. The upscale choice is one for the whole image, coded in
+every tile.
+"""
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import torch
+
+from ..errors import CodecError
+from ..model import chain
+from ..model import exact as X
+from . import modes as M
+from . import seamless as SL
+from .layered import latent_layers, layer_names
+
+
+@dataclass
+class Part:
+    """One tile's coding: its side (a modes._Encoder or _Decoder, plain or layered) and its box
+    in the padded image, (top, left, bottom, right) in pixels."""
+
+    side: object
+    box: tuple
+
+
+def crop(t, box, H: int, f: int | None = None):
+    """The part of t (a variable of an image of padded height H, at its own scale: f pixels per
+    element, by default H over its height) under a pixel box; a part that ends at the image's
+    edge takes the elements that round up (v's grid: hyper_side)."""
+    if t is None:
+        return None
+    f = f or H // t.shape[-2]
+    top, left, bottom, right = box
+    return t[..., top // f:-(-bottom // f), left // f:-(-right // f)]
+
+
+def paste(parts: list, boxes: list, H: int, W: int, f: int | None = None) -> torch.Tensor:
+    """One whole-image tensor from its tiles' parts (each at the variable's own scale, f pixels
+    per element: by default the first box's height over its part's)."""
+    f = f or (boxes[0][2] - boxes[0][0]) // parts[0].shape[-2]
+    out = parts[0].new_zeros((1, parts[0].shape[1], -(-H // f), -(-W // f)))
+    for t, (top, left, _, _) in zip(parts, boxes):
+        out[..., top // f:top // f + t.shape[-2], left // f:left // f + t.shape[-1]] = t
+    return out
+
+
+def tile_multiple(model) -> int:
+    """What the side of a tile of a file coded under whole-image priors is a multiple of: the
+    model's multiple, times v's factor over û where v's grid must fall on the tiles' borders."""
+    return model.multiple * (4 if model.has_hyper else 1)
+
+
+def _v_factor(model) -> int:
+    """Pixels per element of v (a hyperprior's: two stride-2 steps below û)."""
+    return model.ratio ** model.cfg.scales * 2 ** model.u_down * 4
+
+
+def _code(net, k: int, parts: list, size: tuple, mean, log_scale, step, layer: int, value):
+    """Latent k (0: û) of every tile under the whole image's prior, slice by slice (a channel
+    context sees the whole image's earlier slices); value: the encoder's whole latent (None on
+    the decoder, which never reads it)."""
+    H, W = size
+    boxes = [p.box for p in parts]
+
+    def one(ch, m, ls):
+        coded = [p.side.latent(lambda box=p.box: crop(value, box, H)[:, ch], crop(m, p.box, H), crop(ls, p.box, H),
+                               M._channels(step, ch), layer) for p in parts]
+        return paste(coded, boxes, H, W)
+
+    return chain.by_slices(net, k, mean, log_scale, one)
+
+
+def _code_u(net, parts: list, size: tuple, level, step, values: dict):
+    """v̂ of every tile (a hyperprior's), then û under the prior from the whole v̂."""
+    H, W = size
+    r = net.ratio ** net.cfg.scales
+    shape = (1, net.cfg.u_ch, (H // r) >> net.u_down, (W // r) >> net.u_down)
+    if net.has_hyper:
+        vm, vls, fv = *net.v_code_prior(), _v_factor(net)
+        v_parts = []
+        for p in parts:
+            t, l, b, rr = p.box
+            v_shape = net.v_shape((1, net.cfg.u_ch, ((b - t) // r) >> net.u_down, ((rr - l) // r) >> net.u_down))
+            v_parts.append(p.side.latent(lambda box=p.box: crop(values.get("v"), box, H, fv), vm.expand(v_shape),
+                                         vls.expand(v_shape), net.v_coding_steps(level)))
+        cm, cls = net.u_code_prior(paste(v_parts, [p.box for p in parts], H, W, fv), shape[-2:])
+    else:
+        cm, cls = net.u_code_prior()
+    return _code(net, 0, parts, size, cm.expand(shape), cls.expand(shape), step, 0, values.get("u"))
+
+
+class _Prior(SL._Reconstruct):
+    """The chain over one window up to ẑ_k's prior, which it keeps (`prior`)."""
+
+    def __init__(self, k, *args):
+        super().__init__(*args)
+        self.k, self.prior = k, None
+
+    def z(self, model, k, prior, img_prev, prev):
+        if k == self.k:
+            self.prior = prior()
+            return None
+        return super().z(model, k, prior, img_prev, prev)
+
+    def image(self, model, k, decode, img_prev):
+        return None if k == self.k else super().image(model, k, decode, img_prev)
+
+    def stop(self, model, k, imgs):
+        return k > self.k
+
+
+def z_prior(net, k: int, size: tuple, u, zs: list, imgs: list, how: str, window: int = SL.WINDOW,
+            margin: int = SL.MARGIN):
+    """(mean, log_scale) of ẑ_k's prior over the whole image, from û, the ẑ below (None: the
+    prior's mean) and the images sent, in windows whose margin exceeds the networks' reach."""
+    H, W = size
+    window, margin = (-(-n // net.multiple) * net.multiple for n in (window, margin))
+    masks = [None if z is None else torch.ones_like(z[:, :1], dtype=torch.bool) for z in zs]
+    mean = log_scale = None
+    for core, read in SL.windows(H, W, window, margin):
+        walker = _Prior(k, crop(u, read, H), [crop(z, read, H) for z in zs], [crop(m, read, H) for m in masks],
+                        [crop(img, read, H) for img in imgs], how)
+        chain.run(net, walker)
+        pm, pls = walker.prior
+        f = (read[2] - read[0]) // pm.shape[-2]  # pixels per element
+        if mean is None:
+            mean, log_scale = (t.new_zeros((1, t.shape[1], H // f, W // f)) for t in (pm, pls))
+        t, l = (core[0] - read[0]) // f, (core[1] - read[1]) // f
+        h, w = (core[2] - core[0]) // f, (core[3] - core[1]) // f
+        for whole, part in ((mean, pm), (log_scale, pls)):
+            whole[..., core[0] // f:core[0] // f + h, core[1] // f:core[1] // f + w] = part[..., t:t + h, l:l + w]
+    return mean, log_scale
+
+
+def _image(net, k: int, p: Part, size: tuple, u, zs: list, imgs: list, level, sent: int, how: str):
+    """images[k] of one tile, sent exactly (binned, if it is a lossy file's last image sent),
+    under the tile's own networks: (1, C, h, w)."""
+    H = size[0]
+    walker = M._CodingWalker(M.Plan(sent, False), level, p.side, how)
+    img_prev = crop(imgs[k - 1], p.box, H) if k else None
+    decode = (partial(net.p_img0, crop(u, p.box, H), features=True) if k == 0 else
+              partial(net.p_img, k, crop(zs[k - 1], p.box, H), img_prev, features=True))
+    return walker.image(net, k, decode, img_prev)
+
+
+def chosen(parts: list) -> bool:
+    """The upscale choice every tile carries (first in its stream); tiles that disagree are corrupt."""
+    flags = {p.side.code_choices(1)[0] for p in parts if p.side.choices is not None}
+    if len(flags) > 1:
+        raise CodecError("corrupt stream: the tiles disagree on the upscale choice, which is one per image")
+    return flags == {True}
+
+
+@torch.inference_mode()
+def walk(net, parts: list, size: tuple, level, steps: list, sent: int, send_z: bool, values: dict | None = None,
+         how: str = "mean", stop: int | None = None, z_layer: int = 0) -> SL.Coded:
+    """Code (an encoder's sides) or decode (a decoder's) every tile's latents and the images the
+    chain sends within them (images[0..sent]); steps: the quantization steps of û and each ẑ_k;
+    send_z: every ẑ above the images sent is coded too (else its prior's mean stands in); stop:
+    the chain ends before ẑ_stop (a chosen upscale); values: the encoder's whole latents ("v",
+    "u", "z1", ...). -> the whole image's coded variables (seamless.Coded, without grid and choice)."""
+    values = values or {}
+    H, W = size
+    boxes = [p.box for p in parts]
+    u = _code_u(net, parts, size, level, steps[0], values)
+    zs, imgs = [], []
+    for k in range(net.cfg.scales + 1):
+        if k and stop is not None and k >= stop:
+            break
+        if k:
+            if k <= sent or send_z:
+                pm, pls = z_prior(net, k, size, u, zs, imgs, how)
+                zs.append(_code(net, k, parts, size, pm, pls, steps[k], z_layer, values.get(f"z{k}")))
+            else:
+                zs.append(None)
+        if k <= sent:
+            imgs.append(paste([_image(net, k, p, size, u, zs, imgs, level, sent, how) for p in parts], boxes, H, W))
+    zs += [None] * (net.cfg.scales - len(zs))
+    masks = [None if z is None else torch.ones_like(z[:, :1], dtype=torch.bool) for z in zs]
+    return SL.Coded(tuple(size), u, zs, masks, imgs, None)
+
+
+def whole_values(model, padded, grid: list, plan, searched=None) -> dict:
+    """The encoder's whole latents ("v", "u", "z1", ...): each tile's from seamless.analyse (or
+    the latent search's) pasted together, and v from the whole û (a tile's v would see only its u)."""
+    H, W = padded.shape[:2]
+    per_tile = searched or SL.analyse(model, padded, grid, plan)
+    boxes = [(t, l, t + h + (-h % model.multiple), l + w + (-w % model.multiple)) for t, l, h, w in grid]
+    offset = 1 if model.has_hyper else 0
+    out = {"u": paste([lat[offset] for lat in per_tile], boxes, H, W)}
+    for k in range(1, len(per_tile[0]) - offset):
+        out[f"z{k}"] = paste([lat[offset + k] for lat in per_tile], boxes, H, W)
+    if model.has_hyper:
+        out["v"] = (paste([lat[0] for lat in per_tile], boxes, H, W, _v_factor(model)) if searched
+                    else model.q_v(out["u"]))
+    return out
+
+
+def _boxes(grid: list, multiple: int) -> list:
+    """Each tile's box in the padded image: (top, left, bottom, right), the tile padded to `multiple`."""
+    return [(t, l, t + h + (-h % multiple), l + w + (-w % multiple)) for t, l, h, w in grid]
+
+
+def _plain_steps(model, plan, level) -> list:
+    """A plain file's quantization steps of û and each ẑ_k (as modes._CodingWalker takes them)."""
+    learned = M.latent_steps_rd(model, level)
+    if learned:
+        return list(learned)
+    return [M.latent_step(level) if plan.sent < 0 else 1.0] + [
+        1.0 if k <= plan.sent else M.latent_step(level) for k in range(1, model.cfg.scales + 1)]
+
+
+def _tile_images(model, padded, box, keep: int) -> list:
+    """The tile's images, those above images[keep] left out (images[0] stays: it gives the side its shape)."""
+    t, l, b, r = box
+    imgs = model.images(M._tile_tensor(padded[t:b, l:r]))
+    return [img if k <= max(keep, 0) else None for k, img in enumerate(imgs)]
+
+
+def _placed(coded, grid: list, chose: bool):
+    """coded with the tiles' grid and the upscale choice they carry."""
+    coded.grid, coded.chosen = list(grid), np.full(len(grid), chose)
+    return coded
+
+
+def encode_tiles(model, padded: np.ndarray, grid: list, plan, level, exact: bool, choice: bool, valid: tuple,
+                 searched=None, how: str = "mean"):
+    """Code each tile of an image (`padded`: uint8 (H, W, 3), padded to the model's multiple; grid:
+    the tiles' unpadded (top, left, h, w)) and reconstruct x̂ across them. choice: the file
+    carries the upscale choice, set where the upscale of the image sent is closer to the image
+    than x̂ (valid: its unpadded (h, w)). searched: per tile, the latent search's latents.
+    -> (the tiles' finished encoder sides (streams, bits, crc), x̂ uint8 (H, W, 3))."""
+    values = whole_values(model, padded, grid, plan, searched)
+    net, threads = SL.coding_net(model, exact)
+    boxes, steps = _boxes(grid, model.multiple), _plain_steps(net, plan, level)  # (net's: the exact path's steps)
+
+    def code(chose: bool):
+        parts = []
+        for box in boxes:
+            side = M._Encoder(_tile_images(model, padded, box, plan.sent))
+            side.exact, side.choices = exact, ([chose] if choice else None)
+            parts.append(Part(side, box))
+        stop = plan.sent + 1 if chosen(parts) else None
+        coded = walk(net, parts, padded.shape[:2], level, steps, plan.sent, plan.send_z, values, how, stop)
+        for p in parts:
+            p.side.finish()
+            p.side.imgs = p.side.latents = None  # kept until the file is written: only the streams
+        return [p.side for p in parts], _placed(coded, grid, chose)
+
+    with threads:
+        sides, coded = code(False)
+        recon = SL.reconstruct(net, coded, plan, how, valid)
+        if choice and SL.upscale_is_closer(net, coded, plan.sent, valid, recon, padded):
+            sides, coded = code(True)
+            recon = SL.reconstruct(net, coded, plan, how, valid)
+    return sides, recon
+
+
+def decode_coded(net, tiles: list, grid: list, size: tuple, plan, level, exact: bool, choice: bool,
+                 how: str = "mean"):
+    """A plain file's coded variables from its tiles' streams (size: the padded (H, W)); net: the
+    model as the codec runs it (seamless.coding_net). -> (seamless.Coded, each tile's CRC of
+    the integers it decoded)."""
+    r = net.ratio ** net.cfg.scales
+    parts = []
+    for (t, l, b, rr), streams in zip(_boxes(grid, net.multiple), tiles):
+        side = M._Decoder(streams, ((b - t) // r, (rr - l) // r))
+        side.exact, side.choices = exact, ([] if choice else None)
+        parts.append(Part(side, (t, l, b, rr)))
+    chose = chosen(parts)
+    coded = walk(net, parts, size, level, _plain_steps(net, plan, level), plan.sent, plan.send_z, how=how,
+                 stop=plan.sent + 1 if chose else None)
+    for p in parts:
+        p.side.finish()
+    return _placed(coded, grid, chose), [p.side.crc for p in parts]
+
+
+def decode_tiles(model, tiles: list, grid: list, size: tuple, plan, level, exact: bool, choice: bool, valid: tuple,
+                 check, device="cpu", how: str = "mean") -> np.ndarray:
+    """x̂ uint8 (H, W, 3) of a plain file's tiles; check(crcs) sees each tile's CRC of its decoded
+    integers before the reconstruction runs."""
+    net, threads = SL.coding_net(model, exact, device)
+    with threads:
+        coded, crcs = decode_coded(net, tiles, grid, size, plan, level, exact, choice, how)
+        check(crcs)
+        return SL.reconstruct(net, coded, plan, how, valid)
+
+
+def _layered_net(model, exact: bool, x_coded: bool, device="cpu"):
+    """The model a layered file's walk runs (x's decoder exact too where x is coded), and its thread setting."""
+    if not exact:
+        return model, M.coding_threads()
+    return X.ExactModel(model, x_coded, device), nullcontext()
+
+
+def _images_below_x(net, parts: list, coded, size: tuple, sent: int, how: str, images=None) -> list:
+    """images[0..sent] of every tile, sent exactly, under the tile's networks given the whole
+    image's û and ẑ; the tile's x itself (uint8) where sent is x; images(box): an encoder's
+    tile images, made one tile at a time. -> (whole images below x, xs)."""
+    H, W = size
+    K, boxes = net.cfg.scales, [p.box for p in parts]
+    below, xs = [], []
+    for p in parts:
+        if images is not None:
+            p.side.imgs = images(p.box)
+        walker = M._KnownLatents(crop(coded.u, p.box, H), [crop(z, p.box, H) for z in coded.zs], sent, how, p.side)
+        imgs = chain.run(net, walker)[:sent + 1]
+        if sent == K:
+            xs.append(M._to_uint8(imgs.pop()))
+        below.append(imgs)
+        p.side.imgs = None
+    return [paste([b[k] for b in below], boxes, H, W) for k in range(len(below[0]))], xs
+
+
+def encode_tiles_layered(model, padded: np.ndarray, grid: list, level, exact: bool, choices: bool, valid: tuple,
+                         how: str = "mean"):
+    """A layered (lossless) file's tiles: the latent layers under whole-image priors, then each
+    tile's images; with `choices`, for every image below x, whether the prefix ending there is
+    the image's upscale (closer to the image than the prefix's x̂ across the tiles).
+    -> (the tiles' finished encoder sides, each tile's x as coded: uint8, padded)."""
+    K, H, W = model.cfg.scales, *padded.shape[:2]
+    values = whole_values(model, padded, grid, M.Plan(-1, True))
+    net, threads = _layered_net(model, exact, x_coded=True)
+    steps, _, _ = M._layered_prefix(net, len(layer_names(K)), level)
+    parts = []
+    for box in _boxes(grid, model.multiple):
+        side = M._LayeredEncoder(_tile_images(model, padded, box, 0), latent_layers(K))
+        side.exact, side.choices = exact, None
+        parts.append(Part(side, box))
+    with threads:
+        coded = walk(net, parts, (H, W), level, steps, -1, K >= 1, values, how, z_layer=1)
+        below, xs = _images_below_x(net, parts, coded, (H, W), K, how, lambda box: _tile_images(model, padded, box, K))
+    if choices:
+        rec_net, threads = SL.coding_net(model, exact)
+        closer = []
+        with threads:
+            for j in range(K):  # the prefix that ends at images[j]: x̂ from it and every ẑ, or its upscale
+                prefix = SL.Coded((H, W), coded.u, coded.zs, coded.z_sent, below[:j + 1], np.zeros(len(grid), bool),
+                                  list(grid))
+                recon = SL.reconstruct(rec_net, prefix, M.Plan(j, True), how, valid)
+                closer.append(SL.upscale_is_closer(rec_net, prefix, j, valid, recon, padded))
+        for p in parts:
+            p.side.choices = closer
+            p.side.code_choices(K)
+    for p in parts:
+        p.side.finish()
+    return [p.side for p in parts], xs
+
+
+def decode_layered(model, tiles: list, grid: list, size: tuple, n_layers: int, level, exact: bool, choices: bool,
+                   valid: tuple, check, device="cpu", how: str = "mean") -> np.ndarray:
+    """The image of a layered file's first n_layers layers (tiles: each tile's streams, layer by
+    layer): x itself when every layer is there, else the prefix's x̂ across the tiles. check(crcs)
+    sees each tile's per-layer CRCs before x̂ is reconstructed."""
+    K, (H, W) = model.cfg.scales, size
+    full = n_layers == len(layer_names(K))
+    net, threads = _layered_net(model, exact, full, device)
+    steps, send_z, sent = M._layered_prefix(net, n_layers, level)
+    r = model.ratio ** K
+    parts = []
+    for (t, l, b, rr), streams in zip(_boxes(grid, model.multiple), tiles):
+        side = M._LayeredDecoder(streams, ((b - t) // r, (rr - l) // r), min(len(streams), latent_layers(K)))
+        side.exact, side.choices = exact, ([] if choices else None)
+        parts.append(Part(side, (t, l, b, rr)))
+    with threads:
+        coded = walk(net, parts, size, level, steps, -1, send_z, how=how, z_layer=1)
+        below, xs = _images_below_x(net, parts, coded, size, sent, how) if sent >= 0 else ([], [])
+        read = {tuple(p.side.code_choices(K)) for p in parts if p.side.choices is not None}
+        if len(read) > 1:
+            raise CodecError("corrupt stream: the tiles disagree on the upscale choices, which are one per image")
+        for p in parts:
+            p.side.finish()
+        check([p.side.crcs for p in parts])
+    if full:
+        out = np.empty((H, W, 3), np.uint8)
+        for (t, l, b, rr), x in zip([p.box for p in parts], xs):
+            out[t:b, l:rr] = x
+        return out
+    chose = bool(read) and 0 <= sent < K and read.pop()[sent]
+    prefix = SL.Coded(tuple(size), coded.u, coded.zs, coded.z_sent, below, np.full(len(grid), chose), list(grid))
+    rec_net, threads = SL.coding_net(model, exact, device)
+    with threads:
+        return SL.reconstruct(rec_net, prefix, M.Plan(sent, send_z), how, valid)
