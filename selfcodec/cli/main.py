@@ -408,9 +408,10 @@ def _limit(max_pixels: int | None) -> dict:
                    "Any decoder reads the result.")
 @click.option("--tile", type=click.IntRange(16, _MAX_TILE), default=None, metavar="N",
               help=f"Side of the square tiles the image is coded in, pixels, 16-{_MAX_TILE} (default {_TILE}; "
-                   "rounded down to the model's multiple): each tile is entropy-coded on its own and the image is "
-                   "synthesised across the tiles, so no border shows; smaller tiles take less memory to encode "
-                   "and cost a little more rate.")
+                   "rounded down to the model's multiple, 64 for the default when there are several): each tile "
+                   "has its own streams, coded under priors computed over the whole image, and the image is "
+                   "synthesised across the tiles, so no border shows and the image is the same whatever the tile "
+                   "size; smaller tiles cost a little more rate.")
 @click.option("--strip", is_flag=True, help="Leave out the ICC profile, EXIF and XMP (kept by default).")
 @click.option("--allow-lossy-convert", is_flag=True,
               help="Code 16-bit, CMYK, float or animated input after a lossy conversion to 8 bits (first frame) "
