@@ -16,7 +16,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..metrics import mse
 from ..model import chain
 from ..model import exact as X
 from ..model.chain import Walker
@@ -137,11 +136,14 @@ def _upscaled_tiles(net, coded: Coded, sent: int, valid: tuple, which=None) -> l
 
 def upscale_is_closer(net, coded: Coded, sent: int, valid: tuple, recon: np.ndarray, padded: np.ndarray) -> bool:
     """Whether the bicubic upscale of the whole image sent is closer than `recon` to the image (the
-    valid (h, w) part of `padded`), in squared error: the encoder's upscale choice, one per image."""
-    h, w = valid
-    whole = Coded(coded.size, coded.u, coded.zs, coded.z_sent, coded.imgs, np.ones(1, bool), [(0, 0, h, w)])
-    (_, up), = _upscaled_tiles(net, whole, sent, valid)
-    return mse(up, padded[:h, :w]) < mse(recon[:h, :w], padded[:h, :w])
+    valid part of `padded`), in squared error: the encoder's upscale choice, one per image,
+    summed tile by tile so that no whole-image float copy is made."""
+    up_err = rec_err = 0
+    for (t, l, h, w), up in _upscaled_tiles(net, coded, sent, valid, np.ones(len(coded.grid), bool)):
+        x = padded[t:t + h, l:l + w].astype(np.int64)
+        up_err += int(((up - x) ** 2).sum())
+        rec_err += int(((recon[t:t + h, l:l + w] - x) ** 2).sum())
+    return up_err < rec_err
 
 
 def coding_net(model, exact: bool, device="cpu"):
