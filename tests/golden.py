@@ -8,6 +8,8 @@ move code without changing what it computes must leave every hash as it was.
                                               # default, the lossless default and the 3-level model's rec1
 
 Hashes are taken with one torch thread, the way the exact path is meant to be independent of.
+A lossy case also records its PSNR against the sample: the pixels of a lossy decode come from
+float networks, which another CPU may round differently by a level here and there (same()).
 """
 
 import argparse
@@ -50,7 +52,25 @@ def hashes(rgb: np.ndarray, model: str, mode: str, level: int) -> dict:
         return {"error": type(e).__name__}
     finally:
         torch.set_num_threads(threads)
-    return {"file": hashlib.sha256(data).hexdigest(), "pixels": hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()}
+    out = {"file": hashlib.sha256(data).hexdigest(), "pixels": hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()}
+    if mode != "lossless":  # a lossy decode's last networks run in float: another CPU may round a pixel otherwise
+        out["psnr"] = round(psnr(pixels, rgb), 4)
+    return out
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    err = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0 ** 2 / err)) if err else float("inf")
+
+
+def same(got: dict, want: dict) -> bool:
+    """Whether a case's output is the golden one: the file's bytes exactly (the exact path makes
+    them the same on every machine), and its pixels exactly or, for a lossy decode whose float
+    synthesis rounds differently on this CPU, within 0.01 dB of the golden PSNR."""
+    if {k: v for k, v in got.items() if k != "psnr"} == {k: v for k, v in want.items() if k != "psnr"}:
+        return True
+    return (got.get("file") == want.get("file") and "psnr" in want and "psnr" in got
+            and abs(got["psnr"] - want["psnr"]) < 0.01)
 
 
 def table(models: list, crop: int | None, levels=LEVELS, modes=MODES) -> dict:
