@@ -196,10 +196,10 @@ def walk(net, parts: list, size: tuple, level, steps: list, sent: int, send_z: b
 
 def whole_values(model, padded, grid: list, plan, searched=None) -> dict:
     """The encoder's whole latents ("v", "u", "z1", ...): each tile's from seamless.analyse (or
-    the latent search's) pasted together, and v from the whole û (a tile's v would see only its u)."""
+    the latent search's) pasted together, and v from the whole u (a tile's v would see only its u)."""
     H, W = padded.shape[:2]
     per_tile = searched or SL.analyse(model, padded, grid, plan)
-    boxes = [(t, l, t + h + (-h % model.multiple), l + w + (-w % model.multiple)) for t, l, h, w in grid]
+    boxes = _boxes(grid, model.multiple)
     offset = 1 if model.has_hyper else 0
     out = {"u": paste([lat[offset] for lat in per_tile], boxes, H, W)}
     for k in range(1, len(per_tile[0]) - offset):
