@@ -346,7 +346,10 @@ def _mix_cdf(e, mu, beta, w) -> np.ndarray:
     """Integer mixture CDF (as exact float64) at edges e (n|1, E) for mu, beta, w (n, K)."""
     # Exact: integer products < 2**48 and their sums < 2**48 are exactly representable,
     # so any BLAS summation order / FMA use gives the same result.
-    return np.matmul(w[:, None, :], _sigmoids(e, mu, beta).astype(np.float64))[:, 0, :]
+    g = _sigmoids(e, mu, beta)
+    if w.shape[1] == 1:  # one component: the same single product, without a batched matmul
+        return w * g[:, 0, :]
+    return np.matmul(w[:, None, :], g.astype(np.float64))[:, 0, :]
 
 
 def _cdf_at(j, mu, beta, p: _Params, step: int, nb: int) -> np.ndarray:
@@ -457,7 +460,7 @@ def _code_channels(arrays, a: int, b: int, c: int, step: int, channel_bins) -> N
         mu = p.channel_mean(ch, xs)
         bins = channel_bins(ch, p, mu, beta)
         xs.append(_VAL_X[reps[bins]])
-        if ch + 1 < c:
+        if ch + 1 < c and p.w.shape[1] > 1:  # (one component's weight stays 2**22 whatever it sees)
             p.observe(mu, beta, bins, step, nb)
 
 
