@@ -43,7 +43,8 @@ class Coded:
 
 class _Reconstruct(Walker):
     """The chain over one window with everything coded known: û, the ẑ sent (the prior's mean
-    elsewhere), the images sent; the images above them are the likelihood's point estimates."""
+    elsewhere), the images sent (or already estimated); the images above them are the
+    likelihood's point estimates."""
 
     def __init__(self, u, zs, masks, imgs, how):
         self.u_hat, self.zs, self.masks, self.imgs, self.how, self.h = u, zs, masks, imgs, how, None
@@ -52,8 +53,10 @@ class _Reconstruct(Walker):
         return self.u_hat
 
     def z(self, model, k, prior, img_prev, prev):
-        pm, pls = prior()
         given, sent = self.zs[k - 1], self.masks[k - 1]
+        if given is not None and bool(sent.all()):  # sent everywhere: no prior needed
+            return given
+        pm, pls = prior()
         if given is None:
             return M._prior_means(model, k, pm, pls)
         return chain.by_slices(model, k, pm, pls,

@@ -125,25 +125,27 @@ class _Prior(SL._Reconstruct):
 
 def z_prior(net, k: int, size: tuple, u, zs: list, imgs: list, how: str, window: int = SL.WINDOW,
             margin: int = SL.MARGIN):
-    """(mean, log_scale) of ẑ_k's prior over the whole image, from û, the ẑ below (None: the
-    prior's mean) and the images sent, in windows whose margin exceeds the networks' reach."""
+    """ẑ_k's prior over the whole image, from û, the ẑ below (None: the prior's mean) and the
+    images known (sent, or estimated before), in windows whose margin exceeds the networks'
+    reach. -> (mean, log_scale, the point estimates of the images below k that were not known),
+    the estimates stitched so that the reconstruction need not compute them again."""
     H, W = size
     window, margin = (-(-n // net.multiple) * net.multiple for n in (window, margin))
     masks = [None if z is None else torch.ones_like(z[:, :1], dtype=torch.bool) for z in zs]
-    mean = log_scale = None
+    out = None
     for core, read in SL.windows(H, W, window, margin):
         walker = _Prior(k, crop(u, read, H), [crop(z, read, H) for z in zs], [crop(m, read, H) for m in masks],
                         [crop(img, read, H) for img in imgs], how)
-        chain.run(net, walker)
-        pm, pls = walker.prior
-        f = (read[2] - read[0]) // pm.shape[-2]  # pixels per element
-        if mean is None:
-            mean, log_scale = (t.new_zeros((1, t.shape[1], H // f, W // f)) for t in (pm, pls))
-        t, l = (core[0] - read[0]) // f, (core[1] - read[1]) // f
-        h, w = (core[2] - core[0]) // f, (core[3] - core[1]) // f
-        for whole, part in ((mean, pm), (log_scale, pls)):
+        estimates = chain.run(net, walker)[len(imgs):k]
+        parts = [*walker.prior, *estimates]
+        if out is None:
+            out = [t.new_zeros((1, t.shape[1], H * t.shape[-2] // (read[2] - read[0]),
+                                W * t.shape[-1] // (read[3] - read[1]))) for t in parts]
+        for whole, part in zip(out, parts):
+            f = (read[2] - read[0]) // part.shape[-2]  # pixels per element
+            t, l, h, w = (core[0] - read[0]) // f, (core[1] - read[1]) // f, (core[2] - core[0]) // f, (core[3] - core[1]) // f
             whole[..., core[0] // f:core[0] // f + h, core[1] // f:core[1] // f + w] = part[..., t:t + h, l:l + w]
-    return mean, log_scale
+    return out[0], out[1], out[2:]
 
 
 def _image(net, k: int, p: Part, size: tuple, u, zs: list, imgs: list, level, sent: int, how: str):
@@ -172,18 +174,20 @@ def walk(net, parts: list, size: tuple, level, steps: list, sent: int, send_z: b
     chain sends within them (images[0..sent]); steps: the quantization steps of û and each ẑ_k;
     send_z: every ẑ above the images sent is coded too (else its prior's mean stands in); stop:
     the chain ends before ẑ_stop (a chosen upscale); values: the encoder's whole latents ("v",
-    "u", "z1", ...). -> the whole image's coded variables (seamless.Coded, without grid and choice)."""
+    "u", "z1", ...). -> the whole image's coded variables (seamless.Coded, without grid and
+    choice; its images: those sent, then the point estimates above them that the priors needed)."""
     values = values or {}
     H, W = size
     boxes = [p.box for p in parts]
     u = _code_u(net, parts, size, level, steps[0], values)
-    zs, imgs = [], []
+    zs, imgs = [], []  # imgs: the images sent, then the point estimates the priors computed
     for k in range(net.cfg.scales + 1):
         if k and stop is not None and k >= stop:
             break
         if k:
             if k <= sent or send_z:
-                pm, pls = z_prior(net, k, size, u, zs, imgs, how)
+                pm, pls, estimates = z_prior(net, k, size, u, zs, imgs, how)
+                imgs += estimates
                 zs.append(_code(net, k, parts, size, pm, pls, steps[k], z_layer, values.get(f"z{k}")))
             else:
                 zs.append(None)
@@ -391,7 +395,8 @@ def decode_layered(model, tiles: list, grid: list, size: tuple, n_layers: int, l
             out[t:b, l:rr] = x
         return out
     chose = bool(read) and 0 <= sent < K and read.pop()[sent]
-    prefix = SL.Coded(tuple(size), coded.u, coded.zs, coded.z_sent, below, np.full(len(grid), chose), list(grid))
+    known = below if sent >= 0 else coded.imgs  # (the latent walk's estimates are rec2's chain's)
+    prefix = SL.Coded(tuple(size), coded.u, coded.zs, coded.z_sent, known, np.full(len(grid), chose), list(grid))
     rec_net, threads = SL.coding_net(model, exact, device)
     with threads:
         return SL.reconstruct(rec_net, prefix, M.Plan(sent, send_z), how, valid)
