@@ -21,6 +21,7 @@ from ..entropy.coder import min_stream_bytes
 from ..entropy.dmol import DMoL
 from . import modes as M
 from . import plans as P
+from . import seamless as SL
 from . import tiled as TL
 from . import stored as ST
 
@@ -48,8 +49,8 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile
     plan = M.plan_for(mode, net.cfg.scales)
     h, w = rgb.shape[:2]
     tile_side = max(net.multiple, tile - tile % net.multiple)
-    if tile_side < max(h, w):  # several tiles, coded under whole-image priors: on v's grid too
-        m = TL.tile_multiple(net)
+    if tile_side < max(h, w) and (layered or plan.sent < net.cfg.scales):  # several tiles under whole-image priors
+        m = TL.tile_multiple(net)  # (their borders on v's grid too)
         tile_side = max(m, tile_side - tile_side % m)
     grid = C.tile_grid(h, w, tile_side, tile_side)
     t0 = time.perf_counter()
@@ -115,14 +116,18 @@ def _tile_crcs(crcs: list) -> tuple:
 
 
 def _check_tiles_crcs(header: C.Header, grid: list, got: list) -> list:
-    """ChecksumError where a tile of a seamless file decoded to other integers than were coded
-    (got: each tile's per-layer CRCs), before its image is reconstructed; -> got."""
-    for t, ((top, left, _, _), layer_crcs) in enumerate(zip(grid, got)):
-        for i, crc in enumerate(layer_crcs):
-            if crc != header.tile_crcs[i * header.n_tiles + t]:
-                raise ChecksumError(f"the tile at {(top, left)} decoded to other integers than the encoder coded "
-                                    f"(tile CRC mismatch{f' in layer {i}' if header.layered else ''}): the file is "
-                                    "damaged, or the model's weights differ from the encoder's")
+    """ChecksumError naming the tiles of a seamless file that decoded to other integers than were
+    coded (got: each tile's per-layer CRCs), layer by layer, before the image is reconstructed;
+    -> got. (The priors span the tiles, so damage in one tile's latents may show in its
+    neighbours' too: the lowest layer that differs is named, with every tile it differs in.)"""
+    for i in range(len(got[0]) if got else 0):
+        bad = [(top, left) for t, ((top, left, _, _), layer_crcs) in enumerate(zip(grid, got))
+               if layer_crcs[i] != header.tile_crcs[i * header.n_tiles + t]]
+        if bad:
+            where = ("the tile at " if len(bad) == 1 else "the tiles at ") + ", ".join(map(str, bad))
+            raise ChecksumError(f"{where} decoded to other integers than the encoder coded (tile CRC mismatch"
+                                f"{f' in layer {i}' if header.layered else ''}): the file is damaged, or the model's "
+                                "weights differ from the encoder's")
     return got
 
 
@@ -214,9 +219,12 @@ def decode_rgb(data: bytes, model=None, max_pixels=PILLOW_LIMIT, partial: bool =
     rgb, crcs = np.empty((h, w, 3), np.uint8), []
     if header.seamless:  # the tiles' latents under whole-image priors, x̂ across the tiles
         size = (h + (-h % net.multiple), w + (-w % net.multiple))
-        check = lambda got: crcs.extend(_check_tiles_crcs(header, grid, [[c] for c in got]))  # noqa: E731
-        rgb = _tile_step(None, TL.decode_tiles, net, tiles, grid, size, plan, header.level_value, exact,
-                         header.upscale_choice, (h, w), check, device)[:h, :w]
+        coding, threads = SL.coding_net(net, exact, device)
+        with threads:
+            coded, got = _tile_step(None, TL.decode_coded, coding, tiles, grid, size, plan, header.level_value, exact,
+                                    header.upscale_choice)
+            crcs.extend(_check_tiles_crcs(header, grid, [[c] for c in got]))
+            rgb = _allocating(SL.reconstruct, coding, coded, plan, "mean", (h, w))[:h, :w]
     for (top, left, th, tw), streams in ([] if header.seamless else zip(grid, tiles)):
         ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
         rec, crc = _tile_step((top, left), M.decode_tile, net, streams, ph, pw, plan, header.level_value,
@@ -361,9 +369,12 @@ def _decode_layered(data: bytes, model, partial: bool, device=torch.device("cpu"
     rgb, crcs = np.empty((h, w, 3), np.uint8), []
     if header.seamless:  # the tiles' latents under whole-image priors; a prefix's x̂ across the tiles
         size = (h + (-h % net.multiple), w + (-w % net.multiple))
-        rgb = _tile_step(None, TL.decode_layered, net, [[layer[t] for layer in layers] for t in range(len(grid))],
-                         grid, size, n, header.level_value, exact, header.upscale_choice, (h, w),
-                         lambda got: crcs.extend(_check_tiles_crcs(header, grid, got)), device)[:h, :w]
+        rgb, got = _tile_step(None, TL.decode_layered_coded, net, [[layer[t] for layer in layers] for t in range(len(grid))],
+                              grid, size, n, header.level_value, exact, header.upscale_choice, device)
+        crcs.extend(_check_tiles_crcs(header, grid, got))
+        if mode != "lossless":  # the prefix's coded variables: x̂ across the tiles
+            rgb = _allocating(TL.reconstruct_prefix, net, rgb, n, exact, (h, w), device)
+        rgb = rgb[:h, :w]
     for t, (top, left, th, tw) in ([] if header.seamless else enumerate(grid)):
         ph, pw = th + (-th % net.multiple), tw + (-tw % net.multiple)
         rec, tile_crcs = _tile_step((top, left), M.decode_tile_layered, net, [layer[t] for layer in layers], ph, pw,

@@ -459,8 +459,8 @@ class _CodingWalker(Walker):
     mean and the likelihood's point estimate. An upscale choice, first in the stream, may end
     the chain at the image sent."""
 
-    def __init__(self, plan: Plan, level: int, side, how: str, need_x: bool = True):
-        self.plan, self.level, self.side, self.how, self.need_x = plan, level, side, how, need_x
+    def __init__(self, plan: Plan, level: int, side, how: str):
+        self.plan, self.level, self.side, self.how = plan, level, side, how
         self.upscale, self.h = None, None
 
     def u(self, model):
@@ -487,8 +487,6 @@ class _CodingWalker(Walker):
 
     def image(self, model, k, decode, img_prev):
         K, sent = model.cfg.scales, self.plan.sent
-        if k == K and k > sent and not self.need_x:
-            return None
         params, self.h = decode()
         if k > sent:
             return _point(model, k, params, self.h, img_prev, self.how)

@@ -4,7 +4,8 @@ Each tile is entropy-coded on its own streams, under its crop of priors computed
 image (tiled.py), and what the networks reconstruct from the coded variables, û, the ẑ sent,
 the images sent, is computed over the whole image too: in windows whose margin exceeds the fast
 networks' reach (MARGIN; tests/test_seamless.py checks it), so each window's core is what a
-whole-image synthesis gives and memory stays bounded by the window. Where a ẑ is not sent
+whole-image synthesis gives and the networks' memory stays bounded by the window (what grows
+with the image: the output, the whole-image latents and the images sent or estimated, Coded). Where a ẑ is not sent
 (rec1, cgen, a file that chose the upscale) its prior's mean is computed in the windows too.
 No tile border shows, and the image is the same whatever the tile size.
 """
@@ -101,7 +102,7 @@ def reconstruct(net, coded: Coded, plan, how: str = "mean", valid: tuple | None 
     window, margin = (-(-n // net.multiple) * net.multiple for n in (window, margin))  # on every image's grid
     out = np.empty((H, W, 3), np.uint8)
     up = _upscaled_tiles(net, coded, sent, valid or (H, W))
-    for core, read in windows(H, W, window, margin):
+    for core, read in ([] if coded.chosen.all() else windows(H, W, window, margin)):  # (all upscaled: no synthesis)
         walker = _Reconstruct(_crop(coded.u, read, H), [_crop(z, read, H) for z in coded.zs],
                               [_crop(m, read, H) for m in coded.z_sent],
                               [_crop(img, read, H) for img in coded.imgs], how)
@@ -158,10 +159,10 @@ def coding_net(model, exact: bool, device="cpu"):
 
 @torch.inference_mode()
 def analyse(model, padded: np.ndarray, grid: list, plan, margin: int = MARGIN) -> list:
-    """Per tile, the latents its file codes as the encoder's networks see them over the whole
-    image (each tile's window grown by `margin`, so latents at a tile's border are not those of
-    an edge-padded tile), in the order the tile's walk codes them (modes._Encoder's `searched`):
-    v (with a hyperprior) from the tile's u, u, then each ẑ the plan sends."""
+    """Per part of `grid`, the latents as the encoder's networks see them over the whole image
+    (each part's window grown by `margin`, so latents at its border are not those of an
+    edge-padded part), in walk order (the latent search's order too, which tiled.whole_values
+    pastes): v (with a hyperprior) from the part's u, u, then each ẑ the plan sends."""
     H, W = padded.shape[:2]
     m, gaussian = model.multiple, model.cfg.posterior == "gaussian"
     margin = -(-margin // m) * m  # on every image's grid

@@ -199,11 +199,15 @@ def walk(net, parts: list, size: tuple, level, steps: list, sent: int, send_z: b
 
 
 def whole_values(model, padded, grid: list, plan, searched=None) -> dict:
-    """The encoder's whole latents ("v", "u", "z1", ...): each tile's from seamless.analyse (or
-    the latent search's) pasted together, and v from the whole u (a tile's v would see only its u)."""
+    """The encoder's whole latents ("v", "u", "z1", ...): seamless.analyse's over the windows of
+    the reconstruction (or the latent search's, tile by tile) pasted together, and v from the
+    whole u (a part's v would see only its u)."""
     H, W = padded.shape[:2]
-    per_tile = searched or SL.analyse(model, padded, grid, plan)
-    boxes = _boxes(grid, model.multiple)
+    if searched:  # (searched tile by tile: its latents depend on the tiling)
+        per_tile, boxes = searched, _boxes(grid, model.multiple)
+    else:  # analysed on the reconstruction's window grid, which depends on the image alone
+        cores = [(t, l, b - t, r - l) for (t, l, b, r), _ in SL.windows(H, W)]
+        per_tile, boxes = SL.analyse(model, padded, cores, plan), _boxes(cores, model.multiple)
     offset = 1 if model.has_hyper else 0
     out = {"u": paste([lat[offset] for lat in per_tile], boxes, H, W)}
     for k in range(1, len(per_tile[0]) - offset):
@@ -262,7 +266,7 @@ def encode_tiles(model, padded: np.ndarray, grid: list, plan, level, exact: bool
         coded = walk(net, parts, padded.shape[:2], level, steps, plan.sent, plan.send_z, values, how, stop)
         for p in parts:
             p.side.finish()
-            p.side.imgs = p.side.latents = None  # kept until the file is written: only the streams
+            p.side.imgs = p.side.latents = p.side.sent = None  # kept until the file is written: only the streams
         return [p.side for p in parts], _placed(coded, grid, chose)
 
     with threads:
@@ -293,17 +297,6 @@ def decode_coded(net, tiles: list, grid: list, size: tuple, plan, level, exact: 
     return _placed(coded, grid, chose), [p.side.crc for p in parts]
 
 
-def decode_tiles(model, tiles: list, grid: list, size: tuple, plan, level, exact: bool, choice: bool, valid: tuple,
-                 check, device="cpu", how: str = "mean") -> np.ndarray:
-    """x̂ uint8 (H, W, 3) of a plain file's tiles; check(crcs) sees each tile's CRC of its decoded
-    integers before the reconstruction runs."""
-    net, threads = SL.coding_net(model, exact, device)
-    with threads:
-        coded, crcs = decode_coded(net, tiles, grid, size, plan, level, exact, choice, how)
-        check(crcs)
-        return SL.reconstruct(net, coded, plan, how, valid)
-
-
 def _layered_net(model, exact: bool, x_coded: bool, device="cpu"):
     """The model a layered file's walk runs (x's decoder exact too where x is coded), and its thread setting."""
     if not exact:
@@ -311,10 +304,10 @@ def _layered_net(model, exact: bool, x_coded: bool, device="cpu"):
     return X.ExactModel(model, x_coded, device), nullcontext()
 
 
-def _images_below_x(net, parts: list, coded, size: tuple, sent: int, how: str, images=None) -> list:
+def _images_below_x(net, parts: list, coded, size: tuple, sent: int, how: str, images=None, whole=True) -> list:
     """images[0..sent] of every tile, sent exactly, under the tile's networks given the whole
     image's û and ẑ; the tile's x itself (uint8) where sent is x; images(box): an encoder's
-    tile images, made one tile at a time. -> (whole images below x, xs)."""
+    tile images, made one tile at a time. -> (the whole images below x, if `whole`; xs)."""
     H, W = size
     K, boxes = net.cfg.scales, [p.box for p in parts]
     below, xs = [], []
@@ -326,8 +319,8 @@ def _images_below_x(net, parts: list, coded, size: tuple, sent: int, how: str, i
         if sent == K:
             xs.append(M._to_uint8(imgs.pop()))
         below.append(imgs)
-        p.side.imgs = None
-    return [paste([b[k] for b in below], boxes, H, W) for k in range(len(below[0]))], xs
+        p.side.imgs = p.side.sent = None
+    return [paste([b[k] for b in below], boxes, H, W) for k in range(len(below[0]))] if whole else [], xs
 
 
 def encode_tiles_layered(model, padded: np.ndarray, grid: list, level, exact: bool, choices: bool, valid: tuple,
@@ -365,11 +358,11 @@ def encode_tiles_layered(model, padded: np.ndarray, grid: list, level, exact: bo
     return [p.side for p in parts], xs
 
 
-def decode_layered(model, tiles: list, grid: list, size: tuple, n_layers: int, level, exact: bool, choices: bool,
-                   valid: tuple, check, device="cpu", how: str = "mean") -> np.ndarray:
-    """The image of a layered file's first n_layers layers (tiles: each tile's streams, layer by
-    layer): x itself when every layer is there, else the prefix's x̂ across the tiles. check(crcs)
-    sees each tile's per-layer CRCs before x̂ is reconstructed."""
+def decode_layered_coded(model, tiles: list, grid: list, size: tuple, n_layers: int, level, exact: bool,
+                         choices: bool, device="cpu", how: str = "mean"):
+    """A layered file's first n_layers layers (tiles: each tile's streams, layer by layer) ->
+    (x uint8 (H, W, 3) when every layer is there, else the prefix's seamless.Coded for
+    reconstruct_prefix; each tile's per-layer CRCs of the integers it decoded)."""
     K, (H, W) = model.cfg.scales, size
     full = n_layers == len(layer_names(K))
     net, threads = _layered_net(model, exact, full, device)
@@ -382,21 +375,28 @@ def decode_layered(model, tiles: list, grid: list, size: tuple, n_layers: int, l
         parts.append(Part(side, (t, l, b, rr)))
     with threads:
         coded = walk(net, parts, size, level, steps, -1, send_z, how=how, z_layer=1)
-        below, xs = _images_below_x(net, parts, coded, size, sent, how) if sent >= 0 else ([], [])
+        below, xs = _images_below_x(net, parts, coded, size, sent, how, whole=not full) if sent >= 0 else ([], [])
         read = {tuple(p.side.code_choices(K)) for p in parts if p.side.choices is not None}
         if len(read) > 1:
             raise CodecError("corrupt stream: the tiles disagree on the upscale choices, which are one per image")
         for p in parts:
             p.side.finish()
-        check([p.side.crcs for p in parts])
+    crcs, boxes = [p.side.crcs for p in parts], [p.box for p in parts]
+    del parts
     if full:
         out = np.empty((H, W, 3), np.uint8)
-        for (t, l, b, rr), x in zip([p.box for p in parts], xs):
+        for (t, l, b, rr), x in zip(boxes, xs):
             out[t:b, l:rr] = x
-        return out
+        return out, crcs
     chose = bool(read) and 0 <= sent < K and read.pop()[sent]
     known = below if sent >= 0 else coded.imgs  # (the latent walk's estimates are rec2's chain's)
-    prefix = SL.Coded(tuple(size), coded.u, coded.zs, coded.z_sent, known, np.full(len(grid), chose), list(grid))
-    rec_net, threads = SL.coding_net(model, exact, device)
+    return SL.Coded(tuple(size), coded.u, coded.zs, coded.z_sent, known, np.full(len(grid), chose), list(grid)), crcs
+
+
+def reconstruct_prefix(model, prefix, n_layers: int, exact: bool, valid: tuple, device="cpu", how: str = "mean"):
+    """x̂ uint8 (H, W, 3) of a layered file's prefix of n_layers layers, across its tiles."""
+    K = model.cfg.scales
+    sent, send_z = n_layers - latent_layers(K) - 1, n_layers >= 2 and K >= 1
+    net, threads = SL.coding_net(model, exact, device)
     with threads:
-        return SL.reconstruct(rec_net, prefix, M.Plan(sent, send_z), how, valid)
+        return SL.reconstruct(net, prefix, M.Plan(sent, send_z), how, valid)
