@@ -35,33 +35,27 @@ class Coded:
 
     size: tuple  # the padded image's (H, W)
     u: torch.Tensor  # û
-    zs: list  # per k >= 1: ẑ_k stitched (None where no tile sends it)
-    z_sent: list  # per k >= 1: bool (1, 1, h, w) mask of the positions whose ẑ_k was sent, or None
-    imgs: list  # images[0..sent], stitched
-    chosen: np.ndarray  # per tile: it carries the upscale of the image sent
+    zs: list  # per k >= 1: ẑ_k (None: not sent)
+    imgs: list  # images[0..sent], then any point estimates above them already computed
+    chosen: np.ndarray  # per tile: it carries the upscale of the image sent (the same in every tile)
     grid: list = field(default_factory=list)  # the tiles' (top, left, h, w), unpadded
 
 
 class _Reconstruct(Walker):
-    """The chain over one window with everything coded known: û, the ẑ sent (the prior's mean
-    elsewhere), the images sent (or already estimated); the images above them are the
+    """The chain over one window with everything coded known: û, the ẑ sent (a ẑ not sent is its
+    prior's mean), the images sent (or already estimated); the images above them are the
     likelihood's point estimates."""
 
-    def __init__(self, u, zs, masks, imgs, how):
-        self.u_hat, self.zs, self.masks, self.imgs, self.how, self.h = u, zs, masks, imgs, how, None
+    def __init__(self, u, zs, imgs, how):
+        self.u_hat, self.zs, self.imgs, self.how, self.h = u, zs, imgs, how, None
 
     def u(self, model):
         return self.u_hat
 
     def z(self, model, k, prior, img_prev, prev):
-        given, sent = self.zs[k - 1], self.masks[k - 1]
-        if given is not None and bool(sent.all()):  # sent everywhere: no prior needed
-            return given
-        pm, pls = prior()
-        if given is None:
-            return M._prior_means(model, k, pm, pls)
-        return chain.by_slices(model, k, pm, pls,
-                               lambda ch, m, ls: torch.where(sent, given[:, ch].to(m.dtype), m))
+        if self.zs[k - 1] is not None:
+            return self.zs[k - 1]
+        return M._prior_means(model, k, *prior())
 
     def image(self, model, k, decode, img_prev):
         if k < len(self.imgs):
@@ -104,7 +98,6 @@ def reconstruct(net, coded: Coded, plan, how: str = "mean", valid: tuple | None 
     up = _upscaled_tiles(net, coded, sent, valid or (H, W))
     for core, read in ([] if coded.chosen.all() else windows(H, W, window, margin)):  # (all upscaled: no synthesis)
         walker = _Reconstruct(_crop(coded.u, read, H), [_crop(z, read, H) for z in coded.zs],
-                              [_crop(m, read, H) for m in coded.z_sent],
                               [_crop(img, read, H) for img in coded.imgs], how)
         x = chain.run(net, walker)[K]
         if plan.send_z and how == "mean":  # the filter learnt on x̂ from a coded ẑ (rec2)
