@@ -61,7 +61,8 @@ def selfcodec_lossless(api, model=None) -> B.Codec | None:
     if "lossless" not in list(getattr(api, "MODES", [])) + list(getattr(api, "LOSSLESS_MODES", [])):
         return None
     levels = list(getattr(api, "LEVELS", [])) or [0]
-    level = getattr(api, "LOSSLESS_LEVEL", levels[0])
+    # the level `selfcodec encode -m lossless` uses (the latents' steps set how the bits split)
+    level = getattr(api, "LOSSLESS_LEVEL", getattr(api, "DEFAULT_LEVEL", levels[0]))
 
     def fn(img):
         return B._timed(lambda: api.encode(img, mode="lossless", level=level, model=model),
