@@ -76,13 +76,15 @@ def windows(H: int, W: int, window: int = WINDOW, margin: int = MARGIN):
     return out
 
 
-def _crop(t, box, H: int):
-    """The part of t (a variable of an image of height H, at its own scale) under a pixel box."""
+def crop(t, box, H: int, f: int | None = None):
+    """The part of t (a variable of an image of padded height H, at its own scale: f pixels per
+    element, by default H over its height) under a pixel box; a part that ends at the image's
+    edge takes the elements that round up (v's grid: hyper_side)."""
     if t is None:
         return None
-    f = H // t.shape[-2]  # pixels per element
+    f = f or H // t.shape[-2]
     top, left, bottom, right = box
-    return t[..., top // f:bottom // f, left // f:right // f]
+    return t[..., top // f:-(-bottom // f), left // f:-(-right // f)]
 
 
 @torch.inference_mode()
@@ -97,8 +99,8 @@ def reconstruct(net, coded: Coded, plan, how: str = "mean", valid: tuple | None 
     out = np.empty((H, W, 3), np.uint8)
     up = _upscaled_tiles(net, coded, sent, valid or (H, W))
     for core, read in ([] if coded.chosen.all() else windows(H, W, window, margin)):  # (all upscaled: no synthesis)
-        walker = _Reconstruct(_crop(coded.u, read, H), [_crop(z, read, H) for z in coded.zs],
-                              [_crop(img, read, H) for img in coded.imgs], how)
+        walker = _Reconstruct(crop(coded.u, read, H), [crop(z, read, H) for z in coded.zs],
+                              [crop(img, read, H) for img in coded.imgs], how)
         x = chain.run(net, walker)[K]
         if plan.send_z and how == "mean":  # the filter learnt on x̂ from a coded ẑ (rec2)
             x = net.refine(x, walker.h.float())

@@ -26,6 +26,7 @@ from ..model import exact as X
 from . import modes as M
 from . import seamless as SL
 from .layered import latent_layers, layer_names
+from .seamless import crop
 
 
 @dataclass
@@ -35,17 +36,6 @@ class Part:
 
     side: object
     box: tuple
-
-
-def crop(t, box, H: int, f: int | None = None):
-    """The part of t (a variable of an image of padded height H, at its own scale: f pixels per
-    element, by default H over its height) under a pixel box; a part that ends at the image's
-    edge takes the elements that round up (v's grid: hyper_side)."""
-    if t is None:
-        return None
-    f = f or H // t.shape[-2]
-    top, left, bottom, right = box
-    return t[..., top // f:-(-bottom // f), left // f:-(-right // f)]
 
 
 def paste(parts: list, boxes: list, H: int, W: int, f: int | None = None) -> torch.Tensor:
