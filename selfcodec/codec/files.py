@@ -48,9 +48,10 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile
     net, digest, name = zoo.load(model if model is not None else zoo.default_for(mode))
     plan = M.plan_for(mode, net.cfg.scales)
     h, w = rgb.shape[:2]
+    shared_priors = layered or plan.sent < net.cfg.scales  # several tiles of it share whole-image priors
     tile_side = max(net.multiple, tile - tile % net.multiple)
-    if tile_side < max(h, w) and (layered or plan.sent < net.cfg.scales):  # several tiles under whole-image priors
-        m = TL.tile_multiple(net)  # (their borders on v's grid too)
+    if tile_side < max(h, w) and shared_priors:  # (their borders on v's grid too)
+        m = TL.tile_multiple(net)
         tile_side = max(m, tile_side - tile_side % m)
     grid = C.tile_grid(h, w, tile_side, tile_side)
     t0 = time.perf_counter()
@@ -59,7 +60,7 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile
     exact = X.supports(net)  # tables every machine rebuilds exactly
     choice = M.has_layered_choices(net) if layered else M.has_upscale_choice(net, plan)  # upscale choices coded
     tiles, est, crcs = [], np.zeros(len(names)), []
-    seamless = len(grid) > 1 and (layered or plan.sent < net.cfg.scales)
+    seamless = len(grid) > 1 and shared_priors
     if seamless and layered:  # every layer coded tile by tile; the prefixes' x̂ across the tiles
         sides, xs = TL.encode_tiles_layered(net, _pad(rgb, net.multiple), grid, level, exact, choice, (h, w))
         tiles, crcs, est = [e.streams for e in sides], [e.crcs for e in sides], np.sum([e.bits for e in sides], axis=0)

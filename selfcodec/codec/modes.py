@@ -408,6 +408,16 @@ def _code_u(model, side, step, level):
     return side.code_latent(model, 0, u_mean, cm.expand(shape), cls.expand(shape), step)
 
 
+def plain_steps(model, plan: Plan, level) -> list:
+    """A plain file's quantization steps of û and each ẑ_k: a rate-distortion model's learned ones;
+    an ELBO model's from the level, 1 for a latent below an image sent exactly."""
+    learned = latent_steps_rd(model, level)
+    if learned:
+        return list(learned)
+    return [latent_step(level) if plan.sent < 0 else 1.0] + [
+        1.0 if k <= plan.sent else latent_step(level) for k in range(1, model.cfg.scales + 1)]
+
+
 def _channels(step, ch):
     """A latent's quantization steps for the channels `ch` of a slice: learned ones are per channel
     ((1, C, 1, 1) arrays), an ELBO model's one number."""
@@ -464,12 +474,10 @@ class _CodingWalker(Walker):
         self.upscale, self.h = None, None
 
     def u(self, model):
-        lat_step = latent_step(self.level)
-        self.learned = latent_steps_rd(model, self.level)
-        step_u = self.learned[0] if self.learned else (lat_step if self.plan.sent < 0 else 1.0)
+        self.steps = plain_steps(model, self.plan, self.level)
         # first in the stream; True: x̂ is the upscale of the image sent, and no ẑ above it is sent
         self.chosen = self.side.choices is not None and self.side.code_choices(1)[0]
-        self.u_hat = _code_u(model, self.side, step_u, self.level)
+        self.u_hat = _code_u(model, self.side, self.steps[0], self.level)
         return self.u_hat
 
     def stop(self, model, k, imgs):
@@ -482,8 +490,7 @@ class _CodingWalker(Walker):
         pm, pls = prior()
         if not (k <= self.plan.sent or self.plan.send_z):
             return _prior_means(model, k, pm, pls)
-        step = self.learned[k] if self.learned else (1.0 if k <= self.plan.sent else latent_step(self.level))
-        return self.side.code_latent(model, k, _z_mean(model, k, self.side), pm, pls, step)
+        return self.side.code_latent(model, k, _z_mean(model, k, self.side), pm, pls, self.steps[k])
 
     def image(self, model, k, decode, img_prev):
         K, sent = model.cfg.scales, self.plan.sent

@@ -145,10 +145,11 @@ def upscale_is_closer(net, coded: Coded, sent: int, valid: tuple, recon: np.ndar
     return up_err < rec_err
 
 
-def coding_net(model, exact: bool, device="cpu"):
-    """(the model the reconstruction runs, its thread setting), as modes._for_coding for a lossy file."""
+def coding_net(model, exact: bool, device="cpu", x_coded: bool = False):
+    """(the model a walk over the whole image runs, its thread setting), as modes._for_coding:
+    x's decoder exact too where x itself is coded (a layered file's last layer)."""
     if exact:
-        return X.ExactModel(model, False, device), nullcontext()
+        return X.ExactModel(model, x_coded, device), nullcontext()
     return model, M.coding_threads()
 
 

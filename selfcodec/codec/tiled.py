@@ -13,7 +13,6 @@ same pixels whatever its tile size. The upscale choice is one for the whole imag
 every tile.
 """
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 
@@ -22,7 +21,6 @@ import torch
 
 from ..errors import CodecError
 from ..model import chain
-from ..model import exact as X
 from . import modes as M
 from . import seamless as SL
 from .layered import latent_layers, layer_names
@@ -210,15 +208,6 @@ def _boxes(grid: list, multiple: int) -> list:
     return [(t, l, t + h + (-h % multiple), l + w + (-w % multiple)) for t, l, h, w in grid]
 
 
-def _plain_steps(model, plan, level) -> list:
-    """A plain file's quantization steps of û and each ẑ_k (as modes._CodingWalker takes them)."""
-    learned = M.latent_steps_rd(model, level)
-    if learned:
-        return list(learned)
-    return [M.latent_step(level) if plan.sent < 0 else 1.0] + [
-        1.0 if k <= plan.sent else M.latent_step(level) for k in range(1, model.cfg.scales + 1)]
-
-
 def _tile_images(model, padded, box, keep: int) -> list:
     """The tile's images, those above images[keep] left out (images[0] stays: it gives the side its shape)."""
     t, l, b, r = box
@@ -241,7 +230,7 @@ def encode_tiles(model, padded: np.ndarray, grid: list, plan, level, exact: bool
     -> (the tiles' finished encoder sides (streams, bits, crc), x̂ uint8 (H, W, 3))."""
     values = whole_values(model, padded, grid, plan, searched)
     net, threads = SL.coding_net(model, exact)
-    boxes, steps = _boxes(grid, model.multiple), _plain_steps(net, plan, level)  # (net's: the exact path's steps)
+    boxes, steps = _boxes(grid, model.multiple), M.plain_steps(net, plan, level)  # (net's: the exact path's steps)
 
     def code(chose: bool):
         parts = []
@@ -277,18 +266,11 @@ def decode_coded(net, tiles: list, grid: list, size: tuple, plan, level, exact: 
         side.exact, side.choices = exact, ([] if choice else None)
         parts.append(Part(side, (t, l, b, rr)))
     chose = chosen(parts)
-    coded = walk(net, parts, size, level, _plain_steps(net, plan, level), plan.sent, plan.send_z, how=how,
+    coded = walk(net, parts, size, level, M.plain_steps(net, plan, level), plan.sent, plan.send_z, how=how,
                  stop=plan.sent + 1 if chose else None)
     for p in parts:
         p.side.finish()
     return _placed(coded, grid, chose), [p.side.crc for p in parts]
-
-
-def _layered_net(model, exact: bool, x_coded: bool, device="cpu"):
-    """The model a layered file's walk runs (x's decoder exact too where x is coded), and its thread setting."""
-    if not exact:
-        return model, M.coding_threads()
-    return X.ExactModel(model, x_coded, device), nullcontext()
 
 
 def _images_below_x(net, parts: list, coded, size: tuple, sent: int, how: str, images=None, whole=True) -> list:
@@ -318,7 +300,7 @@ def encode_tiles_layered(model, padded: np.ndarray, grid: list, level, exact: bo
     -> (the tiles' finished encoder sides, each tile's x as coded: uint8, padded)."""
     K, H, W = model.cfg.scales, *padded.shape[:2]
     values = whole_values(model, padded, grid, M.Plan(-1, True))
-    net, threads = _layered_net(model, exact, x_coded=True)
+    net, threads = SL.coding_net(model, exact, x_coded=True)
     steps, _, _ = M._layered_prefix(net, len(layer_names(K)), level)
     parts = []
     for box in _boxes(grid, model.multiple):
@@ -352,7 +334,7 @@ def decode_layered_coded(model, tiles: list, grid: list, size: tuple, n_layers: 
     reconstruct_prefix; each tile's per-layer CRCs of the integers it decoded)."""
     K, (H, W) = model.cfg.scales, size
     full = n_layers == len(layer_names(K))
-    net, threads = _layered_net(model, exact, full, device)
+    net, threads = SL.coding_net(model, exact, device, x_coded=full)
     steps, send_z, sent = M._layered_prefix(net, n_layers, level)
     r = model.ratio ** K
     parts = []
