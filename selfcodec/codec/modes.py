@@ -148,7 +148,7 @@ class _CRCs:
         the whole latent, which only the encoder evaluates."""
         whole = self.value_of(posterior_mean)
         return chain.by_slices(model, k, mean, log_scale,
-                               lambda ch, m, ls: self.latent(lambda: whole()[:, ch], m, ls, _channels(step, ch), layer))
+                               lambda part, m, ls: self.latent(lambda: part.of(whole()), m, ls, part.step(step), layer))
 
     def value_of(self, posterior_mean):
         """A thunk of the latent the side codes: the decoder never evaluates it."""
@@ -418,15 +418,9 @@ def plain_steps(model, plan: Plan, level) -> list:
         1.0 if k <= plan.sent else latent_step(level) for k in range(1, model.cfg.scales + 1)]
 
 
-def _channels(step, ch):
-    """A latent's quantization steps for the channels `ch` of a slice: learned ones are per channel
-    ((1, C, 1, 1) arrays), an ELBO model's one number."""
-    return step[:, ch] if isinstance(step, np.ndarray) else step
-
-
 def _prior_means(model, k, mean, log_scale):
     """A latent that is not sent: its prior's mean (slice by slice under a channel context)."""
-    return chain.by_slices(model, k, mean, log_scale, lambda ch, m, ls: m)
+    return chain.by_slices(model, k, mean, log_scale, lambda part, m, ls: m)
 
 
 def _z_mean(model, k, side):

@@ -42,11 +42,11 @@ class _SearchWalker(Rec2Walker):
         return chain.by_slices(model, k, *prior(), self._rates(k))
 
     def _rates(self, k):
-        """one(channels, mean, log_scale) for chain.by_slices: latent k's slice rounded, its rates added."""
+        """one(part, mean, log_scale) for chain.by_slices: latent k's part rounded, its rates added."""
         lat, step = self.lats[k], self.steps[k]
 
-        def one(ch, m, ls):
-            t, s = lat[:, ch], step[:, ch]
+        def one(part, m, ls):
+            t, s = part.of(lat), part.step(step)
             z = _round_ste(t, m, s)
             self.soft = self.soft - GaussianConditional.log_prob(t, m, ls, s)
             self.hard = self.hard - GaussianConditional.log_prob(z.detach(), m.detach(), ls.detach(), s)

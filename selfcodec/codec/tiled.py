@@ -49,7 +49,7 @@ def paste(parts: list, boxes: list, H: int, W: int, f: int | None = None) -> tor
 def tile_multiple(model) -> int:
     """What the side of a tile of a file coded under whole-image priors is a multiple of: the
     model's multiple, times v's factor over û where v's grid must fall on the tiles' borders."""
-    return model.multiple * (4 if model.has_hyper else 1)
+    return max(model.multiple, _v_factor(model)) if model.has_hyper else model.multiple
 
 
 def _v_factor(model) -> int:
@@ -64,9 +64,9 @@ def _code(net, k: int, parts: list, size: tuple, mean, log_scale, step, layer: i
     H, W = size
     boxes = [p.box for p in parts]
 
-    def one(ch, m, ls):
-        coded = [p.side.latent(lambda box=p.box: crop(value, box, H)[:, ch], crop(m, p.box, H), crop(ls, p.box, H),
-                               M._channels(step, ch), layer) for p in parts]
+    def one(part, m, ls):
+        coded = [p.side.latent(lambda box=p.box: part.of(crop(value, box, H)), crop(m, p.box, H), crop(ls, p.box, H),
+                               part.step(step), layer) for p in parts]
         return paste(coded, boxes, H, W)
 
     return chain.by_slices(net, k, mean, log_scale, one)

@@ -13,6 +13,8 @@ the same on every machine.
 import torch
 import torch.nn as nn
 
+from .latent_parts import ChannelPart
+
 
 def slice_sizes(channels: int, slices: int) -> list:
     """Channels per slice, as equal as they can be (the first ones one larger)."""
@@ -31,6 +33,7 @@ class ChannelContext(nn.Module):
         self.sizes = slice_sizes(channels, slices)
         starts = [sum(self.sizes[:i]) for i in range(slices + 1)]
         self.slices = [slice(a, b) for a, b in zip(starts, starts[1:])]
+        self.parts = [ChannelPart(s) for s in self.slices]
         self.nets = nn.ModuleList()
         for i in range(1, slices):
             net = nn.Sequential(nn.Conv2d(2 * channels + starts[i], width, 3, padding=1), nn.ReLU(),
@@ -39,7 +42,7 @@ class ChannelContext(nn.Module):
             nn.init.zeros_(net[-1].bias)
             self.nets.append(net)
 
-    def slice_prior(self, i: int, mean, log_scale, known: list, run=None):
+    def part_prior(self, i: int, mean, log_scale, known: list, run=None):
         """Slice i's (mean, log_scale) given the base prior and the slices before it (`known`);
         run(net, input) -> its output, in the caller's arithmetic (the exact path's integers)."""
         ch = self.slices[i]
@@ -50,3 +53,7 @@ class ChannelContext(nn.Module):
         d = run(net, x) if run else net(x.to(next(net.parameters()).dtype)).float()
         dm, dls = d.chunk(2, 1)
         return mean[:, ch] + dm, (log_scale[:, ch] + dls).clamp(-6.0, 6.0)
+
+    def join(self, known: list):
+        """The whole latent from its slices."""
+        return torch.cat(known, 1)

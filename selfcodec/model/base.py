@@ -81,6 +81,10 @@ class Config:
     u_slices: int = 0
     z_slices: int = 0
     slice_ch: int = 64
+    # Fast rate-distortion networks: code û and each ẑ_k in two checkerboard halves, the second's
+    # prior corrected from the first (entropy/checkerboard.py; nets of width slice_ch), in place
+    # of channel slices. Latents then need even sides: the image's multiple doubles.
+    checkerboard: bool = False
     # Fast networks: width of the pixel context nets of x_context / y_context (whose values
     # there count their 3x3 layers at half the image's resolution; entropy/pixel_context.py).
     context_ch: int = 64
@@ -523,9 +527,9 @@ class _RDWalker(Rec2Walker):
             cm, cls = model.u_code_prior(v, u_t.shape[-2:])
         self.rate_u, step = rate_v, self.steps[0]
 
-        def one(ch, m, ls):
-            u_rate, u = self.quantize(u_t[:, ch], step[:, ch], m)
-            self.rate_u = self.rate_u - GaussianConditional.log_prob(u_rate, m, ls, step[:, ch])
+        def one(part, m, ls):
+            u_rate, u = self.quantize(part.of(u_t), part.step(step), m)
+            self.rate_u = self.rate_u - GaussianConditional.log_prob(u_rate, m, ls, part.step(step))
             return u
 
         u = chain.by_slices(model, 0, cm, cls, one)
@@ -546,9 +550,9 @@ class _RDWalker(Rec2Walker):
             self.out["mse_cgen"] = ((c_x - self.imgs[k][:n].float()) ** 2).flatten(1).mean(1)
         z_t, step = model.q_z(k, self.imgs[k]), self.steps[k]
 
-        def one(ch, m, ls):
-            z_rate, z = self.quantize(z_t[:, ch], step[:, ch], m)
-            self.rate_z = self.rate_z - GaussianConditional.log_prob(z_rate, m, ls, step[:, ch])
+        def one(part, m, ls):
+            z_rate, z = self.quantize(part.of(z_t), part.step(step), m)
+            self.rate_z = self.rate_z - GaussianConditional.log_prob(z_rate, m, ls, part.step(step))
             return z
 
         return chain.by_slices(model, k, pm, pls, one)

@@ -13,7 +13,9 @@ never reconstructs) does not pay for it.
 
 from functools import partial
 
-import torch
+from ..entropy.latent_parts import WholePart
+
+WHOLE = WholePart()
 
 
 class Walker:
@@ -53,15 +55,17 @@ def run(model, walker: Walker) -> list:
 
 
 def by_slices(model, k: int, mean, log_scale, one):
-    """A latent (k = 0: û, k >= 1: ẑ_k) obtained slice by slice under its prior: one(channels,
-    mean, log_scale) -> that slice of the latent as the decoders read it, each slice's prior
-    given the slices before it (a channel-wise context, entropy/channel_context.py). A model
-    without a context makes one call with the whole latent's prior."""
+    """A latent (k = 0: û, k >= 1: ẑ_k) obtained part by part under its prior: one(part, mean,
+    log_scale) -> that part of the latent as the decoders read it (part.of(t) takes the part out
+    of a tensor laid out as the latent, part.step(step) its quantization steps), each part's
+    prior given the parts before it (a latent context: entropy/channel_context.py's channel
+    slices, entropy/checkerboard.py's two halves). A model without a context makes one call
+    with the whole latent's prior."""
     ctx = model.latent_context(k)
     if ctx is None:
-        return one(slice(None), mean, log_scale)
+        return one(WHOLE, mean, log_scale)
     known = []
-    for i, ch in enumerate(ctx.slices):
-        m, ls = ctx.slice_prior(i, mean, log_scale, known)
-        known.append(one(ch, m, ls))
-    return torch.cat(known, 1)
+    for i, part in enumerate(ctx.parts):
+        m, ls = ctx.part_prior(i, mean, log_scale, known)
+        known.append(one(part, m, ls))
+    return ctx.join(known)

@@ -50,8 +50,8 @@ class DenseSelfVAE(SelfVAE):
                 WNConv2d(2 * ch, ch, 1), nn.ELU(), DenseBlock(ch, g, n), Up(ch, r_steps, g, n),
                 WNConv2d(ch, ch, 3), nn.ELU(),
                 WNConv2d(ch, DMoL.channels(self.img_ch[k], cfg.mixtures), 1, init_scale=0.1)))
-        if cfg.u_slices or cfg.z_slices:
-            raise ValueError("channel contexts (u_slices, z_slices) are for the fast networks")
+        if cfg.u_slices or cfg.z_slices or cfg.checkerboard:
+            raise ValueError("latent contexts (u_slices, z_slices, checkerboard) are for the fast networks")
         if cfg.refine:
             if K < 1:
                 raise ValueError("refine needs a selfVAE (levels >= 1): it reads the x decoder's features")

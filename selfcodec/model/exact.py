@@ -483,7 +483,7 @@ class ExactModel:
         return self._model._u_code_prior(self._arith, v, size)
 
     def latent_context(self, k: int):
-        """The model's channel context of û (k = 0) or ẑ_k on its integer nets, or None."""
+        """The model's latent context of û (k = 0) or ẑ_k on its integer nets, or None."""
         if self._model.latent_context(k) is None:
             return None
         return _IntContext(self._nets["u_context"] if k == 0 else self._nets["z_context"][k - 1])
@@ -499,13 +499,14 @@ class ExactModel:
 
 
 class _IntContext:
-    """A channel context (entropy/channel_context.py) whose nets run on integer activations."""
+    """A latent context (entropy/channel_context.py, entropy/checkerboard.py) whose nets run on
+    integer activations."""
 
     def __init__(self, ctx):
-        self.ctx, self.slices = ctx, ctx.slices
+        self.ctx, self.parts, self.join = ctx, ctx.parts, ctx.join
 
-    def slice_prior(self, i, mean, log_scale, known):
-        return self.ctx.slice_prior(i, mean, log_scale, known, run=lambda net, x: from_grid(net(to_grid(x))))
+    def part_prior(self, i, mean, log_scale, known):
+        return self.ctx.part_prior(i, mean, log_scale, known, run=lambda net, x: from_grid(net(to_grid(x))))
 
 
 def dmol_point(params: torch.Tensor, c: int, k: int, how: str = "mean") -> torch.Tensor:

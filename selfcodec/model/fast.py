@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..entropy.channel_context import ChannelContext
+from ..entropy.checkerboard import CheckerboardContext
 from ..entropy.dmol import DMoL
 from ..entropy.pixel_context import PixelContext
 from .base import FLOAT, STAGE_OF_PHASE, SelfVAE, grid_steps, level_steps, register_family, stage_mask
@@ -247,11 +248,16 @@ class FastSelfVAE(SelfVAE):
             self.v_code_mean = nn.Parameter(torch.zeros(1, v, 1, 1))
             self.v_code_log_scale = nn.Parameter(torch.zeros(1, v, 1, 1))
             self.v_log2_step = nn.Parameter(torch.zeros(len(cfg.rd_lambdas), v))  # per level, as rd_log2_step
-        if cfg.u_slices or cfg.z_slices:
-            if cfg.u_slices and not cfg.u_hyper:
-                raise ValueError("a channel context for û (u_slices) needs its hyperprior (u_hyper): a prior per element")
+        if cfg.u_slices or cfg.z_slices or cfg.checkerboard:
+            if (cfg.u_slices or cfg.checkerboard) and not cfg.u_hyper:
+                raise ValueError("a context for û (u_slices, checkerboard) needs its hyperprior (u_hyper): a prior per element")
             if not cfg.rd_lambdas:
-                raise ValueError("channel contexts (u_slices, z_slices) are for rate-distortion models")
+                raise ValueError("latent contexts (u_slices, z_slices, checkerboard) are for rate-distortion models")
+            if cfg.checkerboard and (cfg.u_slices or cfg.z_slices):
+                raise ValueError("a latent has one context: channel slices (u_slices, z_slices) or checkerboard")
+            if cfg.checkerboard:
+                self.u_context = CheckerboardContext(cfg.u_ch, cfg.slice_ch)
+                self.z_context = nn.ModuleList(CheckerboardContext(cfg.z_ch, cfg.slice_ch) for _ in range(K))
             if cfg.u_slices:
                 self.u_context = ChannelContext(cfg.u_ch, cfg.u_slices, cfg.slice_ch)
             if cfg.z_slices:
@@ -341,7 +347,9 @@ class FastSelfVAE(SelfVAE):
 
     @property
     def multiple(self) -> int:
-        return 2 ** self.cfg.latent_down
+        """What the image's sides are padded to: the latents' factor (twice it under a
+        checkerboard context, whose halves need latents of even sides)."""
+        return 2 ** (self.cfg.latent_down + bool(self.cfg.checkerboard))
 
     @property
     def u_down(self) -> int:

@@ -69,7 +69,7 @@ class _GenerateWalker(Walker):
     def z(self, model, k, prior, img_prev, prev):
         if k < len(self.known):
             return _posterior_mean(model, model.q_z(k, self.known[k]))
-        def one(ch, m, ls):
+        def one(part, m, ls):
             return m if self.z_how == "mean" else m + self.temperature * torch.exp(ls) * torch.randn_like(m)
 
         return chain.by_slices(model, k, *prior(), one)
