@@ -16,21 +16,28 @@ from ..errors import FormatError
 
 RAW, PNG, WEBP = 0, 1, 2
 _WEBP_MAX_SIDE = 16383  # libwebp's limit
+# The model's file is kept only where it is this much smaller than Pillow's PNG: other PNG
+# encoders' files of the same photo are up to 5 % smaller or larger (zlib level 9 in imagecodecs,
+# on BSDS500 test), and a lossless .svae must not be larger than any of them.
+PNG_SPREAD = 0.95
 
 
 def pack(rgb: np.ndarray, grey: bool, model_bytes: int | None = None) -> bytes | None:
     """The stream of an image (uint8 H x W x 3; `grey`: its three channels are equal, one is kept):
     the smallest of raw, PNG and lossless WebP. With `model_bytes` (the model's coding), None
-    unless raw or PNG is smaller than that: a photo the model codes better than a PNG keeps the
-    model's file, whose layers are the lower modes' files, even where a WebP would be smaller."""
+    unless raw or PNG is smaller than that, or within PNG_SPREAD of it, and the smallest stored
+    stream is smaller still: a photo the model codes clearly better than a PNG keeps the model's
+    file, whose layers are the lower modes' files, even where a WebP would be smaller."""
     pixels = np.ascontiguousarray(rgb[..., 0] if grey else rgb)
     im = Image.fromarray(pixels, "L" if grey else "RGB")
     kinds = {RAW: pixels.tobytes(), PNG: _saved(im, "PNG", optimize=True)}
-    if model_bytes is not None and min(len(b) for b in kinds.values()) + 1 >= model_bytes:
+    if model_bytes is not None and model_bytes < PNG_SPREAD * min(len(b) for b in kinds.values()):
         return None
     if max(im.size) <= _WEBP_MAX_SIDE:  # quality 75, method 6: libwebp's effort that pays (100 is 20x slower for 1 %)
         kinds[WEBP] = _saved(im.convert("RGB"), "WEBP", lossless=True, quality=75, method=6)
     kind = min(kinds, key=lambda k: len(kinds[k]))
+    if model_bytes is not None and len(kinds[kind]) + 1 >= model_bytes:
+        return None
     return bytes([kind]) + kinds[kind]
 
 
