@@ -169,3 +169,14 @@ def test_info_says_what_the_header_crc_guards(tiny_fast_models, natural):
     assert api.info(api.encode(img, "lossless", 2, model=path))["crc_of"] == "pixels"
     with mock.patch.object(X, "supports", lambda model: False):
         assert api.info(api.encode(img, "rec2", 2, model=path))["crc_of"] == "pixels"
+
+
+@pytest.mark.parametrize("cin,h,w,k,pad", [(5, 17, 23, 3, 1), (4, 9, 31, 5, (2, 1)), (3, 8, 8, 3, 0), (6, 12, 10, 1, 0)])
+def test_convolution_in_strips_gives_the_whole_convolutions_integers(monkeypatch, cin, h, w, k, pad):
+    gen = torch.Generator().manual_seed(k * h + w)
+    x = torch.randint(-4000, 4000, (1, cin, h, w), generator=gen).double()
+    wt = torch.randint(-30000, 30000, (7, cin, k, k), generator=gen).double()
+    whole = F.conv2d(x, wt, padding=pad)
+    for scratch in (1, 600, 1 << 20):  # one row per strip, a few rows, the whole image at once
+        monkeypatch.setattr(X, "STRIP_BYTES", scratch)
+        assert torch.equal(X.conv2d_exact(x, wt, padding=pad), whole)

@@ -143,6 +143,31 @@ def _linear(op, x: torch.Tensor, w: torch.Tensor, transposed: bool = False) -> t
     return total
 
 
+STRIP_BYTES = 1 << 20  # im2col scratch per strip: about L2's size
+
+
+def conv2d_exact(x: torch.Tensor, w: torch.Tensor, **kw) -> torch.Tensor:
+    """F.conv2d of integer float64 tensors, a few output rows at a time where the kernel is
+    wider than 1x1: torch's float64 convolution unfolds the whole input first (no oneDNN for
+    float64), and strips whose unfolded rows stay in cache run about twice as fast. The sums are
+    exact integers, so any grouping of them gives the same result."""
+    k_h, k_w = w.shape[-2:]
+    pad = kw.get("padding", 0)
+    plain = (kw.get("stride", 1) in (1, (1, 1)) and kw.get("dilation", 1) in (1, (1, 1))
+             and kw.get("groups", 1) == 1 and isinstance(pad, (int, tuple)) and x.dtype == torch.float64)
+    if not plain or k_h * k_w == 1 or x.shape[0] != 1:
+        return F.conv2d(x, w, **kw)
+    p_h, p_w = (pad, pad) if isinstance(pad, int) else pad
+    row_bytes = x.shape[1] * k_h * k_w * (x.shape[3] + 2 * p_w) * 8
+    rows = max(1, STRIP_BYTES // row_bytes)
+    out_h = x.shape[2] + 2 * p_h - k_h + 1
+    if rows >= out_h:
+        return F.conv2d(x, w, **kw)
+    xp = F.pad(x, (p_w, p_w, p_h, p_h))
+    bias = kw.get("bias")
+    return torch.cat([F.conv2d(xp[:, :, i : i + rows + k_h - 1], w, bias) for i in range(0, out_h, rows)], 2)
+
+
 def _check(bound: torch.Tensor, what: str) -> None:
     if float(bound.max()) >= EXACT_LIMIT:
         raise ValueError(f"{what}: a sum may reach {float(bound.max()):.3g}, beyond exact float64 integers")
@@ -150,6 +175,11 @@ def _check(bound: torch.Tensor, what: str) -> None:
 
 def _clip(n: torch.Tensor) -> torch.Tensor:
     return torch.round(n).clamp_(-ACT_LIMIT, ACT_LIMIT)
+
+
+def _clip_(n: torch.Tensor) -> torch.Tensor:
+    """_clip in place, for a temporary."""
+    return n.round_().clamp_(-ACT_LIMIT, ACT_LIMIT)
 
 
 class IntConv(nn.Module):
@@ -203,14 +233,16 @@ class IntConv(nn.Module):
         convolution: each output channel's sum is exact on its own, so the same integers."""
         if any(c.transposed or c.kw != convs[0].kw for c in convs):
             raise ValueError("side_by_side is for plain convolutions of one kind")
-        accs = _linear(lambda a, w: F.conv2d(a, w, **convs[0].kw), x, torch.cat([c.w for c in convs]))
+        accs = _linear(lambda a, w: conv2d_exact(a, w, **convs[0].kw), x, torch.cat([c.w for c in convs]))
         outs = accs.split([c.w.shape[0] for c in convs], 1)
-        return [_clip((acc + c.b) / 2.0 ** c.shift) for acc, c in zip(outs, convs)]
+        return [_clip_(acc.add(c.b).mul_(2.0 ** -c.shift)) for acc, c in zip(outs, convs)]
 
     def forward(self, x):
-        op = F.conv_transpose2d if self.transposed else F.conv2d
-        acc = _linear(lambda a, w: op(a, w, **self.kw), x, self.w, self.transposed) + self.b
-        return _clip(acc / 2.0 ** self.shift)
+        op = F.conv_transpose2d if self.transposed else conv2d_exact
+        acc = _linear(lambda a, w: op(a, w, **self.kw), x, self.w, self.transposed)
+        # in place on the fresh sum: these run over whole images in float64; a power of two's
+        # reciprocal is exact, so the product is the quotient
+        return _clip_(acc.add_(self.b).mul_(2.0 ** -self.shift))
 
 
 class IntGDN(nn.Module):
@@ -233,8 +265,8 @@ class IntGDN(nn.Module):
         self.half = 2.0 ** ((g + 2 * ACT_FRAC) // 2)
 
     def forward(self, x):
-        r = torch.sqrt(_linear(F.conv2d, x * x, self.G) + self.B)
-        return _clip(x * r / self.half if self.inverse else x * self.half / r)
+        r = torch.sqrt(_linear(conv2d_exact, x * x, self.G) + self.B)
+        return _clip_(x * r / self.half if self.inverse else x * self.half / r)
 
 
 def _wn_weight(m) -> torch.Tensor:
@@ -287,7 +319,7 @@ class IntDenseBlock(nn.Module):
         feats = [x]
         for layer in self.layers:
             feats.append(elu(layer(torch.cat(feats, 1))))
-        return _clip(x + self.ca(self.fuse(torch.cat(feats, 1))))
+        return _clip_(x + self.ca(self.fuse(torch.cat(feats, 1))))
 
 
 class IntDown(nn.Module):
@@ -317,7 +349,9 @@ def integer_copy(net: nn.Module) -> nn.Module:
             return IntDenseBlock(m)
         if isinstance(m, Down):
             return IntDown(m, convert)
-        if isinstance(m, (nn.ReLU, nn.PixelUnshuffle, nn.PixelShuffle)):
+        if isinstance(m, nn.ReLU):
+            return nn.ReLU(inplace=True)  # (its input is always the integer layer's fresh output)
+        if isinstance(m, (nn.PixelUnshuffle, nn.PixelShuffle)):
             return m
         if any(True for _ in m.parameters(recurse=False)):
             raise ValueError(f"{type(m).__name__} has no exact integer form")
