@@ -55,6 +55,8 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile
         tile_side = max(m, tile_side - tile_side % m)
     grid = C.tile_grid(h, w, tile_side, tile_side)
     t0 = time.perf_counter()
+    fallback = mode == "lossless" and stored_fallback and os.environ.get(NO_STORED_ENV) != "1"  # where PNG or raw is smaller
+    png = ST.png_later(rgb, meta.colour == "L") if fallback else None
     recon = np.empty_like(rgb)
     names = LY.layer_names(net.cfg.scales) if layered else M.stream_names(plan, net.cfg.scales)
     exact = X.supports(net)  # tables every machine rebuilds exactly
@@ -101,8 +103,8 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile
     data = C.pack(header, tiles, alpha)
     real = [sum(len(t[i]) for t in tiles) for i in range(len(names))]
     streams = {n: {"bytes": r, "estimated_bits": float(b)} for n, r, b in zip(names, real, est)}
-    if mode == "lossless" and stored_fallback and os.environ.get(NO_STORED_ENV) != "1":  # where PNG or raw is smaller
-        pixels = ST.pack(rgb, meta.colour == "L", model_bytes=sum(real))
+    if fallback:
+        pixels = ST.pack(rgb, meta.colour == "L", model_bytes=sum(real), png=png)
         if pixels is not None:
             header = C.Header(model_name=name, model_hash=digest, mode=P.STORED, level=int(level), height=h, width=w,
                               colour=header.colour, pad_h=0, pad_w=0, tile_h=0, tile_w=0, n_streams=1,

@@ -8,6 +8,7 @@ to decode it.
 The file's one stream is a kind byte (RAW, PNG or WEBP) and the bytes (docs/format.md, "Stored pixels")."""
 
 import io
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image, PngImagePlugin, WebPImagePlugin
@@ -22,15 +23,23 @@ _WEBP_MAX_SIDE = 16383  # libwebp's limit
 PNG_SPREAD = 0.95
 
 
-def pack(rgb: np.ndarray, grey: bool, model_bytes: int | None = None) -> bytes | None:
+def png_later(rgb: np.ndarray, grey: bool) -> Future:
+    """pack's PNG of the pixels, made in a thread while the model codes the image (zlib lets
+    other threads run): a future to pass to pack."""
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(_png, _pixel_image(rgb, grey))
+    pool.shutdown(wait=False)
+    return future
+
+
+def pack(rgb: np.ndarray, grey: bool, model_bytes: int | None = None, png: Future | None = None) -> bytes | None:
     """The stream of an image (uint8 H x W x 3; `grey`: its three channels are equal, one is kept):
     the smallest of raw, PNG and lossless WebP. With `model_bytes` (the model's coding), None
     unless raw or PNG is smaller than that, or within PNG_SPREAD of it, and the smallest stored
     stream is smaller still: a photo the model codes clearly better than a PNG keeps the model's
     file, whose layers are the lower modes' files, even where a WebP would be smaller."""
-    pixels = np.ascontiguousarray(rgb[..., 0] if grey else rgb)
-    im = Image.fromarray(pixels, "L" if grey else "RGB")
-    kinds = {RAW: pixels.tobytes(), PNG: _saved(im, "PNG", optimize=True)}
+    im = _pixel_image(rgb, grey)
+    kinds = {RAW: im.tobytes(), PNG: png.result() if png is not None else _png(im)}
     if model_bytes is not None and model_bytes < PNG_SPREAD * min(len(b) for b in kinds.values()):
         return None
     if max(im.size) <= _WEBP_MAX_SIDE:  # quality 75, method 6: libwebp's effort that pays (100 is 20x slower for 1 %)
@@ -39,6 +48,14 @@ def pack(rgb: np.ndarray, grey: bool, model_bytes: int | None = None) -> bytes |
     if model_bytes is not None and len(kinds[kind]) + 1 >= model_bytes:
         return None
     return bytes([kind]) + kinds[kind]
+
+
+def _pixel_image(rgb: np.ndarray, grey: bool) -> Image.Image:
+    return Image.fromarray(np.ascontiguousarray(rgb[..., 0] if grey else rgb), "L" if grey else "RGB")
+
+
+def _png(im: Image.Image) -> bytes:
+    return _saved(im, "PNG", optimize=True)
 
 
 def _saved(im: Image.Image, fmt: str, **options) -> bytes:
