@@ -14,7 +14,7 @@ if not MODELS_DIR.is_dir():  # a source checkout: setup.cfg maps the repo's mode
 DEFAULT_MODEL = "selfvae-downscale"
 # Modes whose best shipped model is not the default (measured: see README "Models and training").
 # None since 2026-12-03: the default's pixel contexts code lossless files smaller than the ELBO model
-# (Kodak 3.803 bits per subpixel at level 3 against its 3.953), so a lossless file's lower layers are
+# (Kodak 3.792 bits per subpixel at level 3 against its 3.953), so a lossless file's lower layers are
 # the default's files.
 MODE_DEFAULTS: dict = {}
 
