@@ -25,3 +25,12 @@ def test_crops_by_area_come_from_the_large_image_as_often_as_its_pixels_say():
     assert 0.86 < share < 0.94  # 9 / 10 of the pixels
     uniform = data.RandomCrops([small, large], 16, seed=0).batch(2000)
     assert 0.45 < float((uniform[:, 0, 0, 0] == 255).mean()) < 0.55
+
+
+def test_a_file_range_keeps_those_files_in_sorted_order(tmp_path):
+    for i in range(5):  # images filled with their index, so each file is known by its pixels
+        Image.fromarray(np.full((4, 4, 3), i, np.uint8)).save(tmp_path / f"{i:02d}.png")
+    assert [int(a[0, 0, 0]) for a in data.resolve(f"{tmp_path}[2:]")] == [2, 3, 4]
+    assert [int(a[0, 0, 0]) for a in data.resolve(f"{tmp_path}[1:3]")] == [1, 2]
+    with pytest.raises(ValueError, match="start:stop"):
+        data.resolve(f"{tmp_path}[x]")

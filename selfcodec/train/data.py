@@ -41,9 +41,9 @@ def image_files(folder: Path) -> list:
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def load_folder(folder: Path, limit: int | None = None) -> list:
+def load_folder(folder: Path, files: slice = slice(None)) -> list:
     out = []
-    for p in image_files(folder)[:limit]:
+    for p in image_files(folder)[files]:
         try:
             out.append(np.asarray(Image.open(p).convert("RGB")))
         except (OSError, ValueError) as e:  # one bad file should not stop a training run
@@ -57,10 +57,16 @@ def resolve(spec: str) -> list:
     """'cifar10', 'cifar10-test', a named set under the data root ('bsds500', or 'bsds500/test'),
     or a path -> a list of uint8 HxWx3 arrays (CIFAR as one N x 32 x 32 x 3 array in a list).
     'SET@0.6' downscales each image of SET by 0.6 (area averaging): for photos that were JPEG
-    compressed at their size, so a codec does not learn to reproduce the block artefacts."""
+    compressed at their size, so a codec does not learn to reproduce the block artefacts.
+    'SET[a:b]' keeps the folder's files a..b-1 in sorted order: 'bsds500/test[24:]' leaves out
+    the 24 photos the benchmarks measure (benchmarks/proxy_rd.py, the real-photo benchmark)."""
     if "@" in spec:
         name, scale = spec.rsplit("@", 1)
         return [downscale_image(a, float(scale)) for a in resolve(name)]
+    files = slice(None)
+    if spec.endswith("]") and "[" in spec:
+        spec, sel = spec[:-1].rsplit("[", 1)
+        files = _file_slice(sel)
     if spec in ("cifar10", "cifar10-train"):
         return [cifar10("train")]
     if spec == "cifar10-test":
@@ -69,8 +75,21 @@ def resolve(spec: str) -> list:
     if not path.exists():
         path = data_root() / spec
     if path.is_dir() and list(path.glob("train_*.png")):
+        if files != slice(None):
+            raise ValueError("a file range is for folders of images, not the CIFAR-10 atlases")
         return [cifar10("train", path)]
-    return load_folder(path)
+    return load_folder(path, files)
+
+
+def _file_slice(sel: str) -> slice:
+    """'24:' or '0:100' -> a slice of a folder's sorted files."""
+    parts = sel.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return slice(*(int(p) if p.strip() else None for p in parts))
+    except ValueError:
+        raise ValueError(f"a file range reads [start:stop] with integers, not [{sel}]") from None
 
 
 def as_list(images: list) -> list:
