@@ -22,6 +22,7 @@ from ..model import exact as X
 from ..errors import CodecError
 from ..model import chain
 from ..model.chain import Walker
+from . import rdoq
 from ..entropy.coder import Coder
 from ..entropy.dmol import DMoL
 from ..entropy.gaussian import GaussianConditional, scale_index
@@ -196,7 +197,7 @@ class _Encoder(_CRCs):
     def latent(self, posterior_mean, mean, log_scale, step, layer=0):
         m, idx = _latent_tables(mean, log_scale, step, self.exact)
         value = posterior_mean()
-        sym = np.rint((_np(value) - m) / step).astype(np.int64)
+        sym = rdoq.symbols((_np(value) - m) / step, idx)
         self._coded(sym, layer)
         self._keep(sym, idx, layer)
         return torch.from_numpy(m + step * sym).float()

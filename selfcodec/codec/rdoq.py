@@ -1,0 +1,37 @@
+"""Rate-distortion optimized quantization of the latents: an encoder-side choice, free at decode.
+
+Rounding to the nearest bin is not the cheapest code for the quality: a latent just past a bin
+edge costs the bits of the larger symbol for little less error. For each element the encoder
+weighs the nearest symbol against its neighbour toward the prior's mean by
+(r - q)² + weight * bits(q), r the latent in steps from the mean, bits under the element's own
+Gaussian table (as in video codecs' RDOQ). The decoder reads symbols as before: files are
+unchanged in format, and only which symbols they hold differs."""
+
+import numpy as np
+import torch
+
+from ..entropy.fixedpoint import SCALES
+
+# In steps² per bit; 0 is plain rounding. On the BSDS500 proxy (benchmarks/proxy_rd.py) with the
+# default: 0.025 -2.5 %, 0.035 -2.8 %, 0.05 -2.9 %, 0.07 -2.5 %, 0.1 -1.3 %, 0.2 +4.9 % BD-rate.
+WEIGHT = 0.05
+
+
+def _bits(q: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Code length of integer symbols q under N(0, sigma²) binned at unit width, in bits."""
+    q, s = torch.from_numpy(np.abs(q).astype(np.float64)), torch.from_numpy(sigma)
+    p = torch.special.ndtr((0.5 - q) / s) - torch.special.ndtr((-0.5 - q) / s)  # upper tail: precise
+    return (-torch.log2(p.clamp_min(1e-12))).numpy()
+
+
+def symbols(r: np.ndarray, scale_idx: np.ndarray, weight: float = None) -> np.ndarray:
+    """Integer symbols for latents r (in steps from the prior's mean) under tables scale_idx."""
+    weight = WEIGHT if weight is None else weight
+    q0 = np.rint(r)
+    if weight <= 0:
+        return q0.astype(np.int64)
+    q1 = q0 - np.sign(q0)  # one bin toward the mean (no move where q0 is 0)
+    sigma = SCALES[scale_idx]
+    cost0 = (r - q0) ** 2 + weight * _bits(q0, sigma)
+    cost1 = (r - q1) ** 2 + weight * _bits(q1, sigma)
+    return np.where(cost1 < cost0, q1, q0).astype(np.int64)
