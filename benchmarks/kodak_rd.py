@@ -17,8 +17,8 @@ bit-identical to what the decoder returns (the file carries its CRC and the
 decoder checks it).  The real decoder is run, timed and compared with ``recon``
 at ``api.DEFAULT_LEVEL`` for every mode and image: that gives the decode
 seconds.  Also: per-stream model estimate vs real bytes (summed over the
-images) per mode and level, and a best-of-modes curve (Pareto front over the
-per-(mode, level) averages).  ``--search STEPS`` adds ``rec2-searchSTEPS``: rec2 with the
+images) per mode and level, and a best-of-modes curve (the upper convex hull of the
+per-(mode, level) averages; their Pareto front and its BD-rate beside it).  ``--search STEPS`` adds ``rec2-searchSTEPS``: rec2 with the
 encoder-side latent search (``encode --search``), a slower encoder whose files the same
 decoder reads; best of modes then includes it.
 
@@ -362,18 +362,21 @@ def aggregate_selfcodec(mode: str, rec: dict, levels: list, dec_level, n_images:
 
 
 def best_of_modes(codecs: dict) -> dict | None:
+    """The best-of-modes curve: the (mode, level) averages on the upper convex hull of all of them,
+    the operating points an encoder picking among the modes would use. The Pareto front is kept
+    beside it: points under the hull but on the front (rec1 between two rec2 levels) would make a
+    fitted curve zigzag below the best single mode's."""
     pts = [dict(p, level=p["param"]) for n, c in codecs.items() if n.startswith("selfcodec-") for p in c["points"]]
     if not pts:
         return None
     front = pareto_front(pts)
-    hull = upper_hull(pts)
     for p in front:
         p["param"] = f"{p['mode']}/{p['level']}"
+    hull = upper_hull(front)
     return {
         "label": "selfcodec best of modes", "param_name": "mode/level",
-        "settings": "Pareto front (upper-left) over the per-(mode, level) averages of every lossy mode",
-        "sweep": [p["param"] for p in front], "points": front,
-        "convex_hull": [{"mode": p["mode"], "level": p["level"], "bpp": p["bpp"], "psnr": p["psnr"]} for p in hull],
+        "settings": "upper convex hull (in bpp, PSNR) of the per-(mode, level) averages of every lossy mode",
+        "sweep": [p["param"] for p in hull], "points": hull, "pareto_front": front,
         "timing": {"enc_s_per_image": None, "dec_s_per_image": None, "enc_mpix_s": None, "dec_mpix_s": None,
                    "note": "derived curve; see the modes"},
         "complete": all(c["complete"] for n, c in codecs.items() if n.startswith("selfcodec-")),
@@ -687,6 +690,10 @@ def main(argv=None) -> dict:
         if c["n_errors"]:
             note(f"codec {name}: {c['n_errors']} coding errors, first: {c['errors'][0]}")
     add_bd(agg)
+    if best and agg.get(REFERENCE, {}).get("points"):
+        ref, fr = agg[REFERENCE]["points"], best["pareto_front"]
+        best["bd_rate_pareto_front_vs_jpeg420_pct"] = M.bd_rate(
+            [p["bpp"] for p in ref], [p["psnr"] for p in ref], [p["bpp"] for p in fr], [p["psnr"] for p in fr])
 
     if sc_modes:
         chk = [agg[f"selfcodec-{m}"]["decode_check"] for m in sc_modes]

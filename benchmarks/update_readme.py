@@ -67,6 +67,15 @@ def _shipped_as(sc: dict) -> str:
     return f", now shipped as `{name}`" if name and name != (zoo.DEFAULT_MODEL if said == "default" else said) else ""
 
 
+def _best_definition(best: dict | None) -> str:
+    """How the run's best-of-modes curve was made: the convex hull since 2026-12-07, the Pareto front before."""
+    if not best or "pareto_front" not in best:
+        return ". selfcodec best of modes = Pareto front over every (mode, level)."
+    front = best.get("bd_rate_pareto_front_vs_jpeg420_pct")
+    return (". selfcodec best of modes = upper convex hull (bpp, PSNR) over every (mode, level)"
+            + (f"; over their Pareto front instead, BD-rate {front:+.1f} % against JPEG 4:2:0." if front is not None else "."))
+
+
 def kodak_block(j: dict, readme: Path, results: Path, title: str = "### Kodak rate–quality") -> list[str]:
     from .kodak_rd import bd_against, headline_rows, speed_rows
 
@@ -78,7 +87,7 @@ def kodak_block(j: dict, readme: Path, results: Path, title: str = "### Kodak ra
              + "; bpp over the whole file, PSNR over RGB; BD-rate against JPEG 4:2:0 of the same run"
              + (f"; selfcodec model `{sc.get('model')}` ({sc.get('model_hash', '?')[:16]}{_shipped_as(sc)}), levels "
                 f"{sc.get('levels')}, decoded at level {sc.get('decode_level')}" if sc else "; selfcodec not run")
-             + ". selfcodec best of modes = Pareto front over every (mode, level)."
+             + _best_definition(j["codecs"].get("selfcodec-best"))
              + (f" rec2-search{sc['search']['steps']}: rec2 with `encode --search {sc['search']['steps']}`, levels "
                 f"{sc['search']['levels']}." if sc.get("search") else ""))
     L += [""] + headline_rows(j)
