@@ -6,9 +6,11 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from PIL import Image
 
 from selfcodec import api
+from selfcodec.entropy import rdoq as rdoq_module
 from selfcodec.entropy.dmol import DMoL
 from selfcodec.model.checkpoint import load_model, save_model
 from selfcodec.codec import modes as M
@@ -184,7 +186,7 @@ def test_hard_quantization_in_training_is_what_the_codec_codes(rd_model, natural
     x = torch.from_numpy(np.array(natural, dtype=np.float32)).permute(2, 0, 1)[None]
     for level in (3, 5):  # (at level 1 this tiny model codes a few dozen bits: table overheads dominate)
         with torch.no_grad():
-            t = m.rd_forward(x, torch.tensor([level - 1]), quant="round")
+            t = m.rd_forward(x, torch.tensor([level - 1]), quant="rdoq")  # the encoder's quantizer
         rep = api.encode_report(natural, "rec2", level, model=rd_model)
         est = sum(s["estimated_bits"] for s in rep["streams"].values())
         bits = float(t["rate_u"] + t["rate_z"]) / math.log(2)
@@ -193,7 +195,7 @@ def test_hard_quantization_in_training_is_what_the_codec_codes(rd_model, natural
         assert abs(float(t["sse"]) / natural.size - mse) <= 0.005 * mse, (level, float(t["sse"]) / natural.size, mse)
 
 
-def test_mixed_quantization_decodes_rounded_latents_and_trains_the_encoders(rd_model, natural):
+def test_mixed_quantization_decodes_rounded_latents_and_trains_the_encoders(rd_model, natural, monkeypatch):
     m = load_model(rd_model)
     x = torch.from_numpy(np.array(natural, dtype=np.float32)).permute(2, 0, 1)[None]
     lv = torch.tensor([2])
@@ -207,6 +209,10 @@ def test_mixed_quantization_decodes_rounded_latents_and_trains_the_encoders(rd_m
     mixed["sse"].sum().backward()  # the distortion's straight-through gradient reaches both encoders
     for enc in (m.enc_u, m.enc_z):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.parameters())
+    monkeypatch.setattr(rdoq_module, "WEIGHT", 1.0)  # strong enough to move this tiny model's symbols
+    torch.manual_seed(0)
+    rdoq = m.rd_forward(x, lv, quant="rdoq")  # the decoders read the encoder's choice
+    assert not torch.equal(rdoq["sse"], mixed["sse"])
     with pytest.raises(ValueError, match="quant must be"):
         m.rd_forward(x, lv, quant="hard")
 

@@ -3,7 +3,7 @@ toward the prior's mean, and only where the bits saved outweigh the error added.
 
 import numpy as np
 
-from selfcodec.codec import rdoq
+from selfcodec.entropy import rdoq
 from selfcodec.entropy.gaussian import GaussianConditional, scale_index
 
 

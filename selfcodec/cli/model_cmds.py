@@ -38,9 +38,10 @@ import click
               help="Rate-distortion runs: weight of the images' code lengths, which keep cgen/crec/lossless usable.")
 @click.option("--train-only", default="", metavar="MOD1,MOD2",
               help="Only these top-level modules learn (e.g. refine_net); the rest stays as loaded.")
-@click.option("--quant", type=click.Choice(["noise", "round", "mixed"]), default="noise", show_default=True,
+@click.option("--quant", type=click.Choice(["noise", "round", "mixed", "rdoq"]), default="noise", show_default=True,
               help="Rate-distortion runs: how latents stand in for rounding. round: as the codec does (for decoder-only "
-                   "training); mixed: rates of noisy latents, decoders read rounded ones (every part learns).")
+                   "training); mixed: rates of noisy latents, decoders read rounded ones (every part learns); rdoq: "
+                   "mixed, with the latents quantized as the codec's encoder does.")
 @click.option("--hard-quant", is_flag=True, hidden=True, help="Same as --quant round (earlier runs' commands).")
 @click.option("--freeze", default="", metavar="MOD1,MOD2", help="These top-level modules stay as loaded (e.g. flow).")
 @click.option("--y-weight", default=0.0, show_default=True,

@@ -22,7 +22,7 @@ from ..model import exact as X
 from ..errors import CodecError
 from ..model import chain
 from ..model.chain import Walker
-from . import rdoq
+from ..entropy import rdoq
 from ..entropy.coder import Coder
 from ..entropy.dmol import DMoL
 from ..entropy.gaussian import GaussianConditional, scale_index

@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import chain
+from ..entropy import rdoq
 from ..entropy.dmol import DMoL
 from ..entropy.gaussian import GaussianConditional, kl as gaussian_kl, log_density as gaussian_log_density
 from .chain import Walker
@@ -400,13 +401,14 @@ class SelfVAE(nn.Module):
         "round" rounds around the prior means as the codec does (no gradient reaches the
         encoders: for training decoder-side parts); "mixed" takes the rates of the noisy latents
         and feeds the decoders the rounded ones with a straight-through gradient (Minnen &
-        Singh 2020), so every part learns while the decoders see what the codec sends.
+        Singh 2020), so every part learns while the decoders see what the codec sends;
+        "rdoq" is "mixed" with the latents quantized as the codec's encoder does (entropy/rdoq.py).
         Also `mse_y`, the squared error of the last coarser image's point estimate (what rec1
         and rec2 decode it to), and with `cgen` = n > 0, `mse_cgen` of the first n images'
         x̂ as cgen decodes it (the coarser image exact, z_K the prior's mean); the flow's fit
         is skipped (zeros) while the flow is frozen."""
-        if quant not in ("noise", "round", "mixed"):
-            raise ValueError(f"quant must be noise, round or mixed, not {quant!r}")
+        if quant not in ("noise", "round", "mixed", "rdoq"):
+            raise ValueError(f"quant must be noise, round, mixed or rdoq, not {quant!r}")
         walker = _RDWalker(self.images(x), self.latent_steps(level_idx), level_idx, quant, cgen)
         xhat = chain.run(self, walker)[-1]
         return walker.terms(xhat, x)
@@ -502,8 +504,9 @@ class _RDWalker(Rec2Walker):
         self.steps, self.level_idx, self.quant, self.cgen = steps, level_idx, quant, cgen
         self.out, self.rate_z = {}, 0.0
 
-    def quantize(self, t, s, mean):
-        """-> (latent the rate is taken of, latent the decoders read)"""
+    def quantize(self, t, s, mean, log_scale=None):
+        """-> (latent the rate is taken of, latent the decoders read); log_scale: the prior's,
+        for "rdoq"."""
         noisy = t + (torch.rand_like(t) - 0.5) * s
         rounded = round_around(t, mean, s)
         if self.quant == "noise":
@@ -514,7 +517,8 @@ class _RDWalker(Rec2Walker):
         # error's (t + s * (n - (t - mean) / s)): with straight_through(t, rounded) no distortion
         # reached the learned steps, only the rate, and they grew until the latents said nothing
         e = (t - mean) / s
-        return noisy, t + s * (torch.round(e) - e).detach()
+        q = rdoq.choose(e.detach(), torch.exp(log_scale.detach()) / s) if self.quant == "rdoq" else torch.round(e)
+        return noisy, t + s * (q - e).detach()
 
     def u(self, model):
         u_t, rate_v = model.q_u(self.imgs[0]), 0.0
@@ -522,13 +526,13 @@ class _RDWalker(Rec2Walker):
         if model.has_hyper:  # v̂ first; û's prior from it. Its rate counts as û's.
             vm, vls = model.v_code_prior()
             v_step = model.v_steps(self.level_idx)
-            v_rate, v = self.quantize(model.q_v(u_t), v_step, vm)
+            v_rate, v = self.quantize(model.q_v(u_t), v_step, vm, vls)
             rate_v = -GaussianConditional.log_prob(v_rate, vm, vls, v_step)
             cm, cls = model.u_code_prior(v, u_t.shape[-2:])
         self.rate_u, step = rate_v, self.steps[0]
 
         def one(part, m, ls):
-            u_rate, u = self.quantize(part.of(u_t), part.step(step), m)
+            u_rate, u = self.quantize(part.of(u_t), part.step(step), m, ls)
             self.rate_u = self.rate_u - GaussianConditional.log_prob(u_rate, m, ls, part.step(step))
             return u
 
@@ -551,7 +555,7 @@ class _RDWalker(Rec2Walker):
         z_t, step = model.q_z(k, self.imgs[k]), self.steps[k]
 
         def one(part, m, ls):
-            z_rate, z = self.quantize(part.of(z_t), part.step(step), m)
+            z_rate, z = self.quantize(part.of(z_t), part.step(step), m, ls)
             self.rate_z = self.rate_z - GaussianConditional.log_prob(z_rate, m, ls, part.step(step))
             return z
 

@@ -1,0 +1,44 @@
+"""Rate-distortion optimized quantization of the latents: an encoder-side choice, free at decode.
+
+Rounding to the nearest bin is not the cheapest code for the quality: a latent just past a bin
+edge costs the bits of the larger symbol for little less error. For each element the encoder
+weighs the nearest symbol against its neighbour toward the prior's mean by
+(r - q)² + weight * bits(q), r the latent in steps from the mean, bits under the element's own
+Gaussian (as in video codecs' RDOQ). The decoder reads symbols as before: files are unchanged
+in format, and only which symbols they hold differs. Training can quantize the same way
+(`--quant rdoq`), so the decoders learn the latents the codec sends."""
+
+import numpy as np
+import torch
+
+from .fixedpoint import SCALES
+
+# In steps² per bit; 0 is plain rounding. On the BSDS500 proxy (benchmarks/proxy_rd.py) with the
+# default: 0.025 -2.5 %, 0.035 -2.8 %, 0.05 -2.9 %, 0.07 -2.5 %, 0.1 -1.3 %, 0.2 +4.9 % BD-rate.
+WEIGHT = 0.05
+
+
+def _bits(q: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Code length of integer symbols q under N(0, sigma²) binned at unit width, in bits."""
+    q = q.abs()  # the upper tail, where the difference is precise
+    p = torch.special.ndtr((0.5 - q) / sigma) - torch.special.ndtr((-0.5 - q) / sigma)
+    return -torch.log2(p.clamp_min(1e-12))
+
+
+def choose(r: torch.Tensor, sigma: torch.Tensor, weight: float | None = None) -> torch.Tensor:
+    """The symbols (integers, as r's dtype) for latents r, in steps from the prior's mean, under
+    Gaussians of scale sigma (in steps): the nearest, or one bin toward the mean where cheaper."""
+    weight = WEIGHT if weight is None else weight
+    q0 = torch.round(r)
+    if weight <= 0:
+        return q0
+    q1 = q0 - torch.sign(q0)  # one bin toward the mean (no move where q0 is 0)
+    cost0 = (r - q0) ** 2 + weight * _bits(q0, sigma)
+    cost1 = (r - q1) ** 2 + weight * _bits(q1, sigma)
+    return torch.where(cost1 < cost0, q1, q0)
+
+
+def symbols(r: np.ndarray, scale_idx: np.ndarray, weight: float | None = None) -> np.ndarray:
+    """The codec's symbols (int64) for latents r under the Gaussian tables scale_idx."""
+    r = torch.from_numpy(np.asarray(r, dtype=np.float64))
+    return choose(r, torch.from_numpy(SCALES[scale_idx]), weight).numpy().astype(np.int64)
