@@ -36,3 +36,7 @@ def test_a_larger_weight_trades_more_error_for_fewer_bits():
     light, heavy = rdoq.symbols(r, idx, 0.02), rdoq.symbols(r, idx, 0.2)
     assert GaussianConditional.bits(heavy, idx) < GaussianConditional.bits(light, idx)
     assert np.mean((r - heavy) ** 2) > np.mean((r - light) ** 2)
+
+
+def test_the_highest_levels_weigh_bits_less():
+    assert rdoq.weight_at(1) == rdoq.WEIGHT and rdoq.weight_at(7) < rdoq.weight_at(5) < rdoq.WEIGHT

@@ -181,8 +181,9 @@ class _Encoder(_CRCs):
     """Walks the chain with the true image: quantizes and codes what the plan sends.
     streams[0] is the latents' stream, written by finish() once every latent is known."""
 
-    def __init__(self, imgs, searched=None):
+    def __init__(self, imgs, level: int, searched=None):
         self.imgs, self.streams, self.bits = imgs, [b""], [0.0]
+        self.rdoq_weight = rdoq.weight_at(level)
         self.latents = []  # (symbols, table indices) in decode order
         self.shape0 = tuple(imgs[0].shape[-2:])  # height and width of images[0]
         self.searched = list(searched or [])  # latents found by search.search_latents, in walk order
@@ -197,7 +198,7 @@ class _Encoder(_CRCs):
     def latent(self, posterior_mean, mean, log_scale, step, layer=0):
         m, idx = _latent_tables(mean, log_scale, step, self.exact)
         value = posterior_mean()
-        sym = rdoq.symbols((_np(value) - m) / step, idx)
+        sym = rdoq.symbols((_np(value) - m) / step, idx, self.rdoq_weight)
         self._coded(sym, layer)
         self._keep(sym, idx, layer)
         return torch.from_numpy(m + step * sym).float()
@@ -303,8 +304,8 @@ class _LayeredEncoder(_LayerCRCs, _Encoder):
     """An encoder that keeps each latent layer (û; every ẑ) in a stream of its own, then the
     images, and a CRC of each layer's coded integers."""
 
-    def __init__(self, imgs, n_latent_layers, searched=None):
-        super().__init__(imgs, searched)
+    def __init__(self, imgs, n_latent_layers, level: int, searched=None):
+        super().__init__(imgs, level, searched)
         self.streams, self.bits = [b""] * n_latent_layers, [0.0] * n_latent_layers
         self.by_layer = [[] for _ in range(n_latent_layers)]
         self.crcs = [0] * n_latent_layers
@@ -647,7 +648,7 @@ def encode_tile_layered(model, tile: np.ndarray, level: int, how: str = "mean", 
     the tile's `valid` part than the prefix's x̂; see has_layered_choices)."""
     x = _tile_tensor(tile)
     n_layers = len(layer_names(model.cfg.scales))
-    enc = _LayeredEncoder(model.images(x), latent_layers(model.cfg.scales))
+    enc = _LayeredEncoder(model.images(x), latent_layers(model.cfg.scales), level)
     choices = has_layered_choices(model) if choices is None else choices
     enc.choices, enc.valid = ([] if choices else None), valid
     net, threads = _for_coding(model, enc, exact, exact_last=True)
@@ -740,7 +741,7 @@ def _upscale_is_closer(model, x: np.ndarray, valid, img_sent: torch.Tensor, sent
 
 def _encode_walk(model, x, plan, level, how, searched, exact, choices, valid=None):
     """(the encoder side, x̂ uint8)."""
-    enc = _Encoder(model.images(x), searched)
+    enc = _Encoder(model.images(x), level, searched)
     enc.choices, enc.valid = choices, valid
     net, threads = _for_coding(model, enc, exact, exact_last=plan.sent == model.cfg.scales)
     with threads:

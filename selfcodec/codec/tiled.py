@@ -235,7 +235,7 @@ def encode_tiles(model, padded: np.ndarray, grid: list, plan, level, exact: bool
     def code(chose: bool):
         parts = []
         for box in boxes:
-            side = M._Encoder(_tile_images(model, padded, box, plan.sent))
+            side = M._Encoder(_tile_images(model, padded, box, plan.sent), level)
             side.exact, side.choices = exact, ([chose] if choice else None)
             parts.append(Part(side, box))
         stop = plan.sent + 1 if chosen(parts) else None
@@ -304,7 +304,7 @@ def encode_tiles_layered(model, padded: np.ndarray, grid: list, level, exact: bo
     steps, _, _ = M._layered_prefix(net, len(layer_names(K)), level)
     parts = []
     for box in _boxes(grid, model.multiple):
-        side = M._LayeredEncoder(_tile_images(model, padded, box, 0), latent_layers(K))
+        side = M._LayeredEncoder(_tile_images(model, padded, box, 0), latent_layers(K), level)
         side.exact, side.choices = exact, None
         parts.append(Part(side, box))
     with threads:
