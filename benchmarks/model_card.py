@@ -156,8 +156,11 @@ def write_card(weights: Path, run: Path, data_desc: str, command: str, kodak: Pa
         lines += [f"| {m} | {lv} | {b:.4f} | {p:.2f} | {s:.4f} |" for m, lv, b, p, s in rows]
         best = kodak_data["codecs"].get("selfcodec-best", {})
         if best.get("bd_rate_vs_jpeg420_pct") is not None:
+            front = best.get("bd_rate_pareto_front_vs_jpeg420_pct")
             lines += ["", f"Best of modes against JPEG 4:2:0: BD-rate {best['bd_rate_vs_jpeg420_pct']:+.1f} % (PSNR) "
-                          f"over the overlapping range (negative is better)."]
+                          f"over the overlapping range (negative is better)"
+                      + (f"; the curve is the upper convex hull of the (mode, level) points, over their Pareto "
+                         f"front instead {front:+.1f} %." if front is not None else ".")]
         lines.append("")
     else:
         lines += ["Kodak results: not measured for these weights yet.", ""]
