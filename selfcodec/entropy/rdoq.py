@@ -39,10 +39,14 @@ def choose(r: torch.Tensor, sigma: torch.Tensor, weight: float | None = None) ->
     q0 = torch.round(r)
     if weight <= 0:
         return q0
-    q1 = q0 - torch.sign(q0)  # one bin toward the mean (no move where q0 is 0)
-    cost0 = (r - q0) ** 2 + weight * _bits(q0, sigma)
-    cost1 = (r - q1) ** 2 + weight * _bits(q1, sigma)
-    return torch.where(cost1 < cost0, q1, q0)
+    moves = q0 != 0  # only a nonzero symbol has a bin toward the mean (most are zero at low rates)
+    r_m, q0_m, sigma_m = r[moves], q0[moves], sigma.expand_as(r)[moves]
+    q1_m = q0_m - torch.sign(q0_m)
+    cost0 = (r_m - q0_m) ** 2 + weight * _bits(q0_m, sigma_m)
+    cost1 = (r_m - q1_m) ** 2 + weight * _bits(q1_m, sigma_m)
+    out = q0.clone()
+    out[moves] = torch.where(cost1 < cost0, q1_m, q0_m)
+    return out
 
 
 def symbols(r: np.ndarray, scale_idx: np.ndarray, weight: float | None = None) -> np.ndarray:
