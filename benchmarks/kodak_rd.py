@@ -421,6 +421,9 @@ def add_bd(codecs: dict, ref: str = REFERENCE) -> None:
         c["bd_rate_vs_jpeg420_pct"] = M.bd_rate(rb, rp, cb, [p["psnr"] for p in pts])
         c["bd_psnr_vs_jpeg420_db"] = M.bd_psnr(rb, rp, cb, [p["psnr"] for p in pts])
         c["bd_rate_msssim_vs_jpeg420_pct"] = M.bd_rate(rb, rm, cb, _msssim_db([p["ms_ssim"] for p in pts]))
+        if "pareto_front" in c:  # best of modes: its front beside its hull
+            fr = c["pareto_front"]
+            c["bd_rate_pareto_front_vs_jpeg420_pct"] = M.bd_rate(rb, rp, [p["bpp"] for p in fr], [p["psnr"] for p in fr])
 
 
 def bd_against(codecs: dict, ref: str = "webp") -> dict:
@@ -690,10 +693,6 @@ def main(argv=None) -> dict:
         if c["n_errors"]:
             note(f"codec {name}: {c['n_errors']} coding errors, first: {c['errors'][0]}")
     add_bd(agg)
-    if best and agg.get(REFERENCE, {}).get("points"):
-        ref, fr = agg[REFERENCE]["points"], best["pareto_front"]
-        best["bd_rate_pareto_front_vs_jpeg420_pct"] = M.bd_rate(
-            [p["bpp"] for p in ref], [p["psnr"] for p in ref], [p["bpp"] for p in fr], [p["psnr"] for p in fr])
 
     if sc_modes:
         chk = [agg[f"selfcodec-{m}"]["decode_check"] for m in sc_modes]

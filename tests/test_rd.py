@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from PIL import Image
 
 from selfcodec import api

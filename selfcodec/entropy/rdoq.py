@@ -32,24 +32,25 @@ def _bits(q: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return -torch.log2(p.clamp_min(1e-12))
 
 
-def choose(r: torch.Tensor, sigma: torch.Tensor, weight: float | None = None) -> torch.Tensor:
+def choose(r: torch.Tensor, sigma: torch.Tensor, weight=None) -> torch.Tensor:
     """The symbols (integers, as r's dtype) for latents r, in steps from the prior's mean, under
-    Gaussians of scale sigma (in steps): the nearest, or one bin toward the mean where cheaper."""
-    weight = WEIGHT if weight is None else weight
+    Gaussians of scale sigma (in steps): the nearest, or one bin toward the mean where cheaper.
+    weight: a number, or a tensor broadcast against r (training's batches mix levels)."""
+    weight = torch.as_tensor(WEIGHT if weight is None else weight, dtype=r.dtype)
     q0 = torch.round(r)
-    if weight <= 0:
+    moves = (q0 != 0) & (weight > 0)  # only a nonzero symbol has a bin toward the mean (most are zero at low rates)
+    if not moves.any():
         return q0
-    moves = q0 != 0  # only a nonzero symbol has a bin toward the mean (most are zero at low rates)
-    r_m, q0_m, sigma_m = r[moves], q0[moves], sigma.expand_as(r)[moves]
+    r_m, q0_m, sigma_m, w_m = r[moves], q0[moves], sigma.expand_as(r)[moves], weight.expand_as(r)[moves]
     q1_m = q0_m - torch.sign(q0_m)
-    cost0 = (r_m - q0_m) ** 2 + weight * _bits(q0_m, sigma_m)
-    cost1 = (r_m - q1_m) ** 2 + weight * _bits(q1_m, sigma_m)
+    cost0 = (r_m - q0_m) ** 2 + w_m * _bits(q0_m, sigma_m)
+    cost1 = (r_m - q1_m) ** 2 + w_m * _bits(q1_m, sigma_m)
     out = q0.clone()
     out[moves] = torch.where(cost1 < cost0, q1_m, q0_m)
     return out
 
 
-def symbols(r: np.ndarray, scale_idx: np.ndarray, weight: float | None = None) -> np.ndarray:
+def symbols(r: np.ndarray, scale_idx: np.ndarray, weight=None) -> np.ndarray:
     """The codec's symbols (int64) for latents r under the Gaussian tables scale_idx."""
     r = torch.from_numpy(np.asarray(r, dtype=np.float64))
     return choose(r, torch.from_numpy(SCALES[scale_idx]), weight).numpy().astype(np.int64)

@@ -504,9 +504,9 @@ class _RDWalker(Rec2Walker):
         self.steps, self.level_idx, self.quant, self.cgen = steps, level_idx, quant, cgen
         self.out, self.rate_z = {}, 0.0
 
-    def quantize(self, t, s, mean, log_scale=None):
+    def quantize(self, t, s, mean, log_scale):
         """-> (latent the rate is taken of, latent the decoders read); log_scale: the prior's,
-        for "rdoq"."""
+        for "rdoq", which quantizes each image with its level's weight as the encoder does."""
         noisy = t + (torch.rand_like(t) - 0.5) * s
         rounded = round_around(t, mean, s)
         if self.quant == "noise":
@@ -517,7 +517,11 @@ class _RDWalker(Rec2Walker):
         # error's (t + s * (n - (t - mean) / s)): with straight_through(t, rounded) no distortion
         # reached the learned steps, only the rate, and they grew until the latents said nothing
         e = (t - mean) / s
-        q = rdoq.choose(e.detach(), torch.exp(log_scale.detach()) / s) if self.quant == "rdoq" else torch.round(e)
+        if self.quant == "rdoq":
+            weight = torch.tensor([rdoq.weight_at(int(i) + 1) for i in self.level_idx], dtype=e.dtype)
+            q = rdoq.choose(e.detach(), torch.exp(log_scale.detach()) / s, weight.view(-1, 1, 1, 1))
+        else:
+            q = torch.round(e)
         return noisy, t + s * (q - e).detach()
 
     def u(self, model):
