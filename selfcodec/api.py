@@ -25,9 +25,12 @@ DEFAULT_LEVEL = M.DEFAULT_LEVEL
 def encode_report(image, mode: str = "rec2", level=None, model=None, tile: int = TILE,
                   allow_lossy_convert: bool = False, search: int = 0, layered: bool | None = None,
                   strip: bool = False, max_pixels=PILLOW_LIMIT, metadata: dict | None = None, quality=None,
-                  target_size: int | None = None, target_psnr: float | None = None, stored_fallback: bool = True) -> dict:
+                  target_size: int | None = None, target_psnr: float | None = None, stored_fallback: bool = True,
+                  reconstruct: bool = True) -> dict:
     """Encode and return everything the encoder knows: the file bytes, the reconstruction it
-    predicts, the model's estimate of every stream's bits and the real stream sizes.
+    predicts ("recon"; reconstruct=False: None where writing the file does not need it, about
+    half the work of rec1 and rec2), the model's estimate of every stream's bits and the real
+    stream sizes.
     search: steps of the encoder-side latent search per tile (rec2 with a rate-distortion
     model; see codec/search.py): slower encoding, fewer bits for the same quality, and files
     any decoder of the model reads. layered (lossless only, the default there): store û, ẑ,
@@ -56,9 +59,11 @@ def encode_report(image, mode: str = "rec2", level=None, model=None, tile: int =
         raise CodecError(f"tile side {tile} is larger than the limit of {MAX_TILE} pixels")
     rgb, meta = load_image(image, allow_lossy_convert=allow_lossy_convert, max_pixels=max_pixels)
 
+    reconstruct = reconstruct or target_size is not None or target_psnr is not None  # (targets.aim reads each probe's)
+
     def at(lvl) -> dict:
-        return {**encode_image(rgb, meta, mode, lvl, model, tile, search, layered, strip, metadata, stored_fallback),
-                "level": lvl}
+        return {**encode_image(rgb, meta, mode, lvl, model, tile, search, layered, strip, metadata, stored_fallback,
+                               reconstruct), "level": lvl}
 
     if quality is None and target_size is None and target_psnr is None:
         return at(level)
@@ -106,7 +111,7 @@ def encode(image, mode: str = "rec2", level=None, model=None, verify: bool = Fal
     and 4), quality (0-100), target_size (bytes) and target_psnr (dB), see encode_report;
     stored_fallback: see encode_report."""
     rep = encode_report(image, mode, level, model, tile, allow_lossy_convert, search, layered, strip, max_pixels,
-                        metadata, quality, target_size, target_psnr, stored_fallback)
+                        metadata, quality, target_size, target_psnr, stored_fallback, reconstruct=False)
     if verify:
         decode(rep["data"], model=model, as_array=True)  # raises ChecksumError on any mismatch
     return rep["data"]

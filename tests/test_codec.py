@@ -254,3 +254,18 @@ def test_unavailable_modes_and_levels(tiny_vae, tiny_model, rng):
     for level in (0, 8):
         with pytest.raises(CodecError):
             api.encode(img, "rec2", level, model=tiny_model)
+
+
+@pytest.mark.parametrize("mode", ["rec1", "rec2", "cgen", "crec"])
+def test_the_file_is_the_same_without_the_reconstruction(tiny_fast_models, natural, mode):
+    """api.encode skips x̂ where the file does not need it (rec1, rec2; cgen and crec choose
+    between x̂ and the upscale): the same bytes, in one tile and across tiles."""
+    path = tiny_fast_models["selfvae-downscale"]
+    img = np.ascontiguousarray(natural[:40, :50])
+    for tile in (1024, 32):
+        rep = api.encode_report(img, mode, 2, model=path, tile=tile)
+        quick = api.encode_report(img, mode, 2, model=path, tile=tile, reconstruct=False)
+        assert quick["data"] == rep["data"] and api.encode(img, mode, 2, model=path, tile=tile) == rep["data"]
+        assert (quick["recon"] is None) == (mode in ("rec1", "rec2"))
+        assert C.peek_header(rep["data"]).seamless == (tile == 32)
+        assert np.array_equal(api.decode(rep["data"], model=path, as_array=True), rep["recon"])

@@ -272,8 +272,8 @@ def _with_choice_2(crec_of: np.ndarray, tiny_model: str) -> bytes:
     """A crec file whose upscale choice is the symbol 2 (CRCs right: the encoder coded it)."""
     walk = M._encode_walk
 
-    def coding_2(model, x, plan, level, how, searched, exact, choices, valid=None):
-        return walk(model, x, plan, level, how, searched, exact, None if choices is None else [2], valid)
+    def coding_2(model, x, plan, level, how, searched, exact, choices, valid=None, need_x=True):
+        return walk(model, x, plan, level, how, searched, exact, None if choices is None else [2], valid, need_x)
 
     with mock.patch.object(M, "_encode_walk", coding_2):
         return api.encode(crec_of, "crec", 3, model=tiny_model)

@@ -42,9 +42,11 @@ def _crc(rgb: np.ndarray) -> int:
 
 
 def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile: int, search: int,
-                 layered: bool, strip: bool, metadata: dict | None, stored_fallback: bool = True) -> dict:
+                 layered: bool, strip: bool, metadata: dict | None, stored_fallback: bool = True,
+                 reconstruct: bool = True) -> dict:
     """An image (uint8 H x W x 3 and its ImageMeta) -> encode_report's dict (see selfcodec.api);
-    level: an int, or a Fraction between two levels (plans.as_level)."""
+    level: an int, or a Fraction between two levels (plans.as_level). reconstruct=False: the
+    report's "recon" is None where the file could be written without it (rec1, rec2)."""
     net, digest, name = zoo.load(model if model is not None else zoo.default_for(mode))
     plan = M.plan_for(mode, net.cfg.scales)
     h, w = rgb.shape[:2]
@@ -60,6 +62,7 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile
     recon = np.empty_like(rgb)
     names = LY.layer_names(net.cfg.scales) if layered else M.stream_names(plan, net.cfg.scales)
     exact = X.supports(net)  # tables every machine rebuilds exactly
+    reconstruct = reconstruct or not exact or layered  # (the pixels' CRC, or the lossless check, reads x̂)
     choice = M.has_layered_choices(net) if layered else M.has_upscale_choice(net, plan)  # upscale choices coded
     tiles, est, crcs = [], np.zeros(len(names)), []
     seamless = len(grid) > 1 and shared_priors
@@ -72,8 +75,10 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile
     elif seamless:  # coded tile by tile, reconstructed across the tiles
         searched = [_searched(net, _pad(rgb[t:t + th, l:l + tw], net.multiple), plan, level, search)
                     for t, l, th, tw in grid] if search else None
-        sides, full = TL.encode_tiles(net, _pad(rgb, net.multiple), grid, plan, level, exact, choice, (h, w), searched)
-        tiles, crcs, recon = [e.streams for e in sides], [[e.crc] for e in sides], full[:h, :w]
+        sides, full = TL.encode_tiles(net, _pad(rgb, net.multiple), grid, plan, level, exact, choice, (h, w), searched,
+                                      reconstruct=reconstruct)
+        tiles, crcs = [e.streams for e in sides], [[e.crc] for e in sides]
+        recon = None if full is None else full[:h, :w]
         est = np.sum([e.bits for e in sides], axis=0)
     for top, left, th, tw in ([] if seamless else grid):
         padded = _pad(rgb[top:top + th, left:left + tw], net.multiple)
@@ -82,12 +87,15 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile
                                                                   valid=(th, tw))
         else:
             streams, bits, rec, tile_crc = M.encode_tile(net, padded, plan, level, search=search, exact=exact,
-                                                         choice=choice, valid=(th, tw))
+                                                         choice=choice, valid=(th, tw), reconstruct=reconstruct)
             tile_crcs = [tile_crc]
+            if rec is None:
+                recon = None
         crcs.append(tile_crcs)
         tiles.append(streams)
         est += bits
-        recon[top:top + th, left:left + tw] = rec[:th, :tw]
+        if recon is not None:
+            recon[top:top + th, left:left + tw] = rec[:th, :tw]
     if mode == "lossless" and not np.array_equal(recon, rgb):
         raise ChecksumError("internal error: the lossless chain did not reproduce the input")
     alpha = zlib.compress(np.ascontiguousarray(meta.alpha).tobytes(), 9) if meta.alpha is not None else None

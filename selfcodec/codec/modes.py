@@ -465,8 +465,8 @@ class _CodingWalker(Walker):
     mean and the likelihood's point estimate. An upscale choice, first in the stream, may end
     the chain at the image sent."""
 
-    def __init__(self, plan: Plan, level: int, side, how: str):
-        self.plan, self.level, self.side, self.how = plan, level, side, how
+    def __init__(self, plan: Plan, level: int, side, how: str, need_x: bool = True):
+        self.plan, self.level, self.side, self.how, self.need_x = plan, level, side, how, need_x
         self.upscale, self.h = None, None
 
     def u(self, model):
@@ -490,6 +490,8 @@ class _CodingWalker(Walker):
 
     def image(self, model, k, decode, img_prev):
         K, sent = model.cfg.scales, self.plan.sent
+        if k == K > sent and not self.need_x:
+            return None  # x̂ defines no table: only a caller that shows it needs it
         params, self.h = decode()
         if k > sent:
             return _point(model, k, params, self.h, img_prev, self.how)
@@ -501,19 +503,22 @@ class _CodingWalker(Walker):
 
 
 @torch.inference_mode()
-def walk(model, plan: Plan, level: int, side, how: str = "mean") -> torch.Tensor:
+def walk(model, plan: Plan, level: int, side, how: str = "mean", need_x: bool = True) -> torch.Tensor | None:
     """Run the chain once; `side` is an _Encoder (which holds the true images) or a _Decoder.
-    Returns x̂ (1,3,H,W).
+    Returns x̂ (1,3,H,W), or None without need_x where x̂ is not sent (an encoder that only
+    writes the file: the last synthesis and its filter are about half of the encoder's work).
 
     Every tensor that defines a coding table comes from the same calls in the same order on
     both sides; latents are rebuilt from integers so both sides feed the networks the same
     numbers.
     """
-    walker = _CodingWalker(plan, level, side, how)
+    walker = _CodingWalker(plan, level, side, how, need_x)
     imgs = chain.run(model, walker)
     if walker.upscale is not None:
         return walker.upscale
     K = model.cfg.scales
+    if imgs[-1] is None:
+        return None
     if plan.send_z and plan.sent < K and how == "mean":  # the filter learnt on x̂ from a coded z_K (rec2)
         return model.refine(imgs[K], walker.h)
     return imgs[K]
@@ -711,13 +716,14 @@ def check_search(model, plan: Plan) -> None:
 
 
 def encode_tile(model, tile: np.ndarray, plan: Plan, level: int, how: str = "mean", search: int = 0,
-                exact: bool = False, choice: bool | None = None, valid: tuple | None = None):
+                exact: bool = False, choice: bool | None = None, valid: tuple | None = None, reconstruct: bool = True):
     """tile: uint8 (h, w, 3) with h, w multiples of model.multiple. search: steps of the
     encoder-side latent search (rec2 with a rate-distortion model; 0: the encoder's guess).
     exact: the tables from the exact probability path (exact.ExactModel). choice: code an
     upscale choice (None: where the plan has one, has_upscale_choice): the tile carries
     whichever of x̂ and the upscale is closer to the tile's `valid` (height, width) part (the
     rest is padding).
+    reconstruct=False: no predicted reconstruction (None) where the file does not need it.
     Returns (streams, estimated bits per stream, predicted reconstruction uint8 (h, w, 3),
     CRC-32 of the coded integers)."""
     x = _tile_tensor(tile)
@@ -726,7 +732,8 @@ def encode_tile(model, tile: np.ndarray, plan: Plan, level: int, how: str = "mea
         check_search(model, plan)
         searched, _ = search_latents(model, x, level, search)
     choice = has_upscale_choice(model, plan) if choice is None else choice
-    enc, rec = _encode_walk(model, x, plan, level, how, searched, exact, [False] if choice else None, valid)
+    enc, rec = _encode_walk(model, x, plan, level, how, searched, exact, [False] if choice else None, valid,
+                            need_x=reconstruct or choice)
     if choice and _upscale_is_closer(model, tile, valid, enc.sent, plan.sent, rec):
         enc, rec = _encode_walk(model, x, plan, level, how, searched, exact, [True], valid)
     return enc.streams, enc.bits, rec, enc.crc
@@ -739,15 +746,15 @@ def _upscale_is_closer(model, x: np.ndarray, valid, img_sent: torch.Tensor, sent
     return mse(up[:h, :w], x[:h, :w]) < mse(rec[:h, :w], x[:h, :w])
 
 
-def _encode_walk(model, x, plan, level, how, searched, exact, choices, valid=None):
-    """(the encoder side, x̂ uint8)."""
+def _encode_walk(model, x, plan, level, how, searched, exact, choices, valid=None, need_x=True):
+    """(the encoder side, x̂ uint8 or None without need_x)."""
     enc = _Encoder(model.images(x), level, searched)
     enc.choices, enc.valid = choices, valid
     net, threads = _for_coding(model, enc, exact, exact_last=plan.sent == model.cfg.scales)
     with threads:
-        out = walk(net, plan, level, enc, how)
+        out = walk(net, plan, level, enc, how, need_x)
     enc.finish()
-    return enc, _to_uint8(out)
+    return enc, None if out is None else _to_uint8(out)
 
 
 def decode_tile(model, streams: list, h: int, w: int, plan: Plan, level: int, how: str = "mean", exact: bool = False,

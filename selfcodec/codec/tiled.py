@@ -222,12 +222,13 @@ def _placed(coded, grid: list, chose: bool):
 
 
 def encode_tiles(model, padded: np.ndarray, grid: list, plan, level, exact: bool, choice: bool, valid: tuple,
-                 searched=None, how: str = "mean"):
+                 searched=None, how: str = "mean", reconstruct: bool = True):
     """Code each tile of an image (`padded`: uint8 (H, W, 3), padded to the model's multiple; grid:
     the tiles' unpadded (top, left, h, w)) and reconstruct x̂ across them. choice: the file
     carries the upscale choice, set where the upscale of the image sent is closer to the image
     than x̂ (valid: its unpadded (h, w)). searched: per tile, the latent search's latents.
-    -> (the tiles' finished encoder sides (streams, bits, crc), x̂ uint8 (H, W, 3))."""
+    -> (the tiles' finished encoder sides (streams, bits, crc), x̂ uint8 (H, W, 3); None without
+    reconstruct where the choice does not need it)."""
     values = whole_values(model, padded, grid, plan, searched)
     net, threads = SL.coding_net(model, exact)
     boxes, steps = _boxes(grid, model.multiple), M.plain_steps(net, plan, level)  # (net's: the exact path's steps)
@@ -247,6 +248,8 @@ def encode_tiles(model, padded: np.ndarray, grid: list, plan, level, exact: bool
 
     with threads:
         sides, coded = code(False)
+        if not (reconstruct or choice):
+            return sides, None
         recon = SL.reconstruct(net, coded, plan, how, valid)
         if choice and SL.upscale_is_closer(net, coded, plan.sent, valid, recon, padded):
             sides, coded = code(True)
