@@ -435,28 +435,24 @@ class IntArithmetic:
         return torch.from_numpy(tanh_coef(raw.detach().double().cpu().numpy()))
 
 
-@contextmanager
-def _without_onednn():
-    """torch's own CPU convolutions inside the block (mkldnn.flags() would also warn about TF32)."""
-    before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = before
+FLOAT_THREADS = 2  # torch threads of the float synthesis of x̂ and its filter, whatever the caller's count
 
 
 @contextmanager
-def _one_thread():
-    """torch's convolutions on one thread inside the block: oneDNN then sums in one order
-    whatever the caller's thread count (and is 3-5x faster than torch's own convolutions on a
-    few channels at full resolution, which unfold 9x the image)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _float_threads(onednn: bool):
+    """torch on FLOAT_THREADS threads inside the block, so x̂ is the same whatever
+    torch.set_num_threads says: oneDNN splits a convolution's sums by thread count (x̂ differs in
+    a few pixels between 1 and 2 threads). Without `onednn`, torch's own convolutions (the same
+    for any count and any window of the image; oneDNN on 2 threads is not for the x decoder's
+    transposed ones, whose split follows the window's size)."""
+    before, dnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
+    torch.set_num_threads(FLOAT_THREADS)
+    torch.backends.mkldnn.enabled = onednn and dnn
     try:
         yield
     finally:
         torch.set_num_threads(before)
+        torch.backends.mkldnn.enabled = dnn
 
 
 class ExactModel:
@@ -487,9 +483,7 @@ class ExactModel:
     def p_img(self, k, z, img_prev, features: bool = False):
         if k == self.cfg.scales and not self.exact_last:
             net = _on_device(self._model, self.device)
-            # oneDNN's convolutions split their sums by thread count (x̂ then differs in a few pixels
-            # between 1 and 2 threads); torch's own are the same for any count, and as fast here
-            with _without_onednn():
+            with _float_threads(onednn=False):
                 out = net.p_img(k, z.float().to(self.device), img_prev.float().to(self.device), features=True)
             params, h = (t.float().cpu() for t in out)
         else:  # (the means' upscale has dyadic weights, exact on grid values)
@@ -497,10 +491,12 @@ class ExactModel:
         return (params, h) if features else params
 
     def refine(self, xhat, h):
-        """The family's filter on x̂ (float: it shapes x̂, no table), the same for any thread count."""
+        """The family's filter on x̂ (float: it shapes x̂, no table), the same for any thread count
+        and window (oneDNN: 3-5x faster than torch's own convolutions on a few channels at full
+        resolution, which unfold 9x the image)."""
         if not (self.cfg.refine or self.cfg.refine_half):
             return xhat
-        with _one_thread():
+        with _float_threads(onednn=True):
             return self._model.refine(xhat.contiguous(memory_format=torch.channels_last),
                                       h.contiguous(memory_format=torch.channels_last)).contiguous()
 
