@@ -31,6 +31,7 @@ from .plans import MODE_CODES, MODE_NAMES, Plan, level_parts, plan_for, stream_n
 from .layered import latent_layers, layer_names
 from ..metrics import mse
 from .search import search_latents
+from . import smoothing
 
 
 # level -> (quantization step of the latents that shape the reconstruction, bin width of a lossy y);
@@ -516,12 +517,20 @@ def walk(model, plan: Plan, level: int, side, how: str = "mean", need_x: bool = 
     imgs = chain.run(model, walker)
     if walker.upscale is not None:
         return walker.upscale
-    K = model.cfg.scales
     if imgs[-1] is None:
         return None
-    if plan.send_z and plan.sent < K and how == "mean":  # the filter learnt on x̂ from a coded z_K (rec2)
-        return model.refine(imgs[K], walker.h)
-    return imgs[K]
+    return finish_x(model, plan, level, how, imgs[-1], walker.h)
+
+
+def finish_x(model, plan: Plan, level, how: str, x: torch.Tensor, h) -> torch.Tensor:
+    """x̂ as every reader of a file of `plan` gets it from the chain's last point estimate x (h: the
+    x decoder's features): the refine filter, learnt on x̂ from a coded ẑ_K (rec2, crec), then
+    the model's smoothing at the level (codec/smoothing.py); a sample (`how`) as it is."""
+    if how != "mean" or plan.sent >= model.cfg.scales:
+        return x
+    if plan.send_z:
+        x = model.refine(x, h.float())
+    return smoothing.smooth(model, plan, level, x)
 
 
 class _LayeredLatents(Walker):
@@ -606,7 +615,7 @@ def walk_layered(model, n_layers: int, level: int, side, how: str = "mean") -> t
     if sent < 0:
         if side.choices is not None:  # a decoder's: read to the end of the layer; only image prefixes use them
             side.code_choices(K)
-        return model.refine(est[K], lat.h) if send_z and how == "mean" else est[K]
+        return finish_x(model, Plan(-1, send_z), level, how, est[K], lat.h)
     coded = _KnownLatents(lat.u_hat, lat.zs, sent, how, side, p0=lat.p0)
     exact = chain.run(model, coded)
     # the choices end layer 0: for each image below x, whether the prefix ending there is its upscale
@@ -614,11 +623,11 @@ def walk_layered(model, n_layers: int, level: int, side, how: str = "mean") -> t
         chosen = side.code_choices(K)
         if sent < K and chosen[sent]:
             return upscale_sent(model, exact[sent], sent, side.valid)
-    img = _chain_from(model, lat.u_hat, lat.zs, exact, sent, how)
+    img = _chain_from(model, lat.u_hat, lat.zs, exact, sent, level, how)
     if side.choices is not None and imgs is not None:  # the encoder, which codes every layer, decides them
         x = _to_uint8(imgs[K])
         side.choices = [_upscale_is_closer(model, x, side.valid, exact[j], j,
-                                           _to_uint8(_chain_from(model, lat.u_hat, lat.zs, exact, j, how,
+                                           _to_uint8(_chain_from(model, lat.u_hat, lat.zs, exact, j, level, how,
                                                                  coded.params)))
                         for j in range(K)]
         side.code_choices(K)
@@ -634,7 +643,7 @@ def _layered_prefix(model, n_layers: int, level):
     return steps, n_layers >= 2 and K >= 1, n_layers - latent_layers(K) - 1
 
 
-def _chain_from(model, u, zs, exact: list, sent: int, how: str, x_params=None) -> torch.Tensor:
+def _chain_from(model, u, zs, exact: list, sent: int, level, how: str, x_params=None) -> torch.Tensor:
     """x̂ from images[0..sent] (`exact`) and the ẑ above them (x itself when sent is x). x_params:
     x's decoder output given images[K-1] = exact[K-1], if at hand (the lossless walk computed it
     to code x; from the integer synthesis there, where a cut file's decoder runs the float one:
@@ -642,7 +651,7 @@ def _chain_from(model, u, zs, exact: list, sent: int, how: str, x_params=None) -
     K = model.cfg.scales
     walker = _KnownLatents(u, zs, sent, how, known=exact[:sent + 1], x_params=x_params)
     img = chain.run(model, walker)[K]
-    return model.refine(img, walker.h.float()) if sent < K and how == "mean" else img
+    return finish_x(model, Plan(sent, True), level, how, img, walker.h)
 
 
 def encode_tile_layered(model, tile: np.ndarray, level: int, how: str = "mean", exact: bool = False,

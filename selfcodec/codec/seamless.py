@@ -34,6 +34,7 @@ class Coded:
     """The whole image's coded variables, stitched from its tiles."""
 
     size: tuple  # the padded image's (H, W)
+    level: object  # the quality level (an int or a Fraction): the decoder's smoothing of x̂ follows it
     u: torch.Tensor  # û
     zs: list  # per k >= 1: ẑ_k (None: not sent)
     imgs: list  # images[0..sent], then any point estimates above them already computed
@@ -101,9 +102,7 @@ def reconstruct(net, coded: Coded, plan, how: str = "mean", valid: tuple | None 
     for core, read in ([] if coded.chosen.all() else windows(H, W, window, margin)):  # (all upscaled: no synthesis)
         walker = _Reconstruct(crop(coded.u, read, H), [crop(z, read, H) for z in coded.zs],
                               [crop(img, read, H) for img in coded.imgs], how)
-        x = chain.run(net, walker)[K]
-        if plan.send_z and how == "mean":  # the filter learnt on x̂ from a coded ẑ (rec2)
-            x = net.refine(x, walker.h.float())
+        x = M.finish_x(net, plan, coded.level, how, chain.run(net, walker)[K], walker.h)
         t, l = core[0] - read[0], core[1] - read[1]
         x = x[..., t:t + core[2] - core[0], l:l + core[3] - core[1]]
         out[core[0]:core[2], core[1]:core[3]] = M._to_uint8(x)

@@ -180,7 +180,7 @@ def walk(net, parts: list, size: tuple, level, steps: list, sent: int, send_z: b
         if k <= sent:
             imgs.append(paste([_image(net, k, p, size, u, zs, imgs, level, sent, how) for p in parts], boxes, H, W))
     zs += [None] * (net.cfg.scales - len(zs))
-    return SL.Coded(tuple(size), u, zs, imgs, None)
+    return SL.Coded(tuple(size), level, u, zs, imgs, None)
 
 
 def whole_values(model, padded, grid: list, plan, searched=None) -> dict:
@@ -318,7 +318,7 @@ def encode_tiles_layered(model, padded: np.ndarray, grid: list, level, exact: bo
         closer = []
         with threads:
             for j in range(K):  # the prefix that ends at images[j]: x̂ from it and every ẑ, or its upscale
-                prefix = SL.Coded((H, W), coded.u, coded.zs, below[:j + 1], np.zeros(len(grid), bool),
+                prefix = SL.Coded((H, W), level, coded.u, coded.zs, below[:j + 1], np.zeros(len(grid), bool),
                                   list(grid))
                 recon = SL.reconstruct(rec_net, prefix, M.Plan(j, True), how, valid)
                 closer.append(SL.upscale_is_closer(rec_net, prefix, j, valid, recon, padded))
@@ -362,7 +362,7 @@ def decode_layered_coded(model, tiles: list, grid: list, size: tuple, n_layers: 
         return out, crcs
     chose = bool(read) and 0 <= sent < K and read.pop()[sent]
     known = below if sent >= 0 else coded.imgs  # (the latent walk's estimates are rec2's chain's)
-    return SL.Coded(tuple(size), coded.u, coded.zs, known, np.full(len(grid), chose), list(grid)), crcs
+    return SL.Coded(tuple(size), level, coded.u, coded.zs, known, np.full(len(grid), chose), list(grid)), crcs
 
 
 def reconstruct_prefix(model, prefix, n_layers: int, exact: bool, valid: tuple, device="cpu", how: str = "mean"):

@@ -8,7 +8,7 @@ Images are lists, coarsest first: images[0] = y_1 (or x for the VAE), images[-1]
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from fractions import Fraction
 
 import torch
@@ -112,9 +112,16 @@ class Config:
     # GDN of the analysis transforms, the encoders of u and z: a stronger encoder that costs
     # the decoder nothing (the decoder never runs them). 0: none.
     enc_res: int = 0
+    # The decoder's edge-preserving smoothing of x̂ (codec/smoothing.py): per mode (rec1, rec2,
+    # cgen, crec) the bilateral filter's range sigma at each quality level 1..n, tuned on
+    # photos outside Kodak; a mode without an entry, or a sigma of 0, is not smoothed.
+    smooth: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.rd_lambdas = tuple(float(v) for v in self.rd_lambdas)  # JSON gives a list
+        self.smooth = {str(k): tuple(float(s) for s in v) for k, v in dict(self.smooth).items()}
+        if any(s < 0 or s > 255 or s != s for v in self.smooth.values() for s in v):
+            raise ValueError("smooth: range sigmas lie in 0..255")
         if self.up_base not in ("bilinear", "bicubic"):
             raise ValueError(f"up_base must be bilinear or bicubic, not {self.up_base!r}")
 

@@ -89,6 +89,13 @@ def check_config(cfg, path="the model file") -> None:
     if not isinstance(lambdas, list) or len(lambdas) > MAX_RD_LEVELS or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in lambdas):
         raise CodecError(f"{path}: model configuration's rd_lambdas must be a list of at most {MAX_RD_LEVELS} numbers")
+    smooth = cfg.get("smooth", {})
+    if not isinstance(smooth, dict) or len(smooth) > 8 or not all(
+            isinstance(v, list) and len(v) <= MAX_RD_LEVELS and all(
+                isinstance(s, (int, float)) and not isinstance(s, bool) and 0 <= s <= 255 for s in v)
+            for v in smooth.values()):
+        raise CodecError(f"{path}: model configuration's smooth must map modes to lists of at most "
+                         f"{MAX_RD_LEVELS} range sigmas from 0 to 255")
 
 
 def tensor_shapes(path: str | Path, prefix: str = "") -> dict:
