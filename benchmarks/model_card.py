@@ -91,10 +91,20 @@ def architecture(cfg: dict) -> str:
                 f"{full}), latents u {cfg['u_ch']} ch / z {cfg['z_ch']} ch at "
                 f"1/{2 ** cfg['latent_down']} of x, {hyper}{cfg['mixtures']} logistic mixture(s), means offset from a "
                 f"{cfg.get('up_base', 'bilinear')} upscale of y{ctx}, "
-                f"RealNVP {cfg['flow_blocks']} blocks, posterior `{cfg['posterior']}`")
+                f"RealNVP {cfg['flow_blocks']} blocks, posterior `{cfg['posterior']}`{_smoothing(cfg)}")
     return (head + f"{cfg['ch']} channels, DenseNet growth {cfg['growth']} x {cfg.get('block_convs', cfg.get('layers'))} layers, latents u "
             f"{cfg['u_ch']} ch / z {cfg['z_ch']} ch at 1/{2 ** cfg['latent_down']} of their image, {cfg['mixtures']} "
             f"logistic mixtures, RealNVP {cfg['flow_blocks']} blocks, posterior `{cfg['posterior']}`")
+
+
+def _smoothing(cfg: dict) -> str:
+    """The decoder's smoothing of x̂ (selfcodec/codec/smoothing.py), if the model has a table."""
+    table = cfg.get("smooth") or {}
+    if not table:
+        return ""
+    rows = "; ".join(f"{mode} {', '.join(f'{s:g}' for s in sigmas)}" for mode, sigmas in table.items())
+    return (f"; x̂ smoothed by a bilateral filter (diameter 9, space sigma 3) of range sigma per level 1-7 "
+            f"({rows}; `python -m benchmarks.tune_smoothing`)")
 
 
 def architecture_row(cfg: dict) -> str:

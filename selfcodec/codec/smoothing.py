@@ -46,10 +46,14 @@ def _mode_of(plan: P.Plan, levels: int) -> str | None:
 
 def smooth(model, plan: P.Plan, level, x: torch.Tensor) -> torch.Tensor:
     """x̂ (1, 3, H, W) float, 0..255 -> the same smoothed as the model's table says (x itself where
-    it says nothing). Rounded to whole levels first, as the table was tuned on decoded images."""
+    it says nothing)."""
     sigma = sigma_at(model, plan, level)
-    if sigma <= 0:
-        return x
+    return filtered(x, sigma) if sigma > 0 else x
+
+
+def filtered(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """x (1, 3, H, W) under the bilateral filter of range sigma; rounded to whole levels first, as
+    the tables were tuned on decoded images."""
     pixels = x[0].detach().float().clamp(0, 255).round().permute(1, 2, 0).contiguous().cpu().numpy()
-    out = cv2.bilateralFilter(pixels, DIAMETER, sigma, SPACE_SIGMA)
+    out = cv2.bilateralFilter(pixels, DIAMETER, float(sigma), SPACE_SIGMA)
     return torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)[None].to(x.device)

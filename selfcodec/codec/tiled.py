@@ -368,7 +368,7 @@ def decode_layered_coded(model, tiles: list, grid: list, size: tuple, n_layers: 
 def reconstruct_prefix(model, prefix, n_layers: int, exact: bool, valid: tuple, device="cpu", how: str = "mean"):
     """x̂ uint8 (H, W, 3) of a layered file's prefix of n_layers layers, across its tiles."""
     K = model.cfg.scales
-    sent, send_z = n_layers - latent_layers(K) - 1, n_layers >= 2 and K >= 1
+    sent, send_z = max(-1, n_layers - latent_layers(K) - 1), n_layers >= 2 and K >= 1  # (-1: no image sent, rec1 and rec2)
     net, threads = SL.coding_net(model, exact, device)
     with threads:
         return SL.reconstruct(net, prefix, M.Plan(sent, send_z), how, valid)
