@@ -30,7 +30,7 @@ from ..model.base import STAGE_OF_PHASE, interpolate_log2, phase_planes
 from .plans import MODE_CODES, MODE_NAMES, Plan, level_parts, plan_for, stream_names  # noqa: F401 (the codec's names for them)
 from .layered import latent_layers, layer_names
 from ..metrics import mse
-from .search import search_latents
+from .search import file_score, search_latents
 from . import smoothing
 
 
@@ -742,9 +742,14 @@ def encode_tile(model, tile: np.ndarray, plan: Plan, level: int, how: str = "mea
         searched, _ = search_latents(model, x, level, search)
     choice = has_upscale_choice(model, plan) if choice is None else choice
     enc, rec = _encode_walk(model, x, plan, level, how, searched, exact, [False] if choice else None, valid,
-                            need_x=reconstruct or choice)
+                            need_x=reconstruct or choice or bool(search))
     if choice and _upscale_is_closer(model, tile, valid, enc.sent, plan.sent, rec):
         enc, rec = _encode_walk(model, x, plan, level, how, searched, exact, [True], valid)
+    if search:  # the search's file only where the codec's own objective says it is better
+        plain, plain_rec = _encode_walk(model, x, plan, level, how, None, exact, None, valid)
+        score = lambda e, r: file_score(model, level, sum(map(len, e.streams)), r, tile)  # noqa: E731
+        if score(plain, plain_rec) <= score(enc, rec):
+            enc, rec = plain, plain_rec
     return enc.streams, enc.bits, rec, enc.crc
 
 

@@ -12,6 +12,7 @@ codes the encoder's guess (modes.walk), so exact decoding does not depend on any
 
 import math
 
+import numpy as np
 import torch
 
 from ..model import chain
@@ -64,6 +65,15 @@ def _objective(model, imgs, lats, steps, lam, u_prior):
     mse = ((xhat.clamp(0, 255) - imgs[-1]) ** 2).mean()
     scale = 1.0 / (pixels * math.log(2))
     return walker.soft.sum() * scale + lam * mse, float(walker.hard.detach().sum()) * scale + lam * float(mse.detach())
+
+
+def file_score(model, level, n_bytes: int, recon: np.ndarray, image: np.ndarray) -> float:
+    """The codec's own objective for a coded image: its streams' bits per pixel + λ × MSE (0..255)
+    of what the decoder shows (after RDOQ, the refine filter and the smoothing, which the
+    search's objective does not see)."""
+    h, w = image.shape[:2]
+    err = float(np.mean((recon[:h, :w].astype(np.float64) - image[:h, :w]) ** 2))
+    return 8.0 * n_bytes / (h * w) + level_lambda(model.cfg.rd_lambdas, level) * err
 
 
 def level_lambda(lambdas, level) -> float:
