@@ -53,15 +53,15 @@ def _smoothed(rec: np.ndarray, sigma: float) -> np.ndarray:
     return M._to_uint8(SM.filtered(torch.from_numpy(rec.astype(np.float32)).permute(2, 0, 1)[None], sigma))
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
     ap.add_argument("--data", default=str(data_root() / "bsds500" / "val"))
     ap.add_argument("--images", type=int, default=16, help="every (count // N)-th photo of the folder, N of them")
     ap.add_argument("--write", help="the model file with the table in its config")
     ap.add_argument("--out", default=str(DEFAULT_OUT))
-    a = ap.parse_args()
-    argv, out_dir, _, note = start_run("tune_smoothing", a.out)
+    a = ap.parse_args(argv)
+    argv, out_dir, _, note = start_run("tune_smoothing", a.out, argv)
     files = list_images(a.data)
     files = files[::max(1, len(files) // a.images)][:a.images]
     net = zoo.load(a.model)[0]
@@ -75,8 +75,11 @@ def main():
     if a.write:
         info = json.loads(checkpoint.read_metadata(a.model).get("info", "{}"))
         info["smooth"] = {"tuned_on": a.data, "images": len(files)}
-        net.cfg.smooth = table
-        checkpoint.save_model(net, a.write, dtype=_dtype_of(a.model), info=info)
+        before, net.cfg.smooth = net.cfg.smooth, table  # (the zoo's cached model: put back after)
+        try:
+            checkpoint.save_model(net, a.write, dtype=_dtype_of(a.model), info=info)
+        finally:
+            net.cfg.smooth = before
 
 
 def _cropped(img: np.ndarray, multiple: int) -> np.ndarray:

@@ -242,3 +242,21 @@ def test_detail_crops_put_webp_at_the_same_size_beside_selfcodec(tmp_path, tiny_
     for row in res["crops"]:
         for rate in row["rates"]:
             assert rate["webp"]["bytes"] <= rate["selfcodec"]["bytes"] or rate["webp"]["quality"] == 0
+
+
+def test_tune_smoothing_writes_a_table_per_mode_and_level(tmp_path, tiny_fast_models):
+    from benchmarks import tune_smoothing
+
+    from selfcodec import zoo
+
+    model = tiny_fast_models["selfvae-downscale"]
+    out = tmp_path / "smoothed.safetensors"
+    tune_smoothing.main([model, "--data", str(_write_images(tmp_path / "imgs")), "--images", "2",
+                         "--write", str(out), "--out", str(tmp_path)])
+    res = json.loads((tmp_path / "smoothing.json").read_text())
+    levels = len(zoo.load(model)[0].cfg.rd_lambdas)
+    for mode in tune_smoothing.MODES:
+        assert len(res["modes"][mode]["table"]) == levels
+        assert all(s in tune_smoothing.SIGMAS for s in res["modes"][mode]["table"])
+    assert zoo.load(str(out))[0].cfg.smooth == {m: tuple(float(s) for s in t) for m, t in res["meta"]["table"].items()}
+    assert zoo.load(model)[0].cfg.smooth == {}  # the model tuned is left as it was
