@@ -54,3 +54,18 @@ def test_a_run_that_moved_the_base_is_refused(base, tmp_path):
     moved = _run(base, tmp_path, "moved", train_only=("refine_net", "dec"), quant="round", overrides={"refine": 1})
     res = CliRunner().invoke(main, ["merge", str(base), "-p", f"{moved}=refine_net", "-o", str(tmp_path / "m.safetensors")])
     assert res.exit_code != 0 and "changed the base" in str(res.output) + str(res.exception)
+
+
+def test_the_base_keeps_its_smoothing_table(base, tmp_path):
+    """A part trained on the base before its smoothing table was set does not take the table away."""
+    from selfcodec.model.checkpoint import save_model
+
+    ctx = _run(base, tmp_path, "ctx_t", train_only=("context", "context0"), lossless=True)
+    model = load_model(base)
+    model.cfg.smooth = {"rec2": (20.0, 10.0, 5.0)}
+    smoothed = tmp_path / "base-smoothed.safetensors"
+    save_model(model, smoothed)
+    out = tmp_path / "merged-t.safetensors"
+    res = CliRunner().invoke(main, ["merge", str(smoothed), "-p", f"{ctx}=context,context0", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert load_model(out).cfg.smooth == {"rec2": (20.0, 10.0, 5.0)}

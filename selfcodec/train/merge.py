@@ -16,6 +16,10 @@ from ..zoo import load_any
 from .loop import STORED_DTYPES, ema_model
 
 
+# Settings no training run changes, only the base's file says (the decoder's smoothing table is
+# tuned on a model's outputs after its training: a part trained before the table was set keeps it).
+BASE_ONLY = {"smooth"}
+
 def merge(base: Path, parts: list[tuple[Path, tuple[str, ...]]], out: Path, dtype: str = "fp16") -> dict:
     """parts: (run folder, the top-level module names it trained); returns the file's info."""
     base_model = load_any(base)
@@ -32,7 +36,7 @@ def merge(base: Path, parts: list[tuple[Path, tuple[str, ...]]], out: Path, dtyp
             raise ValueError(f"{run} changed the base's weights ({moved[0]}, ...): not a part trained alone on it")
         for f in dataclasses.fields(cfg):  # the part's own settings (its --set): every field it changed
             mine, theirs = getattr(base_model.cfg, f.name), getattr(part.cfg, f.name)
-            if theirs != mine:
+            if theirs != mine and f.name not in BASE_ONLY:
                 if getattr(cfg, f.name) not in (mine, theirs):
                     raise ValueError(f"parts disagree on {f.name}")
                 cfg = dataclasses.replace(cfg, **{f.name: theirs})
