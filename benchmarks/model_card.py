@@ -13,6 +13,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
+from selfcodec.codec import smoothing as SM
 from selfcodec.model.checkpoint import load_model, read_metadata
 from selfcodec.provenance import cpu_model
 from selfcodec.train.loop import plot_log
@@ -103,8 +104,9 @@ def _smoothing(cfg: dict) -> str:
     if not table:
         return ""
     rows = "; ".join(f"{mode} {', '.join(f'{s:g}' for s in sigmas)}" for mode, sigmas in table.items())
-    return (f"; x̂ smoothed by a bilateral filter (diameter 9, space sigma 3) of range sigma per level 1-7 "
-            f"({rows}; `python -m benchmarks.tune_smoothing`)")
+    levels = max(len(sigmas) for sigmas in table.values())
+    return (f"; x̂ smoothed by a bilateral filter (diameter {SM.DIAMETER}, space sigma {SM.SPACE_SIGMA:g}) of range "
+            f"sigma per level 1-{levels} ({rows}; `python -m benchmarks.tune_smoothing`)")
 
 
 def architecture_row(cfg: dict) -> str:

@@ -24,7 +24,6 @@ from . import plans as P
 from . import seamless as SL
 from . import tiled as TL
 from . import stored as ST
-from .search import file_score
 
 NO_STORED_ENV = "SELFCODEC_NO_STORED"  # "1": lossless files keep the model's coding (the tests' tiny models, whose files a PNG beats)
 TILE = 1024  # pixels per tile side; peak memory grows with its square
@@ -77,12 +76,7 @@ def encode_image(rgb: np.ndarray, meta: ImageMeta, mode: str, level, model, tile
         searched = [_searched(net, _pad(rgb[t:t + th, l:l + tw], net.multiple), plan, level, search)
                     for t, l, th, tw in grid] if search else None
         sides, full = TL.encode_tiles(net, _pad(rgb, net.multiple), grid, plan, level, exact, choice, (h, w), searched,
-                                      reconstruct=reconstruct or bool(search))
-        if search:  # the search's file only where the codec's own objective says it is better
-            plain = TL.encode_tiles(net, _pad(rgb, net.multiple), grid, plan, level, exact, choice, (h, w))
-            score = lambda s, x: file_score(net, level, sum(len(b) for e in s for b in e.streams), x, rgb)  # noqa: E731
-            if score(*plain) <= score(sides, full):
-                sides, full = plain
+                                      reconstruct=reconstruct)
         tiles, crcs = [e.streams for e in sides], [[e.crc] for e in sides]
         recon = None if full is None else full[:h, :w]
         est = np.sum([e.bits for e in sides], axis=0)

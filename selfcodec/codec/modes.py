@@ -615,7 +615,7 @@ def walk_layered(model, n_layers: int, level: int, side, how: str = "mean") -> t
     if sent < 0:
         if side.choices is not None:  # a decoder's: read to the end of the layer; only image prefixes use them
             side.code_choices(K)
-        return finish_x(model, Plan(-1, send_z), level, how, est[K], lat.h)
+        return finish_x(model, Plan(sent, send_z), level, how, est[K], lat.h)
     coded = _KnownLatents(lat.u_hat, lat.zs, sent, how, side, p0=lat.p0)
     exact = chain.run(model, coded)
     # the choices end layer 0: for each image below x, whether the prefix ending there is its upscale
@@ -640,7 +640,7 @@ def _layered_prefix(model, n_layers: int, level):
     K = model.cfg.scales
     learned = latent_steps_rd(model, level)
     steps = learned if learned else [latent_step(level)] * (K + 1)
-    return steps, n_layers >= 2 and K >= 1, n_layers - latent_layers(K) - 1
+    return steps, n_layers >= 2 and K >= 1, max(-1, n_layers - latent_layers(K) - 1)  # (û alone: -1 too)
 
 
 def _chain_from(model, u, zs, exact: list, sent: int, level, how: str, x_params=None) -> torch.Tensor:

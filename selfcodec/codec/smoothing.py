@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..errors import CodecError
 from . import plans as P
 
 DIAMETER = 9  # pixels: each output averages a disc of radius 4
@@ -40,7 +41,7 @@ def _mode_of(plan: P.Plan, levels: int) -> str | None:
         try:
             if P.plan_for(name, levels) == plan:
                 return name
-        except Exception:  # noqa: BLE001 - a mode this model lacks
+        except CodecError:  # a mode this model lacks
             continue
     return None
 

@@ -25,6 +25,7 @@ from . import modes as M
 from . import seamless as SL
 from .layered import latent_layers, layer_names
 from .seamless import crop
+from .search import file_score
 
 
 @dataclass
@@ -226,9 +227,16 @@ def encode_tiles(model, padded: np.ndarray, grid: list, plan, level, exact: bool
     """Code each tile of an image (`padded`: uint8 (H, W, 3), padded to the model's multiple; grid:
     the tiles' unpadded (top, left, h, w)) and reconstruct x̂ across them. choice: the file
     carries the upscale choice, set where the upscale of the image sent is closer to the image
-    than x̂ (valid: its unpadded (h, w)). searched: per tile, the latent search's latents.
+    than x̂ (valid: its unpadded (h, w)). searched: per tile, the latent search's latents, whose
+    file is kept only where it scores better than the plain encoder's (as modes.encode_tile).
     -> (the tiles' finished encoder sides (streams, bits, crc), x̂ uint8 (H, W, 3); None without
-    reconstruct where the choice does not need it)."""
+    reconstruct where neither the choice nor the search needs it)."""
+    if searched is not None:
+        found = encode_tiles(model, padded, grid, plan, level, exact, choice, valid, None, how)
+        sides, recon = encode_tiles(model, padded, grid, plan, level, exact, choice, valid, searched, how)
+        image = padded[:valid[0], :valid[1]]
+        score = lambda s, x: file_score(model, level, sum(len(b) for e in s for b in e.streams), x, image)  # noqa: E731
+        return found if score(*found) <= score(sides, recon) else (sides, recon)
     values = whole_values(model, padded, grid, plan, searched)
     net, threads = SL.coding_net(model, exact)
     boxes, steps = _boxes(grid, model.multiple), M.plain_steps(net, plan, level)  # (net's: the exact path's steps)
@@ -367,8 +375,7 @@ def decode_layered_coded(model, tiles: list, grid: list, size: tuple, n_layers: 
 
 def reconstruct_prefix(model, prefix, n_layers: int, exact: bool, valid: tuple, device="cpu", how: str = "mean"):
     """x̂ uint8 (H, W, 3) of a layered file's prefix of n_layers layers, across its tiles."""
-    K = model.cfg.scales
-    sent, send_z = max(-1, n_layers - latent_layers(K) - 1), n_layers >= 2 and K >= 1  # (-1: no image sent, rec1 and rec2)
+    _, send_z, sent = M._layered_prefix(model, n_layers, prefix.level)
     net, threads = SL.coding_net(model, exact, device)
     with threads:
         return SL.reconstruct(net, prefix, M.Plan(sent, send_z), how, valid)
