@@ -104,12 +104,13 @@ def test_windows_do_not_show(natural, model_name, mode, tolerance):
     """The reconstruction in small windows (each with the margin of context) is the one in a
     single window: exactly for the fast family, within 3 levels for the DenseNet family's deeper
     nets; without the margin it is not."""
-    img = np.ascontiguousarray(np.tile(natural, (4, 4, 1))[:192, :224])
+    img = np.ascontiguousarray(np.tile(natural, (6, 6, 1))[:320, :352])
     net, plan, coded, data = _coded(model_name, img, mode, tile=64)
     exact_net, _ = SL.coding_net(net, True)
+    assert len(SL.windows(*coded.size, 32, SL.MARGIN, net.multiple)) > 1  # (a read box holds (32 + 2 x 128)^2 pixels)
     whole = SL.reconstruct(exact_net, coded, plan, valid=img.shape[:2], window=1024)
     small = SL.reconstruct(exact_net, coded, plan, valid=img.shape[:2], window=32)
-    assert np.array_equal(whole[:192, :224], api.decode(data, as_array=True))
+    assert np.array_equal(whole[:320, :352], api.decode(data, as_array=True))
     assert np.abs(whole.astype(int) - small.astype(int)).max() <= tolerance
     blind = SL.reconstruct(exact_net, coded, plan, valid=img.shape[:2], window=32, margin=0)
     assert np.abs(whole.astype(int) - blind.astype(int)).max() > 3
@@ -199,3 +200,24 @@ def test_out_of_memory_across_tiles_is_a_memory_error(tiny_model, natural, monke
     monkeypatch.setattr(SL, "reconstruct", fail)
     with pytest.raises(MemoryError):
         files.decode_rgb(data, model=tiny_model)
+
+
+@pytest.mark.parametrize("H, W, multiple", [(816, 1224, 16), (1300, 2100, 64), (4000, 6000, 64), (16, 9000, 16), (33, 47, 1)])
+def test_reconstruction_windows_cover_the_image_once_within_the_memory_bound(H, W, multiple):
+    """The windows' cores tile the image exactly once, on the model's grid; each read box is its
+    core grown by the margin and at most (window + 2 margin)^2 pixels; a photo that fits is one
+    window, and no grid reads fewer pixels than the one chosen."""
+    window, margin = 1024, 128
+    boxes = SL.windows(H, W, window, margin, multiple)
+    hits = np.zeros((H, W), np.int32)
+    for (t, l, b, r), (rt, rl, rb, rr) in boxes:
+        hits[t:b, l:r] += 1
+        assert t % multiple == 0 and l % multiple == 0
+        assert (rt, rl, rb, rr) == (max(0, t - margin), max(0, l - margin), min(H, b + margin), min(W, r + margin))
+        assert (rb - rt) * (rr - rl) <= (window + 2 * margin) ** 2
+    assert (hits == 1).all()
+    if H * W <= window * window:
+        assert len(boxes) == 1
+    old = sum((min(H, t + window + margin) - max(0, t - margin)) * (min(W, l + window + margin) - max(0, l - margin))
+              for t in range(0, H, window) for l in range(0, W, window))  # square 1024 cores, as before
+    assert sum((rb - rt) * (rr - rl) for _, (rt, rl, rb, rr) in boxes) <= old

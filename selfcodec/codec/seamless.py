@@ -65,16 +65,48 @@ class _Reconstruct(Walker):
         return M._point(model, k, params, self.h, img_prev, self.how)
 
 
-def windows(H: int, W: int, window: int = WINDOW, margin: int = MARGIN):
+def windows(H: int, W: int, window: int = WINDOW, margin: int = MARGIN, multiple: int = 1):
     """(core box, read box) per window over an H x W image, boxes as (top, left, bottom, right);
-    the read box is the core grown by `margin`, clipped to the image."""
+    the read box is the core grown by `margin`, clipped to the image. Every read box is at most
+    (window + 2 margin)^2 pixels (the networks' memory), and the grid of cores, sides on
+    `multiple`'s grid, is the one that reads the fewest pixels in all: a 1224x816 photo is one
+    window, not a 1024-wide one and a thin one beside it."""
+    budget = (window + 2 * margin) ** 2
+    best = None
+    for rows in range(1, -(-H // multiple) + 1):
+        tops = _cuts(H, rows, multiple)
+        heights = _read_sides(tops, H, margin)
+        if max(heights) * min(W, multiple + 2 * margin) > budget:
+            continue
+        cols = 1
+        while True:
+            lefts = _cuts(W, cols, multiple)
+            widths = _read_sides(lefts, W, margin)
+            if max(heights) * max(widths) <= budget or len(lefts) - 1 < cols:
+                break
+            cols += 1
+        read = sum(heights) * sum(widths)
+        if best is None or read < best[0]:
+            best = (read, tops, lefts)
+        if sum(heights) * W > best[0]:  # more rows only read more
+            break
+    _, tops, lefts = best
     out = []
-    for top in range(0, H, window):
-        for left in range(0, W, window):
-            core = (top, left, min(top + window, H), min(left + window, W))
-            read = (max(0, top - margin), max(0, left - margin), min(H, core[2] + margin), min(W, core[3] + margin))
-            out.append((core, read))
+    for top, bottom in zip(tops, tops[1:]):
+        for left, right in zip(lefts, lefts[1:]):
+            read = (max(0, top - margin), max(0, left - margin), min(H, bottom + margin), min(W, right + margin))
+            out.append(((top, left, bottom, right), read))
     return out
+
+
+def _cuts(n: int, parts: int, multiple: int) -> list:
+    """Boundaries 0 = c_0 < ... = n of at most `parts` pieces of equal sides on the grid."""
+    side = -(-(-(-n // parts)) // multiple) * multiple
+    return list(range(0, n, side)) + [n]
+
+
+def _read_sides(cuts: list, n: int, margin: int) -> list:
+    return [min(n, b + margin) - max(0, a - margin) for a, b in zip(cuts, cuts[1:])]
 
 
 def crop(t, box, H: int, f: int | None = None):
@@ -99,7 +131,7 @@ def reconstruct(net, coded: Coded, plan, how: str = "mean", valid: tuple | None 
     window, margin = (-(-n // net.multiple) * net.multiple for n in (window, margin))  # on every image's grid
     out = np.empty((H, W, 3), np.uint8)
     up = _upscaled_tiles(net, coded, sent, valid or (H, W))
-    for core, read in ([] if coded.chosen.all() else windows(H, W, window, margin)):  # (all upscaled: no synthesis)
+    for core, read in ([] if coded.chosen.all() else windows(H, W, window, margin, net.multiple)):  # (all upscaled: no synthesis)
         walker = _Reconstruct(crop(coded.u, read, H), [crop(z, read, H) for z in coded.zs],
                               [crop(img, read, H) for img in coded.imgs], how)
         x = M.finish_x(net, plan, coded.level, how, chain.run(net, walker)[K], walker.h)
