@@ -17,23 +17,35 @@ import torch
 
 from ..model import chain
 from ..entropy.gaussian import GaussianConditional, quantize_mean
-from ..model.base import Rec2Walker, round_around, straight_through
+from ..model.base import Rec2Walker, round_around
 
 
-def _round_ste(t, mean, step):
-    """t rounded to the codec's grid around `mean`, with the identity's gradient."""
-    return straight_through(t, round_around(t, mean, step))
+def _round_sga(t, mean, step, tau: float, gen: torch.Generator):
+    """t on the codec's grid of `step` around `mean`, relaxed: stochastic Gumbel annealing (Yang,
+    Bamler & Mandt 2020). Each latent is a Gumbel-softmax draw between its two neighbouring grid
+    points, weighted by how close it is to each (atanh of the distance) at temperature tau; the
+    draw is differentiable in t, and as tau falls it becomes plain rounding. Unlike a
+    straight-through rounding, the rate and the decoders see the bin a latent is moving into
+    before it crosses, so the descent can trade bits for distortion."""
+    r = (t - mean) / step
+    lo = torch.floor(r).detach()
+    eps = 1e-5
+    near = torch.stack([-torch.atanh((r - lo).clamp(-1 + eps, 1 - eps)), -torch.atanh((lo + 1 - r).clamp(-1 + eps, 1 - eps))]) / tau
+    u = torch.rand(near.shape, generator=gen).clamp_(1e-9, 1 - 1e-9)
+    w = torch.softmax((near - torch.log(-torch.log(u))) / tau, 0)
+    return mean + step * (lo + w[1])
 
 
 class _SearchWalker(Rec2Walker):
-    """rec2's chain from given continuous latents: the decoders read them rounded
-    (straight-through gradient). The surrogate rate (soft) is the bin probability at the
-    continuous latent, smooth in it; the true rate (hard) is the rounded latent's, what the
-    entropy coder pays."""
+    """rec2's chain from given continuous latents. With a temperature (`tau`), the decoders read
+    them relaxed (_round_sga) and the rate is the bin probability at the relaxed latent: the
+    surrogate to descend (soft). The true rate (hard) is always the rounded latent's, what the
+    entropy coder pays; without a temperature the decoders read the rounded latents too, so the
+    pass gives the true objective."""
 
-    def __init__(self, imgs, lats, steps, u_prior):
+    def __init__(self, imgs, lats, steps, u_prior, tau=None, gen=None):
         super().__init__(imgs, score=False)
-        self.lats, self.steps, self.u_prior = lats, steps, u_prior
+        self.lats, self.steps, self.u_prior, self.tau, self.gen = lats, steps, u_prior, tau, gen
 
     def u(self, model):
         self.soft = self.hard = 0.0
@@ -43,24 +55,26 @@ class _SearchWalker(Rec2Walker):
         return chain.by_slices(model, k, *prior(), self._rates(k))
 
     def _rates(self, k):
-        """one(part, mean, log_scale) for chain.by_slices: latent k's part rounded, its rates added."""
+        """one(part, mean, log_scale) for chain.by_slices: latent k's part rounded (or relaxed), its rates added."""
         lat, step = self.lats[k], self.steps[k]
 
         def one(part, m, ls):
             t, s = part.of(lat), part.step(step)
-            z = _round_ste(t, m, s)
-            self.soft = self.soft - GaussianConditional.log_prob(t, m, ls, s)
-            self.hard = self.hard - GaussianConditional.log_prob(z.detach(), m.detach(), ls.detach(), s)
+            hard = round_around(t, m, s)
+            z = hard if self.tau is None else _round_sga(t, m, s, self.tau, self.gen)
+            self.soft = self.soft - GaussianConditional.log_prob(z, m, ls, s)
+            self.hard = self.hard - GaussianConditional.log_prob(hard.detach(), m.detach(), ls.detach(), s)
             return z
 
         return one
 
 
-def _objective(model, imgs, lats, steps, lam, u_prior):
-    """(surrogate loss to descend, true loss of the rounded latents as a float), both in bits
-    per pixel + lam * MSE (0..255) of the rec2 reconstruction; u_prior: û's (mean, log_scale)."""
+def _objective(model, imgs, lats, steps, lam, u_prior, tau=None, gen=None):
+    """(surrogate loss at temperature tau, true loss of the rounded latents as a float), both in
+    bits per pixel + lam * MSE (0..255) of the rec2 reconstruction (relaxed under tau, rounded
+    without it); u_prior: û's (mean, log_scale)."""
     pixels = imgs[-1].shape[-1] * imgs[-1].shape[-2]
-    walker = _SearchWalker(imgs, lats, steps, u_prior)
+    walker = _SearchWalker(imgs, lats, steps, u_prior, tau, gen)
     xhat = chain.run(model, walker)[-1]
     mse = ((xhat.clamp(0, 255) - imgs[-1]) ** 2).mean()
     scale = 1.0 / (pixels * math.log(2))
@@ -85,18 +99,23 @@ def level_lambda(lambdas, level) -> float:
     return lo if not t else math.exp((1 - t) * math.log(lo) + t * math.log(lambdas[whole]))
 
 
+TAU_START, TAU_END = 0.5, 0.05  # the relaxation's temperature, annealed geometrically over the steps
+CHECK_EVERY = 5  # steps between evaluations of the true objective (a forward pass of its own)
+
+
 def search_latents(model, x: torch.Tensor, level: int, iters: int, lr: float = 0.02) -> tuple[list, list]:
     """Latents [u, z_1, ..., z_K] ([v, u, z_1, ...] with a hyperprior; continuous, each (1, C, h, w)) for coding x (1, 3, H, W,
     0..255 floats) with `model` at `level` in mode rec2: the encoder's guess refined by `iters`
-    Adam steps (lr in units of each channel's quantization step, cosine-decayed to 0), keeping
-    the iterate whose rounded latents score best on the true objective, so the result is never
-    worse on it than the guess. Also returns the true objective at every iterate (the guess's
-    first). The learning rate decays because the rounding makes the surrogate's gradient stale
-    after a few steps."""
+    Adam steps on the relaxed objective (_round_sga; lr in units of each channel's quantization
+    step, cosine-decayed to 0), keeping the iterate whose rounded latents score best on the true
+    objective (checked every CHECK_EVERY steps and at the last), so the result is never worse on
+    it than the guess. Also returns the true objective at each check (the guess's first). The
+    draws come from a generator of fixed seed: the same image gives the same file."""
     lam = level_lambda(model.cfg.rd_lambdas, level)
     steps = [torch.from_numpy(s).float() for s in model.coding_steps(level)]
     imgs = model.images(x)
     grads = [p.requires_grad for p in model.parameters()]
+    gen = torch.Generator().manual_seed(0)
     try:
         for p in model.parameters():
             p.requires_grad_(False)
@@ -117,12 +136,16 @@ def search_latents(model, x: torch.Tensor, level: int, iters: int, lr: float = 0
         best, history = None, []
         for i in range(iters + 1):
             lats = [t * s for t, s in zip(scaled, steps)]
-            loss, true_loss = _objective(model, imgs, lats, steps, lam, u_prior)
-            if not history or true_loss < min(history):
-                best = [t.detach().clone() for t in lats]
-            history.append(true_loss)
+            if i % CHECK_EVERY == 0 or i == iters:
+                with torch.no_grad():
+                    _, true_loss = _objective(model, imgs, lats, steps, lam, u_prior)
+                if not history or true_loss < min(history):
+                    best = [t.detach().clone() for t in lats]
+                history.append(true_loss)
             if i == iters:
                 break
+            tau = TAU_START * (TAU_END / TAU_START) ** (i / max(iters - 1, 1))
+            loss, _ = _objective(model, imgs, lats, steps, lam, u_prior, tau, gen)
             opt.zero_grad()
             loss.backward()
             opt.step()
