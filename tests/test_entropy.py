@@ -531,21 +531,3 @@ def test_dmol_encode_returns_the_bits_it_codes():
     lo = np.clip(v.astype(np.int64) - 1, 0, 252)
     hi = lo + 3
     assert DMoL.encode_ranged(Coder(), v, lo, hi, arrays) == pytest.approx(DMoL.bits_ranged(v, lo, hi, arrays), rel=1e-12)
-
-
-def test_dmol_tables_on_threads_code_the_same_bytes():
-    """DMoL.encode with workers builds the chunks' tables on threads: the same bytes and bits as
-    on one (several chunks, and a coder that already holds a section)."""
-    rng = np.random.default_rng(4)
-    n, c, k = 5000, 3, 2  # three chunks of 2048 pixels
-    arrays = _dmol_params(rng, n, c, k, extreme=True)
-    v = rng.integers(0, 256, (n, c)).astype(np.uint8)
-    for step in (1, 4):
-        out = []
-        for workers in (1, 2, 3):
-            coder = Coder()
-            DMoL.encode(coder, v[:100], tuple(a[:100] for a in arrays), step)
-            bits = DMoL.encode(coder, v, arrays, step, workers=workers)
-            out.append((coder.to_bytes(), bits))
-        assert out[1][0] == out[0][0] and out[2][0] == out[0][0]
-        assert out[1][1] == pytest.approx(out[0][1], rel=1e-12) and out[2][1] == pytest.approx(out[0][1], rel=1e-12)

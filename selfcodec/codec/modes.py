@@ -227,7 +227,7 @@ class _Encoder(_CRCs):
         arrays = functools.cache(lambda: _dmol_arrays(params, c, mixtures, self.exact))
         if y is None and stage is None:
             coder = Coder()
-            self.bits.append(DMoL.encode(coder, v, arrays(), step, workers=torch.get_num_threads()))
+            self.bits.append(DMoL.encode(coder, v, arrays(), step))
             self.streams.append(coder.to_bytes())
             return _to_image(DMoL.bin_values(v, step) if step > 1 else v, self.imgs[k].shape)
         sections = _sections(*self.imgs[k].shape[-2:], staged=stage is not None)
@@ -239,7 +239,7 @@ class _Encoder(_CRCs):
                 lo, hi = _last_range(self.imgs[k], y)
                 bits += DMoL.encode_ranged(coder, sv, lo, hi, table)
             else:
-                bits += DMoL.encode(coder, sv, table, workers=torch.get_num_threads())
+                bits += DMoL.encode(coder, sv, table)
         self.streams.append(coder.to_bytes())
         self.bits.append(bits)
         return _to_image(v, self.imgs[k].shape)

@@ -28,10 +28,6 @@ no mass).
 from __future__ import annotations
 
 import math
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from functools import cache
-from itertools import islice
 
 import numpy as np
 import torch
@@ -523,21 +519,17 @@ class DMoL:
         return logits, means, log_scales, coeffs
 
     @staticmethod
-    def encode(coder, values, arrays, step: int = 1, workers: int = 1) -> float:
+    def encode(coder, values, arrays, step: int = 1) -> float:
         """Push uint8 ``values`` (N, C) onto ``coder``; returns -log2 of the probabilities pushed
         (DMoL.bits, from the tables at hand). With ``step`` > 1 the bins
         ``[b*step, b*step+step-1]`` are coded (lossy); the decoder returns
-        ``bin_values(values, step)`` and the RGB coupling uses those representatives.
-        ``workers`` > 1 builds the chunks' tables on that many threads (the same tables and
-        bytes: only the order of the work changes)."""
+        ``bin_values(values, step)`` and the RGB coupling uses those representatives."""
         step = _check_step(step)
         arrays, values, n, c = _check_dmol(*arrays, values)
         nb = num_bins(step)
         g, _ = _layout(nb)
-        bins = values.astype(np.int64) // step
-
-        def segments(chunk):
-            a, b = chunk
+        bins, bits = values.astype(np.int64) // step, 0.0
+        for a, b in reversed(_chunks(n)):  # a stack: the last chunk goes on first
             segs = []  # in decode order
 
             def known(ch, p, mu, beta):
@@ -552,13 +544,9 @@ class DMoL:
                 return bc
 
             _code_channels(arrays, a, b, c, step, known)
-            return segs, sum(_bits_of(s, pr) for s, pr in segs)
-
-        bits = 0.0
-        for segs, chunk_bits in _in_order(segments, _chunks(n)[::-1], workers):  # a stack: the last chunk goes on first
             for s, pr in reversed(segs):
                 coder.push(s, per_symbol(), pr)
-            bits += chunk_bits
+                bits += _bits_of(s, pr)
         return bits
 
     @staticmethod
@@ -607,28 +595,6 @@ class DMoL:
     def bits_ranged(values, lo, hi, arrays) -> float:
         """-log2 of the probabilities DMoL.encode_ranged codes ``values`` with."""
         return sum(_bits_of(s, pr) for s, pr in _range_symbols(values, lo, hi, arrays))
-
-
-def _in_order(fn, items, workers: int):
-    """fn(item) for each item, yielded in order; with workers > 1 up to `workers` items run
-    ahead on a thread pool (numpy releases the GIL in its loops), so at most that many results
-    are held at once."""
-    if workers <= 1 or len(items) < 2:
-        yield from map(fn, items)
-        return
-    pool, pending, rest = _pool(workers), deque(), iter(items)
-    for item in islice(rest, workers):
-        pending.append(pool.submit(fn, item))
-    while pending:
-        result = pending.popleft().result()
-        for item in islice(rest, 1):
-            pending.append(pool.submit(fn, item))
-        yield result
-
-
-@cache
-def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(workers, thread_name_prefix="dmol-tables")
 
 
 def _bits_of(symbols, probs) -> float:
