@@ -22,7 +22,7 @@ from ..model import exact as X
 from ..model.chain import Walker
 from . import modes as M
 
-WINDOW = 1024  # core side of a synthesis window, pixels
+WINDOW = 1024  # a synthesis window reads at most (WINDOW + 2 MARGIN)^2 pixels (windows() shapes them to the image)
 # Context read beyond the core on each side, pixels: more than the fast family's reach (rec1's
 # x̂ through ẑ's prior mean reaches 96), so its windows are exact. The DenseNet family's deep
 # full-resolution nets reach further: its windows differ by at most 3 levels in a few pixels.
