@@ -404,7 +404,7 @@ def _limit(max_pixels: int | None) -> dict:
 @click.option("--verify", is_flag=True, help="Decode after encoding and check the result.")
 @click.option("--search", type=click.IntRange(min=0), default=0, show_default=True, metavar="STEPS",
               help="rec2 only: spend STEPS gradient steps per tile looking for latents that cost fewer bits "
-                   "at the same quality (e.g. 6; each step costs about two to three decodes). "
+                   "at the same quality (e.g. 30: files about 0.5 % smaller on Kodak for 30x the encoding time). "
                    "Any decoder reads the result.")
 @click.option("--tile", type=click.IntRange(16, _MAX_TILE), default=None, metavar="N",
               help=f"Side of the square tiles the image is coded in, pixels, 16-{_MAX_TILE} (default {_TILE}; "
