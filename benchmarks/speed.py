@@ -1,6 +1,8 @@
 """Coding cost of selfcodec on Kodak images, in one run with WebP as the yardstick: MACs per
 pixel of the API's rec2 decode and encode (torch.utils.flop_counter: convolutions and matrix
-products), and wall time per image of in-process encode and decode with N threads.
+products), and wall time per image of in-process encode and decode with N threads. Also the
+command line as a user meets it: `selfcodec decode` of a 1 MP file (the first image upscaled to
+1224x816) to PNG and `selfcodec info`, start-up included, beside `import torch` alone.
 
     python -m benchmarks.speed [--models selfvae-downscale-dense,selfvae-downscale] [--images 4]
                                [--level 3] [--threads 2] [--webp-q 75] [--out benchmarks/results]
@@ -14,7 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,6 +43,32 @@ def timed(fn):
     t0 = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t0
+
+
+def command_line(img: np.ndarray, mode: str, level: int, threads: int, runs: int = 3) -> dict:
+    """Median wall seconds of `selfcodec decode` (1 MP, to PNG) and `selfcodec info` in fresh
+    processes, and of `python -c "import torch"`, which every decode pays first."""
+    import cv2
+
+    big = cv2.resize(img, (1224, 816), interpolation=cv2.INTER_CUBIC)
+    cmd = [sys.executable, "-m", "selfcodec"]
+
+    def wall(args):
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run(args, check=True, capture_output=True)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        svae = Path(tmp) / "photo.svae"
+        svae.write_bytes(api.encode(big, mode=mode, level=level))
+        return {"size": "1224x816", "mode": mode, "level": level, "threads": threads, "runs": runs,
+                "decode_png_s": wall(cmd + ["decode", str(svae), "-o", str(Path(tmp) / "out.png"), "-f",
+                                            "--threads", str(threads)]),
+                "info_s": wall(cmd + ["info", str(svae)]),
+                "import_torch_s": wall([sys.executable, "-c", "import torch"])}
 
 
 def main(argv=None) -> int:
@@ -84,6 +116,10 @@ def main(argv=None) -> int:
         note(f"{model}: {a.mode} level {a.level}: decode {dec_macs / 1e3:.1f}k MAC/px, encode {enc_macs / 1e3:.1f}k; "
              f"median encode {row['enc_s']:.3f} s ({row['enc_x_webp']:.0f}x WebP), decode {row['dec_s']:.3f} s "
              f"({row['dec_x_webp']:.0f}x WebP) over {len(images)} images")
+    cli = command_line(images[0][1], a.mode, a.level, a.threads)
+    note(f"command line, 1224x816 {a.mode} level {a.level}: decode to PNG {cli['decode_png_s']:.2f} s, "
+         f"info {cli['info_s']:.2f} s; import torch alone {cli['import_torch_s']:.2f} s (medians of {cli['runs']})")
+    result["command_line"] = cli
     doc = {"meta": {**stamp(full_argv), "threads": a.threads, "images": [n for n, _ in images], "notes": notes},
            "results": result}
     (out / "speed.json").write_text(json.dumps(to_jsonable(doc), indent=2))
