@@ -82,9 +82,11 @@ def windows(H: int, W: int, window: int = WINDOW, margin: int = MARGIN, multiple
         while True:
             lefts = _cuts(W, cols, multiple)
             widths = _read_sides(lefts, W, margin)
-            if max(heights) * max(widths) <= budget or len(lefts) - 1 < cols:
+            if max(heights) * max(widths) <= budget or lefts[1] - lefts[0] <= multiple:
                 break
             cols += 1
+        if max(heights) * max(widths) > budget:
+            continue
         read = sum(heights) * sum(widths)
         if best is None or read < best[0]:
             best = (read, tops, lefts)
