@@ -224,3 +224,6 @@ def test_reconstruction_windows_cover_the_image_once_within_the_memory_bound(H, 
     old = sum((min(H, t + window + margin) - max(0, t - margin)) * (min(W, l + window + margin) - max(0, l - margin))
               for t in range(0, H, window) for l in range(0, W, window))  # square 1024 cores, as before
     assert sum((rb - rt) * (rr - rl) for _, (rt, rl, rb, rr) in boxes) <= old
+    square = SL.windows(H, W, window, margin, multiple, shaped=False)  # the DenseNet family's, as before
+    assert [core for core, _ in square] == [(t, l, min(t + window, H), min(l + window, W))
+                                           for t in range(0, H, window) for l in range(0, W, window)]

@@ -65,40 +65,56 @@ class _Reconstruct(Walker):
         return M._point(model, k, params, self.h, img_prev, self.how)
 
 
-def windows(H: int, W: int, window: int = WINDOW, margin: int = MARGIN, multiple: int = 1):
+def windows(H: int, W: int, window: int = WINDOW, margin: int = MARGIN, multiple: int = 1, shaped: bool = True):
     """(core box, read box) per window over an H x W image, boxes as (top, left, bottom, right);
     the read box is the core grown by `margin`, clipped to the image. Every read box is at most
-    (window + 2 margin)^2 pixels (the networks' memory), and the grid of cores, sides on
-    `multiple`'s grid, is the one that reads the fewest pixels in all: a 1224x816 photo is one
-    window, not a 1024-wide one and a thin one beside it."""
+    (window + 2 margin)^2 pixels (the networks' memory). Shaped: of the grids of equal cores on
+    `multiple`'s grid, the one that reads the fewest pixels in all (a 1224x816 photo is one
+    window, not a 1024-wide one and a thin one beside it); else square cores of `window`, as
+    before 2026-12-07 (for the DenseNet family, whose reach exceeds the margin: its probability
+    path must see the windows the files were written with)."""
+    window, margin = (-(-n // multiple) * multiple for n in (window, margin))
+    if not shaped:
+        return _grid(list(range(0, H, window)) + [H], list(range(0, W, window)) + [W], H, W, margin)
     budget = (window + 2 * margin) ** 2
     best = None
     for rows in range(1, -(-H // multiple) + 1):
         tops = _cuts(H, rows, multiple)
         heights = _read_sides(tops, H, margin)
-        if max(heights) * min(W, multiple + 2 * margin) > budget:
+        room = budget // max(heights)  # the widest read box this row height allows
+        if min(W, multiple + 2 * margin) > room:
             continue
-        cols = 1
+        # fewest columns whose cores fit: a core of c reads at most c + 2 margin (one image edge: c + margin)
+        cols = 1 if W <= room else max(2, -(-W // max(multiple, (room - margin) // multiple * multiple)))
         while True:
             lefts = _cuts(W, cols, multiple)
             widths = _read_sides(lefts, W, margin)
-            if max(heights) * max(widths) <= budget or lefts[1] - lefts[0] <= multiple:
+            if max(widths) <= room or lefts[1] - lefts[0] <= multiple:
                 break
             cols += 1
-        if max(heights) * max(widths) > budget:
+        if max(widths) > room:
             continue
         read = sum(heights) * sum(widths)
         if best is None or read < best[0]:
             best = (read, tops, lefts)
         if sum(heights) * W > best[0]:  # more rows only read more
             break
-    _, tops, lefts = best
+    return _grid(best[1], best[2], H, W, margin)
+
+
+def _grid(tops: list, lefts: list, H: int, W: int, margin: int) -> list:
     out = []
     for top, bottom in zip(tops, tops[1:]):
         for left, right in zip(lefts, lefts[1:]):
             read = (max(0, top - margin), max(0, left - margin), min(H, bottom + margin), min(W, right + margin))
             out.append(((top, left, bottom, right), read))
     return out
+
+
+def shaped(net) -> bool:
+    """Whether `net`'s windows may be shaped to the image: the fast family's reach is within the
+    margin, so its results do not depend on the windows at all."""
+    return net.cfg.network == "fast"
 
 
 def _cuts(n: int, parts: int, multiple: int) -> list:
@@ -130,10 +146,9 @@ def reconstruct(net, coded: Coded, plan, how: str = "mean", valid: tuple | None 
     padding, for the upscale of the tiles that chose it."""
     K, sent = net.cfg.scales, plan.sent
     H, W = coded.size
-    window, margin = (-(-n // net.multiple) * net.multiple for n in (window, margin))  # on every image's grid
     out = np.empty((H, W, 3), np.uint8)
     up = _upscaled_tiles(net, coded, sent, valid or (H, W))
-    for core, read in ([] if coded.chosen.all() else windows(H, W, window, margin, net.multiple)):  # (all upscaled: no synthesis)
+    for core, read in ([] if coded.chosen.all() else windows(H, W, window, margin, net.multiple, shaped(net))):  # (all upscaled: no synthesis)
         walker = _Reconstruct(crop(coded.u, read, H), [crop(z, read, H) for z in coded.zs],
                               [crop(img, read, H) for img in coded.imgs], how)
         x = M.finish_x(net, plan, coded.level, how, chain.run(net, walker)[K], walker.h)
