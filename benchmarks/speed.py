@@ -48,23 +48,25 @@ def timed(fn):
 def command_line(img: np.ndarray, mode: str, level: int, threads: int, runs: int = 3) -> dict:
     """Median wall seconds of `selfcodec decode` (1 MP, to PNG) and `selfcodec info` in fresh
     processes, and of `python -c "import torch"`, which every decode pays first."""
-    import cv2
+    from PIL import Image
 
-    big = cv2.resize(img, (1224, 816), interpolation=cv2.INTER_CUBIC)
+    big = np.asarray(Image.fromarray(img).resize((1224, 816), Image.BICUBIC))
     cmd = [sys.executable, "-m", "selfcodec"]
 
     def wall(args):
         times = []
         for _ in range(runs):
             t0 = time.perf_counter()
-            subprocess.run(args, check=True, capture_output=True)
+            done = subprocess.run(args, capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}")
             times.append(time.perf_counter() - t0)
         return statistics.median(times)
 
     with tempfile.TemporaryDirectory() as tmp:
         svae = Path(tmp) / "photo.svae"
         svae.write_bytes(api.encode(big, mode=mode, level=level))
-        return {"size": "1224x816", "mode": mode, "level": level, "threads": threads, "runs": runs,
+        return {"size": "1224x816", "model": "default", "mode": mode, "level": level, "threads": threads, "runs": runs,
                 "decode_png_s": wall(cmd + ["decode", str(svae), "-o", str(Path(tmp) / "out.png"), "-f",
                                             "--threads", str(threads)]),
                 "info_s": wall(cmd + ["info", str(svae)]),

@@ -110,7 +110,8 @@ def search_latents(model, x: torch.Tensor, level: int, iters: int, lr: float = 0
     step, cosine-decayed to 0), keeping the iterate whose rounded latents score best on the true
     objective (checked every CHECK_EVERY steps and at the last), so the result is never worse on
     it than the guess. Also returns the true objective at each check (the guess's first). The
-    draws come from a generator of fixed seed: the same image gives the same file."""
+    draws come from a generator of fixed seed: the same image gives the same file on the
+    same machine and thread count (the search itself runs in floating point)."""
     lam = level_lambda(model.cfg.rd_lambdas, level)
     steps = [torch.from_numpy(s).float() for s in model.coding_steps(level)]
     imgs = model.images(x)
