@@ -43,7 +43,7 @@ def test_the_filter_runs_across_tiles_exactly(refined, natural):
     img = np.ascontiguousarray(np.tile(natural, (6, 6, 1))[:320, :352])
     net, plan, coded, data = _coded(refined, img, "rec2", tile=64)
     exact_net, _ = SL.coding_net(net, True)
-    assert len(SL.windows(*coded.size, 32, SL.MARGIN, net.multiple, SL.shaped(net))) > 1
+    assert len(SL.windows(*coded.size, 32, SL.MARGIN, net.multiple, SL.shaped_windows(net))) > 1
     whole = SL.reconstruct(exact_net, coded, plan, valid=img.shape[:2], window=1024)
     small = SL.reconstruct(exact_net, coded, plan, valid=img.shape[:2], window=32)
     assert np.array_equal(whole[:320, :352], api.decode(data, model=refined, as_array=True))

@@ -10,6 +10,7 @@ with the image: the output, the whole-image latents and the images sent or estim
 No tile border shows, and the image is the same whatever the tile size.
 """
 
+import functools
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -65,7 +66,8 @@ class _Reconstruct(Walker):
         return M._point(model, k, params, self.h, img_prev, self.how)
 
 
-def windows(H: int, W: int, window: int = WINDOW, margin: int = MARGIN, multiple: int = 1, shaped: bool = True):
+@functools.lru_cache(maxsize=32)  # (the prior of each ẑ and the reconstruction walk the same grid)
+def windows(H: int, W: int, window: int = WINDOW, margin: int = MARGIN, multiple: int = 1, shaped: bool = True) -> tuple:
     """(core box, read box) per window over an H x W image, boxes as (top, left, bottom, right);
     the read box is the core grown by `margin`, clipped to the image. Every read box is at most
     (window + 2 margin)^2 pixels (the networks' memory). Shaped: of the grids of equal cores on
@@ -102,16 +104,16 @@ def windows(H: int, W: int, window: int = WINDOW, margin: int = MARGIN, multiple
     return _grid(best[1], best[2], H, W, margin)
 
 
-def _grid(tops: list, lefts: list, H: int, W: int, margin: int) -> list:
+def _grid(tops: list, lefts: list, H: int, W: int, margin: int) -> tuple:
     out = []
     for top, bottom in zip(tops, tops[1:]):
         for left, right in zip(lefts, lefts[1:]):
             read = (max(0, top - margin), max(0, left - margin), min(H, bottom + margin), min(W, right + margin))
             out.append(((top, left, bottom, right), read))
-    return out
+    return tuple(out)
 
 
-def shaped(net) -> bool:
+def shaped_windows(net) -> bool:
     """Whether `net`'s windows may be shaped to the image: the fast family's reach is within the
     margin, so its results do not depend on the windows at all."""
     return net.cfg.network == "fast"
@@ -148,7 +150,7 @@ def reconstruct(net, coded: Coded, plan, how: str = "mean", valid: tuple | None 
     H, W = coded.size
     out = np.empty((H, W, 3), np.uint8)
     up = _upscaled_tiles(net, coded, sent, valid or (H, W))
-    for core, read in ([] if coded.chosen.all() else windows(H, W, window, margin, net.multiple, shaped(net))):  # (all upscaled: no synthesis)
+    for core, read in ([] if coded.chosen.all() else windows(H, W, window, margin, net.multiple, shaped_windows(net))):  # (all upscaled: no synthesis)
         walker = _Reconstruct(crop(coded.u, read, H), [crop(z, read, H) for z in coded.zs],
                               [crop(img, read, H) for img in coded.imgs], how)
         x = M.finish_x(net, plan, coded.level, how, chain.run(net, walker)[K], walker.h)

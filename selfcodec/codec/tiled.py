@@ -120,7 +120,7 @@ def z_prior(net, k: int, size: tuple, u, zs: list, imgs: list, how: str, window:
     the estimates stitched so that the reconstruction need not compute them again."""
     H, W = size
     out = None
-    for core, read in SL.windows(H, W, window, margin, net.multiple, SL.shaped(net)):
+    for core, read in SL.windows(H, W, window, margin, net.multiple, SL.shaped_windows(net)):
         walker = _Prior(k, crop(u, read, H), [crop(z, read, H) for z in zs], [crop(img, read, H) for img in imgs], how)
         estimates = chain.run(net, walker)[len(imgs):k]
         parts = [*walker.prior, *estimates]
@@ -191,7 +191,7 @@ def whole_values(model, padded, grid: list, plan, searched=None) -> dict:
     if searched:  # (searched tile by tile: its latents depend on the tiling)
         per_tile, boxes = searched, _boxes(grid, model.multiple)
     else:  # analysed on the reconstruction's window grid, which depends on the image alone
-        cores = [(t, l, b - t, r - l) for (t, l, b, r), _ in SL.windows(H, W, multiple=model.multiple, shaped=SL.shaped(model))]
+        cores = [(t, l, b - t, r - l) for (t, l, b, r), _ in SL.windows(H, W, multiple=model.multiple, shaped=SL.shaped_windows(model))]
         per_tile, boxes = SL.analyse(model, padded, cores, plan), _boxes(cores, model.multiple)
     offset = 1 if model.has_hyper else 0
     out = {"u": paste([lat[offset] for lat in per_tile], boxes, H, W)}

@@ -20,6 +20,7 @@ from .loop import STORED_DTYPES, ema_model
 # tuned on a model's outputs after its training: a part trained before the table was set keeps it).
 BASE_ONLY = {"smooth"}
 
+
 def merge(base: Path, parts: list[tuple[Path, tuple[str, ...]]], out: Path, dtype: str = "fp16") -> dict:
     """parts: (run folder, the top-level module names it trained); returns the file's info."""
     base_model = load_any(base)
