@@ -355,11 +355,14 @@ def _mix_cdf(e, mu, beta, w) -> np.ndarray:
 def _cdf_at(j, mu, beta, p: _Params, step: int, nb: int) -> np.ndarray:
     """Floored integer CDF (exact float64) at bin boundaries j (n|1, E), clipped to [0, nb]."""
     j = np.minimum(j, nb)
-    e = _EDGE_X[np.minimum(j * step, 256)]
+    e = _EDGE_X[j if step == 1 else np.minimum(j * step, 256)]  # (j <= nb = 256 at step 1)
     f = _mix_cdf(e, mu, beta, p.w)
-    f = np.where(j == 0, 0.0, f)
-    f = np.where(j == nb, p.top[:, None], f)
-    return f + j * _EPS
+    # in place: the fine stage's edges (most of the calls) are never 0 and reach nb only in a
+    # partial last group
+    np.copyto(f, 0.0, where=j == 0)
+    np.copyto(f, p.top[:, None], where=j == nb)
+    f += j * _EPS
+    return f
 
 
 def _channel_tables(p: _Params, mu, beta, step: int, nb: int):
@@ -528,7 +531,7 @@ class DMoL:
         arrays, values, n, c = _check_dmol(*arrays, values)
         nb = num_bins(step)
         g, _ = _layout(nb)
-        bins, bits = values.astype(np.int64) // step, 0.0
+        bins, bits = values.astype(np.int64) // step, []
         for a, b in reversed(_chunks(n)):  # a stack: the last chunk goes on first
             segs = []  # in decode order
 
@@ -537,17 +540,21 @@ class DMoL:
                 probs_c, cdf_c = _channel_tables(p, mu, beta, step, nb)
                 if probs_c is not None:
                     grp = bc // g
-                    segs.append((grp.astype(np.int32), probs_c))
-                    segs.append(((bc - grp * g).astype(np.int32), _fine_tables(p, mu, beta, step, nb, grp, cdf_c)))
+                    within = bc - grp * g
+                    fine = _fine_tables(p, mu, beta, step, nb, grp, cdf_c)
+                    segs.extend([(grp.astype(np.int32), probs_c), (within.astype(np.int32), fine)])
+                    # P(group) P(bin | group) = the bin's fine entry over the coarse total
+                    total = cdf_c[:, -1] - cdf_c[:, 0]
+                    bits.append(float(np.sum(np.log2(total) - np.log2(fine[np.arange(len(bc)), within]))))
                 elif nb > 1:  # a single bin carries no information
                     segs.append((bc.astype(np.int32), _fine_tables(p, mu, beta, step, nb, None, None)))
+                    bits.append(_bits_of(*segs[-1]))
                 return bc
 
             _code_channels(arrays, a, b, c, step, known)
             for s, pr in reversed(segs):
                 coder.push(s, per_symbol(), pr)
-                bits += _bits_of(s, pr)
-        return bits
+        return sum(bits)
 
     @staticmethod
     def decode(coder, arrays, step: int = 1) -> np.ndarray:
