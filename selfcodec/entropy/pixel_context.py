@@ -47,12 +47,14 @@ class PixelContext(nn.Module):
             self.nets.append(nn.Sequential(*mods))
         self.skips = nn.ModuleList(_zero(nn.Conv2d(feat_ch + in_ch, 4 * params_ch, 3, padding=1)) for _ in range(3)) if skip else None
 
-    def forward(self, stage: int, x, phases=None):
+    def forward(self, stage: int, x, phases=None, live=None):
         """The stage's corrections; with `phases` (block positions 0..3), only those phases' are
         kept and the rest are zero: a stage reads its own pixels' parameters alone. The integer
         nets (exact.IntConv) then compute only those rows of their last layers, and the linear
         path beside the first layer in one convolution: each output channel is an exact sum of
-        its own, so these are the integers the whole layers give."""
+        its own, so these are the integers the whole layers give. `live`: the input channels
+        that can be nonzero (the pixels not known yet are zeros); the integer nets' first layers
+        read only those, the same sums without their zero terms."""
         net = self.nets[stage]
         if phases is None:
             out = net(x)
@@ -61,11 +63,16 @@ class PixelContext(nn.Module):
         keep = torch.tensor([c for c in range(n_out) if c % 4 in phases])  # (pixel_shuffle: channel c*4 + phase)
         integer = hasattr(net[-1], "rows")
         last = net[-1].rows(keep) if integer else net[-1]
+        first = net[0]
+        if integer and live is not None:
+            x, first = x[:, live], first.cols(live)
         if self.skips is None:
-            out = last(net[:-1](x))
+            out = last(net[1:-1](first(x)))
         else:
             skip = self.skips[stage].rows(keep) if integer else self.skips[stage]
-            h, linear = _side_by_side([net[0], skip], x)
+            if integer and live is not None:
+                skip = skip.cols(live)
+            h, linear = _side_by_side([first, skip], x)
             out = last(net[1:-1](h)) + linear
         full = out.new_zeros(out.shape[0], n_out, *out.shape[2:])
         full[:, keep] = out if integer else out[:, keep]

@@ -227,6 +227,15 @@ class IntConv(nn.Module):
         part._buffers = {"w": self.w[keep], "b": self.b[:, keep]}
         return part
 
+    def cols(self, keep: torch.Tensor) -> "IntConv":
+        """This convolution reading only the input channels `keep`: for inputs whose other
+        channels are zero, the same integers."""
+        if self.transposed or self.kw.get("groups", 1) != 1:
+            raise ValueError("cols() is for plain convolutions")
+        part = copy.copy(self)
+        part._buffers = {"w": self.w[:, keep], "b": self.b}
+        return part
+
     @staticmethod
     def side_by_side(convs: list, x: torch.Tensor) -> list:
         """[conv(x) for conv in convs] (plain convolutions of the same kw) in one float64

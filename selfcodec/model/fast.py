@@ -152,6 +152,16 @@ def _space_to_depth(img, factor: int):
     return F.pixel_unshuffle(img, factor) if factor > 1 else img
 
 
+def _live_inputs(inp, stage: int) -> torch.Tensor:
+    """Indices of the stage context's input channels (features, known pixels as a space-to-depth
+    by 2, coarser image) that may be nonzero: the known pixels' channel c * 4 + phase is live
+    only for a phase of an earlier stage."""
+    feat, n_known = inp[0].shape[1], inp[1].shape[1]
+    known = [feat + i for i in range(n_known) if STAGE_OF_PHASE[i % 4] < stage]
+    rest = sum(t.shape[1] for t in inp[2:])
+    return torch.tensor(list(range(feat)) + known + list(range(feat + n_known, feat + n_known + rest)))
+
+
 class PriorNet(nn.Module):
     """(mean, log_scale) of z_k at latent resolution from the coarser image (space-to-depth by
     2, then strided convolutions with GDN) and the latent below."""
@@ -293,7 +303,7 @@ class FastSelfVAE(SelfVAE):
         ctx = a.net(self, "context")[k - 1] if k >= 1 else a.net(self, "context0")
         x = torch.cat([t.to(inp[0].dtype) for t in inp], 1)
         phases = [p for p, s in enumerate(STAGE_OF_PHASE) if s == stage]
-        corr = F.pixel_shuffle(a.out(ctx(stage, x, phases)), 2).to(params.dtype)
+        corr = F.pixel_shuffle(a.out(ctx(stage, x, phases, _live_inputs(inp, stage))), 2).to(params.dtype)
         if self.cfg.centred_coupling:
             return DMoL.add_centred(params, corr, self.img_ch[k], self.cfg.mixtures, a.coupling)
         return params + corr
