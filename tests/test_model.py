@@ -13,7 +13,7 @@ from PIL import Image
 
 from selfcodec.entropy.dmol import DMoL
 from selfcodec.nn import transforms
-from selfcodec.model.checkpoint import load_model, save_model
+from selfcodec.model.checkpoint import load_model, read_metadata, save_model
 from selfcodec.model.base import bpd, loss_from_terms
 from selfcodec.model.registry import PRESETS, build_model, make_config
 from selfcodec.nn.flows import RealNVP
@@ -258,6 +258,15 @@ def test_two_process_gloo_ddp_step(tmp_path):
     mp.spawn(_ddp_worker, args=(2, port, str(tmp_path), str(run)), nprocs=2, join=True)
     assert (run / "ckpt.safetensors").exists()
     assert len((run / "log.csv").read_text().splitlines()) == 3
+
+
+def test_training_stops_at_its_time_limit_with_a_checkpoint(tmp_path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(tmp_path / "0.png")
+    run = tmp_path / "run"
+    res = train(TrainArgs(model="selfvae-downscale", data=[str(tmp_path)], run_dir=str(run), steps=1000, batch=2,
+                          crop=16, warmup=1, compile=False, progress=False, overrides=TINY, threads=1, minutes=0.0))
+    assert res["step"] == 1  # the limit is checked after each step
+    assert int(read_metadata(run / "ckpt.safetensors")["step"]) == 1
 
 
 def test_bpd_terms_add_up():

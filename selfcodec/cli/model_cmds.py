@@ -22,6 +22,8 @@ import click
 @click.option("--bf16/--no-bf16", default=None, help="bf16 autocast (default: on for CPU).")
 @click.option("--threads", type=int, default=None)
 @click.option("--ckpt-minutes", default=5.0, show_default=True)
+@click.option("--minutes", type=float, default=None,
+              help="Stop after this many minutes of training, with a checkpoint (--resume goes on), whatever --steps says.")
 @click.option("--resume", is_flag=True, help="Continue from RUN_DIR's checkpoint.")
 @click.option("--init", default=None, help="Start from a model file's weights (e.g. a shipped model).")
 @click.option("--warm-start", default=None,
@@ -57,7 +59,7 @@ import click
               help="Model config field, e.g. --set ch=64 --set posterior=gaussian.")
 @click.option("--seed", default=0)
 def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, device, bf16, threads,
-          ckpt_minutes, resume, init, warm_start, warm_start_only, free_bits, z_gain, rd_lambdas, nll_weight, train_only, quant, hard_quant, freeze, y_weight, cgen_weight, by_area, lossless, compile, overrides, seed):
+          ckpt_minutes, minutes, resume, init, warm_start, warm_start_only, free_bits, z_gain, rd_lambdas, nll_weight, train_only, quant, hard_quant, freeze, y_weight, cgen_weight, by_area, lossless, compile, overrides, seed):
     """Train a model; `torchrun --nproc-per-node N -m selfcodec train ...` for DDP."""
     from selfcodec.train.loop import TrainArgs, train as run
 
@@ -66,7 +68,7 @@ def train(model_name, data, run_dir, steps, batch, crop, lr, warmup, kl_warmup, 
         ov["rd_lambdas"] = tuple(float(v) for v in rd_lambdas.split(","))
     res = run(TrainArgs(model=model_name, data=list(data), run_dir=run_dir, steps=steps, batch=batch, crop=crop,
                         lr=lr, warmup=warmup, kl_warmup=kl_warmup, device=device, bf16=bf16, threads=threads,
-                        ckpt_minutes=ckpt_minutes, resume=resume, init=init, warm_start=warm_start,
+                        ckpt_minutes=ckpt_minutes, minutes=minutes, resume=resume, init=init, warm_start=warm_start,
                         warm_start_only=tuple(m for m in warm_start_only.split(",") if m),
                         free_bits=free_bits, z_gain=z_gain, nll_weight=nll_weight, compile=compile,
                         train_only=tuple(m for m in train_only.split(",") if m), quant="round" if hard_quant else quant,

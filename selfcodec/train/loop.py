@@ -50,6 +50,7 @@ class TrainArgs:
     bf16: bool | None = None  # default: on for CPU
     threads: int | None = None
     ckpt_minutes: float = 5.0
+    minutes: float | None = None  # stop (with a checkpoint) after this much wall time, whatever the steps
     log_every: int = 20
     resume: bool = False
     seed: int = 0
@@ -91,6 +92,15 @@ def _ddp():
         dist.init_process_group(backend)
     rank = dist.get_rank() if dist.is_initialized() else 0
     return rank, world
+
+
+def _any_rank(flag: bool, world: int, device) -> bool:
+    """Whether flag holds on any process (all of them stop at the same step under DDP)."""
+    if world == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def warm_start(model: SelfVAE, path: Path, only: tuple = ()) -> tuple:
@@ -282,6 +292,7 @@ def train(a: TrainArgs) -> dict:
 
         bar = tqdm(total=a.steps, initial=step, dynamic_ncols=True, mininterval=2.0)
     last_ckpt, t0, sums, cnts, n_sum, t_log = time.time(), time.time(), {}, {}, 0, time.time()
+    deadline = t0 + a.minutes * 60 if a.minutes is not None else None
     last = {}
     while step < a.steps:
         for gr in opt.param_groups:
@@ -335,9 +346,12 @@ def train(a: TrainArgs) -> dict:
                 writer.writerow(row)
                 log_file.flush()
             sums, cnts, n_sum, t_log = {}, {}, 0, now
-        if rank == 0 and (time.time() - last_ckpt > a.ckpt_minutes * 60 or step == a.steps):
+        out_of_time = deadline is not None and _any_rank(time.time() >= deadline, world, device)
+        if rank == 0 and (time.time() - last_ckpt > a.ckpt_minutes * 60 or step == a.steps or out_of_time):
             save_checkpoint(run, model, ema, opt, step, seconds)
             last_ckpt = time.time()
+        if out_of_time:
+            break
     if bar:
         bar.close()
     if log_file:
