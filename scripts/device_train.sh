@@ -7,12 +7,15 @@
 # left. Here, once per session (BSDS500 train+val, about 23 MB, and constriction's wheel into
 # .devdata/, which git ignores):
 #   bash scripts/device_train.sh --prepare
-# There (device tool: carry [".devdata"], timeout_s 600; MINUTES of training, 7 by default):
-#   bash scripts/device_train.sh
-# It leaves in $OUT the run's EMA weights (fp32), its log and its commands. Then here:
-#   python -m benchmarks.proxy_rd models/selfvae-downscale.safetensors FILE
-# and, if it gains, the pixel contexts retrained on it (the card's 13d) before it ships.
-# Tested on the CPU with: DEVICE=cpu BATCH=2 CROP=64 MINUTES=0.5 CALIBRATE=3 bash scripts/device_train.sh
+# There (device tool: carry [".devdata"], timeout_s 600; MINUTES of the whole network, 6 by default,
+# then CONTEXT_MINUTES, 2, of the pixel contexts alone on it, as the card's 13d):
+#   MINUTES=6 bash scripts/device_train.sh
+# It leaves in $OUT the run's EMA weights (fp32), them joined with the contexts (merged, fp16: a
+# candidate default), the logs and the commands. Then here:
+#   python -m benchmarks.proxy_rd models/selfvae-downscale.safetensors $OUT/merged.safetensors
+#   python -m benchmarks.proxy_lossless models/selfvae-downscale.safetensors $OUT/merged.safetensors
+# Tested on the CPU with:
+#   DEVICE=cpu BATCH=2 CROP=64 MINUTES=0.5 CALIBRATE=3 CONTEXT_MINUTES=0.2 bash scripts/device_train.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,14 +33,15 @@ if [ "${1:-}" = --prepare ]; then
 fi
 
 DEVICE=${DEVICE:-cuda}
-MINUTES=${MINUTES:-7}
+MINUTES=${MINUTES:-6}
 BATCH=${BATCH:-16}
 CROP=${CROP:-256}
 CALIBRATE=${CALIBRATE:-100}   # steps timed before the schedule is sized
+CONTEXT_MINUTES=${CONTEXT_MINUTES:-2}   # then the pixel contexts alone (0: not)
 OUT=${OUT:-runs/device-out}
 RUN=${RUN:-/tmp/devrun}
 mkdir -p "$OUT"
-rm -rf "$RUN"
+rm -rf "$RUN" "$RUN-contexts"
 if ! python3 -c 'import constriction' 2>/dev/null; then
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .devdata/whl/*.whl
     export PYTHONPATH=/tmp/site
@@ -67,3 +71,14 @@ echo "${train[*]} --steps $steps --minutes $left --resume" >> "$OUT/commands.txt
 python3 -m selfcodec export "$RUN" -o "$OUT/weights.safetensors" --dtype fp32
 cp "$RUN/log.csv" "$OUT/log.csv"
 tail -n 2 "$OUT/log.csv"
+
+# the pixel contexts alone on the new features (the card's 13d), joined with them: a candidate default
+[ "$CONTEXT_MINUTES" = 0 ] && exit 0
+contexts=(python3 -m selfcodec train --device "$DEVICE" --init "$OUT/weights.safetensors" --train-only context,context0
+          --lossless --data .devdata/train --data .devdata/val --by-area --batch "$BATCH" --crop "$CROP" --no-bf16
+          --no-compile --lr 3e-4 --warmup 20 --steps "$steps" --minutes "$CONTEXT_MINUTES" --ckpt-minutes 2
+          --run-dir "$RUN-contexts")
+echo "${contexts[*]}" >> "$OUT/commands.txt"
+"${contexts[@]}"
+python3 -m selfcodec merge "$OUT/weights.safetensors" -p "$RUN-contexts=context,context0" -o "$OUT/merged.safetensors"
+cp "$RUN-contexts/log.csv" "$OUT/log-contexts.csv"
