@@ -62,16 +62,15 @@ class PixelContext(nn.Module):
         n_out = net[-1].out_channels if hasattr(net[-1], "out_channels") else net[-1].w.shape[0]
         keep = torch.tensor([c for c in range(n_out) if c % 4 in phases])  # (pixel_shuffle: channel c*4 + phase)
         integer = hasattr(net[-1], "rows")
-        last = net[-1].rows(keep) if integer else net[-1]
-        first = net[0]
-        if integer and live is not None:
-            x, first = x[:, live], first.cols(live)
-        if self.skips is None:
+        first, last = net[0], net[-1]
+        skip = self.skips[stage] if self.skips is not None else None
+        if integer:
+            last, skip = last.rows(keep), (skip.rows(keep) if skip is not None else None)
+            if live is not None:
+                x, first, skip = x[:, live], first.cols(live), (skip.cols(live) if skip is not None else None)
+        if skip is None:
             out = last(net[1:-1](first(x)))
         else:
-            skip = self.skips[stage].rows(keep) if integer else self.skips[stage]
-            if integer and live is not None:
-                skip = skip.cols(live)
             h, linear = _side_by_side([first, skip], x)
             out = last(net[1:-1](h)) + linear
         full = out.new_zeros(out.shape[0], n_out, *out.shape[2:])

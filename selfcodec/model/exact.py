@@ -221,19 +221,19 @@ class IntConv(nn.Module):
 
     def rows(self, keep: torch.Tensor) -> "IntConv":
         """This convolution with only the output channels `keep` (same scale: the same integers)."""
-        if self.transposed or self.kw.get("groups", 1) != 1:
-            raise ValueError("rows() is for plain convolutions")
-        part = copy.copy(self)
-        part._buffers = {"w": self.w[keep], "b": self.b[:, keep]}
-        return part
+        return self._part("rows", self.w[keep], self.b[:, keep])
 
     def cols(self, keep: torch.Tensor) -> "IntConv":
         """This convolution reading only the input channels `keep`: for inputs whose other
         channels are zero, the same integers."""
+        return self._part("cols", self.w[:, keep], self.b)
+
+    def _part(self, what: str, w: torch.Tensor, b: torch.Tensor) -> "IntConv":
+        """A copy with part of the weights, at the same scale (its sums were checked whole)."""
         if self.transposed or self.kw.get("groups", 1) != 1:
-            raise ValueError("cols() is for plain convolutions")
+            raise ValueError(f"{what}() is for plain convolutions")
         part = copy.copy(self)
-        part._buffers = {"w": self.w[:, keep], "b": self.b}
+        part._buffers = {"w": w, "b": b}
         return part
 
     @staticmethod
